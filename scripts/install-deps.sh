@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages llama-adapter needs to build, test and benchmark.
+set -euo pipefail
+pkgs=(
+  build-essential cmake g++ pkg-config
+  libopenblas-openmp-dev      # BLAS (sgemm) sharing our OpenMP thread pool
+  libsentencepiece-dev        # SentencePiece .model tokenizers
+  nlohmann-json3-dev          # JSON: config.json, safetensors headers, Alpaca data, metrics
+  libcli11-dev                # command-line parsing with sub-commands and --help
+  libfmt-dev                  # formatting
+  libgtest-dev libgmock-dev   # tests
+  libbenchmark-dev            # micro-benchmarks
+)
+if [ "${LA_WITH_TORCH:-0}" = "1" ]; then pkgs+=(python3-torch python3-numpy); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then echo "install-deps: all packages present"; exit 0; fi
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"

@@ -1,0 +1,110 @@
+#include <chrono>
+#include <cstdio>
+
+#include "commands.h"
+#include "la/core/error.h"
+#include "la/model/adapter_file.h"
+#include "la/model/inference.h"
+#include "la/sample/sampler.h"
+#include "la/train/alpaca.h"
+
+namespace la::cli {
+
+namespace {
+
+struct GenerateArgs {
+  ModelArgs model;
+  std::string adapter, prompt, instruction, input, gate_mode;
+  bool has_prompt = false;
+  SamplerOptions sampling;
+  int max_new_tokens = 512;
+  int64_t context = 0;
+  bool quiet = false;
+};
+
+void run_generate(const GenerateArgs& a) {
+  LoadedModel lm = load_model_and_tokenizer(a.model);
+  const ModelConfig& c = lm.weights->config;
+  const Tokenizer& tok = *lm.tokenizer;
+  Adapter adapter;
+  if (!a.adapter.empty()) {
+    adapter = load_adapter(a.adapter);
+    adapter.check_compatible(c, a.adapter);
+    if (!a.gate_mode.empty()) adapter.gate_mode = parse_gate_mode(a.gate_mode);
+  }
+  std::string text;
+  bool echo = false;
+  if (!a.instruction.empty()) {
+    text = alpaca_prompt(a.instruction, a.input);
+  } else {
+    text = a.prompt;
+    echo = true;  // like llama2.c: a plain prompt is printed before its continuation
+  }
+  std::vector<int> ids = tok.encode(text, true, false);
+  const int64_t context = a.context > 0 ? a.context : c.max_seq_len;
+  if (static_cast<int64_t>(ids.size()) >= context)
+    fail("prompt of {} tokens does not fit the context length {}", ids.size(), context);
+  InferenceModel model(*lm.weights, context);
+  if (!a.adapter.empty()) model.set_adapter(&adapter);
+  Sampler sampler(a.sampling);
+  StreamDecoder dec(tok);
+  if (echo)
+    for (int id : ids) std::fputs(dec.push(id).c_str(), stdout);
+  else
+    for (int id : ids) dec.push(id);  // keeps the decoder's state (leading-space rule) right
+  std::fflush(stdout);
+
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  const float* logits = model.forward(ids.data(), static_cast<int64_t>(ids.size()));
+  auto t1 = clock::now();
+  int generated = 0;
+  while (generated < a.max_new_tokens) {
+    const int next = sampler.sample(logits, c.vocab_size);
+    if (next == tok.eos_id()) break;
+    ++generated;
+    std::fputs(dec.push(next).c_str(), stdout);
+    std::fflush(stdout);
+    if (model.pos() >= context) break;
+    logits = model.forward(&next, 1);
+  }
+  std::fputs(dec.flush().c_str(), stdout);
+  std::fputs("\n", stdout);
+  auto t2 = clock::now();
+  if (!a.quiet) {
+    const double pre = std::chrono::duration<double>(t1 - t0).count();
+    const double dec_s = std::chrono::duration<double>(t2 - t1).count();
+    std::fprintf(stderr, "[prompt %zu tokens, %.1f tok/s | generated %d tokens, %.1f tok/s]\n", ids.size(),
+                 static_cast<double>(ids.size()) / pre, generated, generated > 0 ? generated / dec_s : 0.0);
+  }
+}
+
+}  // namespace
+
+void register_generate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "Generate text from a prompt or an Alpaca-style instruction");
+  auto a = std::make_shared<GenerateArgs>();
+  a->model.add_to(cmd);
+  cmd->add_option("-a,--adapter", a->adapter, "LLaMA-Adapter weights (.safetensors)");
+  auto* p = cmd->add_option("-p,--prompt", a->prompt, "Raw prompt text (printed, then continued)");
+  auto* ins = cmd->add_option("-i,--instruction", a->instruction, "Instruction, wrapped in the Alpaca template");
+  cmd->add_option("--input", a->input, "Optional input for --instruction")->needs(ins);
+  p->excludes(ins);
+  cmd->add_option("--temperature", a->sampling.temperature, "Sampling temperature; 0 = greedy")
+      ->default_val(0.1f)
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass (1 = off)")->default_val(0.75f)->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--top-k", a->sampling.top_k, "Keep only the k most likely tokens (0 = off)")->default_val(0)->check(CLI::NonNegativeNumber);
+  cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "Most tokens to generate")->default_val(512)->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", a->sampling.seed, "Random seed for sampling")->default_val(42);
+  cmd->add_option("--gate-mode", a->gate_mode, "Override the adapter's gate mode: tanh or identity")
+      ->check(CLI::IsMember({"tanh", "identity"}));
+  cmd->add_option("--context", a->context, "Context length (default: the model's)");
+  cmd->add_flag("-q,--quiet", a->quiet, "Do not print speed statistics to stderr");
+  cmd->callback([a, p, ins] {
+    if (p->count() == 0 && ins->count() == 0) throw CLI::ValidationError("generate", "give --prompt or --instruction");
+    run_generate(*a);
+  });
+}
+
+}  // namespace la::cli

@@ -1,0 +1,27 @@
+// What this CPU can do (read once through CPUID) and process-wide run-time setup.
+#pragma once
+#include <string>
+
+namespace la {
+
+struct CpuFeatures {
+  bool avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512_vnni = false, avx512_bf16 = false;
+  bool amx_tile = false, amx_bf16 = false, amx_int8 = false;
+  std::string brand;
+  std::string summary() const;  // e.g. "AVX2 FMA AVX512F AVX512_BF16"
+};
+
+const CpuFeatures& cpu_features();
+
+// Debian's OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, and mis-detects recent
+// AVX-512 CPUs (falling back to slow kernels). Call first thing in main(): when the variable is
+// unset and the CPU has AVX-512, it sets OPENBLAS_CORETYPE=SkylakeX (Haswell on AVX2-only CPUs)
+// and re-executes the program once so the library sees it. Returns normally otherwise.
+void ensure_openblas_coretype(int argc, char** argv);
+
+// Number of threads used by parallel kernels (OpenMP and BLAS). n <= 0 leaves the default.
+void set_num_threads(int n);
+int num_threads();
+
+}  // namespace la

@@ -1,0 +1,38 @@
+// Read-only memory-mapped file: weights are used in place, never copied.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace la {
+
+class MappedFile {
+ public:
+  // Throws la::Error naming the path when it cannot be opened or mapped.
+  static std::shared_ptr<MappedFile> open(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  MappedFile() = default;
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Reads a whole (small) file into a string; throws la::Error naming the path.
+std::string read_file(const std::string& path);
+
+// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
+void write_file_atomic(const std::string& path, const void* bytes, size_t n);
+
+bool file_exists(const std::string& path);
+bool is_directory(const std::string& path);
+
+}  // namespace la

@@ -1,0 +1,37 @@
+// Storage types of weight matrices and the non-owning view the kernels take.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace la {
+
+// Element types a weight matrix can be stored in. Block-quantised types (Q8_0, Q4_0, ...) are
+// added here by the quantisation layer; every kernel dispatches on this tag.
+enum class DType : uint8_t { F32, F16, BF16 };
+
+const char* dtype_name(DType t);
+size_t dtype_row_bytes(DType t, int64_t cols);  // bytes of one stored row of `cols` elements
+
+// A row-major [rows, cols] matrix in its stored type, used in place (often inside an mmap).
+// Linear layers store W as [out, in]: y = W x.
+struct WeightMatrix {
+  DType type = DType::F32;
+  const void* data = nullptr;
+  int64_t rows = 0, cols = 0;
+
+  const uint8_t* row_ptr(int64_t r) const {
+    return static_cast<const uint8_t*>(data) + static_cast<size_t>(r) * dtype_row_bytes(type, cols);
+  }
+  size_t bytes() const { return static_cast<size_t>(rows) * dtype_row_bytes(type, cols); }
+  int64_t numel() const { return rows * cols; }
+};
+
+// Converts `n` stored elements to f32.
+void convert_to_f32(DType t, const void* src, float* dst, int64_t n);
+// One row of a weight matrix as f32.
+inline void dequantize_row(const WeightMatrix& w, int64_t r, float* out) {
+  convert_to_f32(w.type, w.row_ptr(r), out, w.cols);
+}
+
+}  // namespace la

@@ -1,0 +1,110 @@
+#include "la/kernels/matmul.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "la/kernels/vec.h"
+
+namespace la {
+
+namespace {
+
+constexpr int64_t kRowBlock = 128;  // rows of W converted to f32 at a time (fits in L2)
+
+// GEMV for M == 1 on any type: each thread takes a slice of output rows.
+void gemv_typed(float* out, const float* x, const WeightMatrix& w) {
+  const int64_t N = w.rows, K = w.cols;
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<size_t>(K));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) {
+      dequantize_row(w, n, row.data());
+      out[n] = dot(row.data(), x, K);
+    }
+  }
+}
+
+}  // namespace
+
+void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
+  const int64_t N = w.rows, K = w.cols;
+  if (M <= 0 || N <= 0) return;
+  if (w.type == DType::F32) {
+    const auto* W = static_cast<const float*>(w.data);
+    if (M == 1)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, W, K, x, 1, 0.0f, out, 1);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K, 0.0f, out, N);
+    return;
+  }
+  if (M == 1) return gemv_typed(out, x, w);
+  // Convert W a block of rows at a time, each thread its own block, single-threaded sgemm
+  // inside (OpenBLAS runs serially when called from an OpenMP parallel region).
+  const int64_t nblocks = (N + kRowBlock - 1) / kRowBlock;
+#pragma omp parallel
+  {
+    std::vector<float> wf(static_cast<size_t>(kRowBlock * K));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t n0 = b * kRowBlock, nb = std::min(kRowBlock, N - n0);
+      for (int64_t r = 0; r < nb; ++r) dequantize_row(w, n0 + r, wf.data() + r * K);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nb, K, 1.0f, x, K, wf.data(), K, 0.0f, out + n0, N);
+    }
+  }
+}
+
+void matmul_nn(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate) {
+  const int64_t N = w.rows, K = w.cols;
+  if (M <= 0 || K <= 0) return;
+  if (N == 0) {
+    if (!accumulate) std::fill(out, out + M * K, 0.0f);
+    return;
+  }
+  const float beta0 = accumulate ? 1.0f : 0.0f;
+  if (w.type == DType::F32) {
+    const auto* W = static_cast<const float*>(w.data);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dy, N, W, K, beta0, out, K);
+    return;
+  }
+  // Sum over blocks of W's rows: out += dy[:, n0:n0+nb] · Wf[n0:n0+nb, :]. Conversion is
+  // threaded, the product uses all threads through BLAS; no f32 copy of W outlives a block.
+  std::vector<float> wf(static_cast<size_t>(kRowBlock * K));
+  for (int64_t n0 = 0; n0 < N; n0 += kRowBlock) {
+    const int64_t nb = std::min(kRowBlock, N - n0);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < nb; ++r) dequantize_row(w, n0 + r, wf.data() + r * K);
+    const float beta = n0 == 0 ? beta0 : 1.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, nb, 1.0f, dy + n0, N, wf.data(), K, beta, out, K);
+  }
+}
+
+void matmul_nt_ref(float* out, const float* x, const WeightMatrix& w, int64_t M) {
+  const int64_t N = w.rows, K = w.cols;
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int64_t n = 0; n < N; ++n) {
+    dequantize_row(w, n, row.data());
+    for (int64_t m = 0; m < M; ++m) {
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k) s += static_cast<double>(x[m * K + k]) * row[k];
+      out[m * N + n] = static_cast<float>(s);
+    }
+  }
+}
+
+void matmul_nn_ref(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate) {
+  const int64_t N = w.rows, K = w.cols;
+  std::vector<float> wf(static_cast<size_t>(N * K));
+  for (int64_t n = 0; n < N; ++n) dequantize_row(w, n, wf.data() + n * K);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) {
+      double s = accumulate ? out[m * K + k] : 0.0;
+      for (int64_t n = 0; n < N; ++n) s += static_cast<double>(dy[m * N + n]) * wf[n * K + k];
+      out[m * K + k] = static_cast<float>(s);
+    }
+}
+
+}  // namespace la

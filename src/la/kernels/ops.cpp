@@ -1,0 +1,162 @@
+#include "la/kernels/ops.h"
+
+#include <cmath>
+
+#include "la/kernels/vec.h"
+
+namespace la {
+
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int64_t rows, int64_t dim, float eps) {
+#pragma omp parallel for schedule(static) if (rows * dim > 32768)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    float* o = out + r * dim;
+    const float ss = dot(xr, xr, dim);
+    const float s = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+    if (rstd) rstd[r] = s;
+    for (int64_t i = 0; i < dim; ++i) o[i] = xr[i] * s * w[i];
+  }
+}
+
+// With n = x * s (s = rstd) and out = n * w:
+//   dx = s * (dout*w) - s^3 / dim * x * sum(dout * w * x)
+void rmsnorm_backward(float* dx, const float* dout, const float* x, const float* w, const float* rstd, int64_t rows,
+                      int64_t dim) {
+#pragma omp parallel for schedule(static) if (rows * dim > 32768)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    const float* g = dout + r * dim;
+    float* d = dx + r * dim;
+    const float s = rstd[r];
+    float acc = 0;
+    for (int64_t i = 0; i < dim; ++i) acc += g[i] * w[i] * xr[i];
+    const float c = s * s * s * acc / static_cast<float>(dim);
+    for (int64_t i = 0; i < dim; ++i) d[i] += s * g[i] * w[i] - c * xr[i];
+  }
+}
+
+void rmsnorm_forward_ref(float* out, float* rstd, const float* x, const float* w, int64_t rows, int64_t dim,
+                         float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int64_t i = 0; i < dim; ++i) ss += static_cast<double>(x[r * dim + i]) * x[r * dim + i];
+    const double s = 1.0 / std::sqrt(ss / static_cast<double>(dim) + eps);
+    if (rstd) rstd[r] = static_cast<float>(s);
+    for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = static_cast<float>(x[r * dim + i] * s * w[i]);
+  }
+}
+
+void rmsnorm_backward_ref(float* dx, const float* dout, const float* x, const float* w, const float* rstd,
+                          int64_t rows, int64_t dim) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const double s = rstd[r];
+    for (int64_t i = 0; i < dim; ++i) {
+      // d out_j / d x_i = w_j (s δij - s^3 x_i x_j / dim)
+      double g = 0;
+      for (int64_t j = 0; j < dim; ++j) {
+        double dij = (i == j ? s : 0.0) - s * s * s * x[r * dim + i] * x[r * dim + j] / static_cast<double>(dim);
+        g += static_cast<double>(dout[r * dim + j]) * w[j] * dij;
+      }
+      dx[r * dim + i] += static_cast<float>(g);
+    }
+  }
+}
+
+RopeTable::RopeTable(int64_t max_pos, int64_t head_dim, float theta) : max_pos_(max_pos), half_(head_dim / 2) {
+  cos_.resize(static_cast<size_t>(max_pos * half_));
+  sin_.resize(static_cast<size_t>(max_pos * half_));
+  for (int64_t p = 0; p < max_pos; ++p)
+    for (int64_t i = 0; i < half_; ++i) {
+      // Computed in double so long contexts keep accurate angles.
+      const double freq = std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+      const double a = static_cast<double>(p) * freq;
+      cos_[p * half_ + i] = static_cast<float>(std::cos(a));
+      sin_[p * half_ + i] = static_cast<float>(std::sin(a));
+    }
+}
+
+void rope_apply(float* x, int64_t rows, int64_t n_heads, const int32_t* pos, const RopeTable& table, RopeStyle style,
+                bool inverse) {
+  const int64_t hd = table.head_dim(), half = hd / 2;
+  const float sgn = inverse ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static) if (rows * n_heads * hd > 65536)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* c = table.cos_at(pos[r]);
+    const float* s = table.sin_at(pos[r]);
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + (r * n_heads + h) * hd;
+      if (style == RopeStyle::Interleaved) {
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = v[2 * i], b = v[2 * i + 1], si = sgn * s[i];
+          v[2 * i] = a * c[i] - b * si;
+          v[2 * i + 1] = a * si + b * c[i];
+        }
+      } else {
+        for (int64_t i = 0; i < half; ++i) {
+          const float a = v[i], b = v[i + half], si = sgn * s[i];
+          v[i] = a * c[i] - b * si;
+          v[i + half] = a * si + b * c[i];
+        }
+      }
+    }
+  }
+}
+
+void rope_apply_ref(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, const int32_t* pos, float theta,
+                    RopeStyle style, bool inverse) {
+  const int64_t half = head_dim / 2;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + (r * n_heads + h) * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        const double ang = (inverse ? -1.0 : 1.0) * pos[r] * std::pow(static_cast<double>(theta), -2.0 * i / head_dim);
+        const int64_t ia = style == RopeStyle::Interleaved ? 2 * i : i;
+        const int64_t ib = style == RopeStyle::Interleaved ? 2 * i + 1 : i + half;
+        const double a = v[ia], b = v[ib];
+        v[ia] = static_cast<float>(a * std::cos(ang) - b * std::sin(ang));
+        v[ib] = static_cast<float>(a * std::sin(ang) + b * std::cos(ang));
+      }
+    }
+}
+
+void swiglu_forward(float* out, const float* a, const float* b, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] / (1.0f + std::exp(-a[i])) * b[i];
+}
+
+void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float sig = 1.0f / (1.0f + std::exp(-a[i]));
+    const float silu = a[i] * sig;
+    db[i] = dout[i] * silu;
+    da[i] = dout[i] * b[i] * sig * (1.0f + a[i] * (1.0f - sig));
+  }
+}
+
+void swiglu_forward_ref(float* out, const float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(a[i] / (1.0 + std::exp(-static_cast<double>(a[i]))) * b[i]);
+}
+
+void swiglu_backward_ref(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double sig = 1.0 / (1.0 + std::exp(-static_cast<double>(a[i])));
+    db[i] = static_cast<float>(dout[i] * a[i] * sig);
+    da[i] = static_cast<float>(dout[i] * b[i] * (sig + a[i] * sig * (1.0 - sig)));
+  }
+}
+
+float softmax_inplace(float* x, int64_t n) {
+  float m = x[0];
+  for (int64_t i = 1; i < n; ++i) m = x[i] > m ? x[i] : m;
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    s += x[i];
+  }
+  const float inv = 1.0f / s;
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  return m + std::log(s);
+}
+
+}  // namespace la

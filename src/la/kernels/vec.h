@@ -1,0 +1,12 @@
+// Small vector primitives used inside kernels. Compiled for several instruction sets and
+// chosen at load time by CPUID (GCC function multi-versioning), with a portable default.
+#pragma once
+#include <cstdint>
+
+namespace la {
+
+float dot(const float* a, const float* b, int64_t n);
+void axpy(float* y, float a, const float* x, int64_t n);  // y += a * x
+void scale(float* y, float a, int64_t n);                 // y *= a
+
+}  // namespace la

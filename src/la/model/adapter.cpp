@@ -1,0 +1,79 @@
+#include "la/model/adapter.h"
+
+#include <cmath>
+
+#include "la/core/error.h"
+
+namespace la {
+
+const char* gate_mode_name(GateMode m) { return m == GateMode::Tanh ? "tanh" : "identity"; }
+
+GateMode parse_gate_mode(const std::string& s) {
+  if (s == "tanh") return GateMode::Tanh;
+  if (s == "identity") return GateMode::Identity;
+  fail("unknown gate mode '{}' (expected tanh or identity)", s);
+}
+
+namespace {
+uint64_t splitmix64(uint64_t& s) {
+  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+void fill_normal(float* out, int64_t n, uint64_t seed) {
+  uint64_t s = seed;
+  for (int64_t i = 0; i < n; i += 2) {
+    // u1 in (0,1], u2 in [0,1)
+    const double u1 = (static_cast<double>(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
+    const double u2 = static_cast<double>(splitmix64(s) >> 11) * 0x1.0p-53;
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    out[i] = static_cast<float>(r * std::cos(2.0 * M_PI * u2));
+    if (i + 1 < n) out[i + 1] = static_cast<float>(r * std::sin(2.0 * M_PI * u2));
+  }
+}
+
+Adapter Adapter::create(const ModelConfig& c, int64_t len, int64_t layers, GateMode mode, uint64_t seed) {
+  if (len <= 0 || len > 4096) fail("adapter length (K) must be in 1..4096, got {}", len);
+  if (layers <= 0 || layers > c.n_layers)
+    fail("adapter layers (L) must be in 1..{} for this model ({}), got {}", c.n_layers, c.shape_string(), layers);
+  Adapter a;
+  a.len = len;
+  a.n_layers = layers;
+  a.gate_mode = mode;
+  a.dim = c.dim;
+  a.n_heads = c.n_heads;
+  a.model_layers = c.n_layers;
+  a.query.resize(static_cast<size_t>(layers * len * c.dim));
+  a.gate.assign(static_cast<size_t>(layers * c.n_heads), 0.0f);
+  fill_normal(a.query.data(), static_cast<int64_t>(a.query.size()), seed);
+  return a;
+}
+
+float Adapter::gamma(int64_t layer, int64_t head) const {
+  const float g = gate[static_cast<size_t>((layer - first_layer()) * n_heads + head)];
+  return gate_mode == GateMode::Tanh ? std::tanh(g) : g;
+}
+
+float Adapter::gamma_grad_scale(int64_t layer, int64_t head) const {
+  if (gate_mode == GateMode::Identity) return 1.0f;
+  const float t = std::tanh(gate[static_cast<size_t>((layer - first_layer()) * n_heads + head)]);
+  return 1.0f - t * t;
+}
+
+std::string Adapter::shape_string() const {
+  return fmt::format("K={} L={} dim={} heads={} layers={}", len, n_layers, dim, n_heads, model_layers);
+}
+
+void Adapter::check_compatible(const ModelConfig& c, const std::string& source) const {
+  if (dim != c.dim || n_heads != c.n_heads || model_layers != c.n_layers || n_layers > c.n_layers)
+    fail("{}: adapter shape ({}) does not match the model ({})", source, shape_string(), c.shape_string());
+}
+
+int64_t adapter_parameter_count(const ModelConfig& c, int64_t len, int64_t layers) {
+  return layers * len * c.dim + layers * c.n_heads;
+}
+
+}  // namespace la

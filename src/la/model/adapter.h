@@ -1,0 +1,47 @@
+// LLaMA-Adapter v1 parameters: K learnable prompt tokens for each of the top L layers and one
+// zero-initialised gate per query head of those layers (SPEC §2).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "la/model/config.h"
+
+namespace la {
+
+enum class GateMode { Tanh, Identity };  // gamma = tanh(g) (training default) or gamma = g
+const char* gate_mode_name(GateMode m);
+GateMode parse_gate_mode(const std::string& s);  // throws la::Error for anything else
+
+struct Adapter {
+  int64_t len = 0;       // K: prompt tokens per adapted layer
+  int64_t n_layers = 0;  // L: adapted layers, always the top ones
+  GateMode gate_mode = GateMode::Tanh;
+  // Shape of the model it belongs to.
+  int64_t dim = 0, n_heads = 0, model_layers = 0;
+
+  std::vector<float> query;  // adapter_query [L*K, dim]; rows [i*K, (i+1)*K) -> layer N-L+i
+  std::vector<float> gate;   // [L, H]
+
+  // N(0,1) prompts from `seed`, gates 0. Throws when K or L do not fit the model.
+  static Adapter create(const ModelConfig& c, int64_t len, int64_t layers, GateMode mode, uint64_t seed);
+
+  int64_t first_layer() const { return model_layers - n_layers; }
+  bool adapts(int64_t layer) const { return n_layers > 0 && layer >= first_layer(); }
+  const float* prompt(int64_t layer) const { return query.data() + (layer - first_layer()) * len * dim; }
+  float gamma(int64_t layer, int64_t head) const;            // gate after its activation
+  float gamma_grad_scale(int64_t layer, int64_t head) const;  // d gamma / d g
+  int64_t parameter_count() const { return n_layers * len * dim + n_layers * n_heads; }
+  std::string shape_string() const;  // "K=10 L=30 dim=4096 heads=32 layers=32"
+
+  // Throws la::Error naming `source` and both shapes when the adapter does not fit the model.
+  void check_compatible(const ModelConfig& c, const std::string& source) const;
+};
+
+// Trainable parameters for a model shape: L*K*dim + L*H.
+int64_t adapter_parameter_count(const ModelConfig& c, int64_t len, int64_t layers);
+
+// Deterministic N(0,1) samples (Box-Muller over splitmix64), identical on every platform.
+void fill_normal(float* out, int64_t n, uint64_t seed);
+
+}  // namespace la

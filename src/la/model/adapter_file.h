@@ -1,0 +1,26 @@
+// The adapter file (SPEC §5): safetensors, F32, official key names
+//   adapter_query.weight        [L*K, dim]
+//   layers.{i}.attention.gate   [H]  for each adapted layer i (reading also takes [1] and [1,H,1,1])
+//   __metadata__: format=llama-adapter, version, adapter_len, adapter_layers, gate_mode, dim,
+//                 n_layers, n_heads
+#pragma once
+#include <string>
+
+#include "la/formats/safetensors.h"
+#include "la/model/adapter.h"
+
+namespace la {
+
+// Writes atomically (temporary file, then rename).
+void save_adapter(const Adapter& a, const std::string& path);
+
+// Adds the adapter's tensors and metadata to a writer (also used by training checkpoints).
+void add_adapter_tensors(SafetensorsWriter& w, const Adapter& a);
+
+// Reads an adapter. Files without our metadata (e.g. converted official checkpoints) have K and
+// L inferred from the tensors, N from the highest gate index, and gate mode "identity", as the
+// official inference code applies them. `model` resolves a per-layer scalar gate to per-head.
+Adapter load_adapter(const std::string& path, const ModelConfig* model = nullptr);
+Adapter read_adapter_tensors(const SafetensorsFile& f, const ModelConfig* model = nullptr);
+
+}  // namespace la

@@ -1,0 +1,127 @@
+// llama2.c checkpoints (karpathy/llama2.c run.c format), all f32.
+//   legacy:  int dim, hidden, layers, heads, kv_heads, vocab (negative: separate classifier),
+//            seq_len; then embedding, per-kind stacked layer weights, final norm, the RoPE
+//            tables (seq_len * head_dim/2 floats, twice), the classifier when not shared.
+//   version 1 ("ak42"): uint32 magic, int version=1, the 7 ints, uint8 shared_classifier,
+//            zero padding to 256 bytes; then norms first, embedding, matrices, classifier.
+#include <cstring>
+
+#include "la/core/error.h"
+#include "la/model/loader.h"
+
+namespace la {
+
+namespace {
+
+constexpr uint32_t kMagicV1 = 0x616b3432;  // "ak42"
+
+struct Cursor {
+  const std::string& path;
+  const uint8_t* base;
+  size_t size;
+  size_t off;
+  const float* take(int64_t n) {
+    const size_t bytes = static_cast<size_t>(n) * 4;
+    if (off + bytes > size) fail("{}: truncated llama2.c checkpoint (needs more than {} bytes)", path, size);
+    const float* p = reinterpret_cast<const float*>(base + off);
+    off += bytes;
+    return p;
+  }
+  WeightMatrix matrix(int64_t rows, int64_t cols) { return WeightMatrix{DType::F32, take(rows * cols), rows, cols}; }
+};
+
+}  // namespace
+
+std::unique_ptr<ModelWeights> load_llama2c(const std::string& path) {
+  auto m = std::make_unique<ModelWeights>();
+  auto file = MappedFile::open(path);
+  m->files.push_back(file);
+  m->path = path;
+  const uint8_t* p = file->data();
+  const size_t size = file->size();
+  if (size < 28) fail("{}: too short for a llama2.c checkpoint header ({} bytes)", path, size);
+
+  uint32_t magic = 0;
+  std::memcpy(&magic, p, 4);
+  int32_t h[7];
+  size_t data_off;
+  bool shared;
+  const bool v1 = magic == kMagicV1;
+  if (v1) {
+    if (size < 256) fail("{}: truncated llama2.c v1 header ({} bytes, needs 256)", path, size);
+    int32_t version;
+    std::memcpy(&version, p + 4, 4);
+    if (version != 1)
+      fail("{}: llama2.c checkpoint version {} is not supported (only version 1, fp32)", path, version);
+    std::memcpy(h, p + 8, sizeof h);
+    shared = p[36] != 0;
+    data_off = 256;
+    m->format = "llama2c-v1";
+  } else {
+    std::memcpy(h, p, sizeof h);
+    shared = h[5] > 0;
+    h[5] = h[5] < 0 ? -h[5] : h[5];
+    data_off = 28;
+    m->format = "llama2c";
+  }
+  ModelConfig& c = m->config;
+  c.dim = h[0];
+  c.hidden_dim = h[1];
+  c.n_layers = h[2];
+  c.n_heads = h[3];
+  c.n_kv_heads = h[4];
+  c.vocab_size = h[5];
+  c.max_seq_len = h[6];
+  c.tied_classifier = shared;
+  c.norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.rope_style = RopeStyle::Interleaved;
+  try {
+    c.validate(path);
+  } catch (const Error&) {
+    fail("{}: not a llama2.c checkpoint (header ints {} {} {} {} {} {} {} do not describe a model)", path, h[0], h[1],
+         h[2], h[3], h[4], h[5], h[6]);
+  }
+
+  const int64_t L = c.n_layers, D = c.dim, KV = c.kv_dim(), F = c.hidden_dim, V = c.vocab_size;
+  const int64_t rope_floats = v1 ? 0 : c.max_seq_len * c.head_dim();  // cos and sin tables
+  const int64_t floats = V * D + L * (2 * D + 2 * D * D + 2 * D * KV + 3 * D * F) + D + rope_floats +
+                         (shared ? 0 : V * D);
+  const size_t expected = data_off + static_cast<size_t>(floats) * 4;
+  if (size < expected)
+    fail("{}: truncated llama2.c checkpoint: {} bytes, the header ({}) needs {}", path, size, c.shape_string(),
+         expected);
+  if (size > expected)
+    fail("{}: llama2.c checkpoint has {} bytes, the header ({}) needs exactly {}", path, size, c.shape_string(),
+         expected);
+
+  Cursor cur{path, p, size, data_off};
+  m->layers.resize(static_cast<size_t>(L));
+  auto& ly = m->layers;
+  if (v1) {
+    for (auto& l : ly) l.rms_att = cur.take(D);
+    for (auto& l : ly) l.rms_ffn = cur.take(D);
+    m->rms_final = cur.take(D);
+    m->tok_embeddings = cur.matrix(V, D);
+  } else {
+    m->tok_embeddings = cur.matrix(V, D);
+    for (auto& l : ly) l.rms_att = cur.take(D);
+  }
+  for (auto& l : ly) l.wq = cur.matrix(D, D);
+  for (auto& l : ly) l.wk = cur.matrix(KV, D);
+  for (auto& l : ly) l.wv = cur.matrix(KV, D);
+  for (auto& l : ly) l.wo = cur.matrix(D, D);
+  if (!v1)
+    for (auto& l : ly) l.rms_ffn = cur.take(D);
+  for (auto& l : ly) l.w1 = cur.matrix(F, D);
+  for (auto& l : ly) l.w2 = cur.matrix(D, F);
+  for (auto& l : ly) l.w3 = cur.matrix(F, D);
+  if (!v1) {
+    m->rms_final = cur.take(D);
+    cur.take(rope_floats);  // RoPE tables: recomputed, not read
+  }
+  m->output = shared ? m->tok_embeddings : cur.matrix(V, D);
+  return m;
+}
+
+}  // namespace la

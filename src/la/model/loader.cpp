@@ -1,0 +1,42 @@
+#include "la/model/loader.h"
+
+#include <cstring>
+
+#include "la/core/error.h"
+
+namespace la {
+
+std::unique_ptr<ModelWeights> load_model(const std::string& path) {
+  if (is_directory(path)) return load_hf_directory(path);
+  if (!file_exists(path)) fail("{}: no such file or directory", path);
+  auto f = MappedFile::open(path);
+  if (f->size() >= 4) {
+    if (std::memcmp(f->data(), "GGUF", 4) == 0)
+      fail("{}: GGUF models are not supported by this build yet", path);
+    uint64_t hdr = 0;
+    if (f->size() >= 8) std::memcpy(&hdr, f->data(), 8);
+    if (f->data()[0] == '{' || (f->size() >= 9 && f->data()[8] == '{' && hdr < f->size()))
+      fail("{}: a lone safetensors/JSON file; pass the Hugging Face model directory (config.json beside it)", path);
+  }
+  return load_llama2c(path);
+}
+
+void permute_meta_to_hf(const float* src, float* dst, int64_t n_heads, int64_t head_dim, int64_t cols) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t i = 0; i < half; ++i)
+        std::memcpy(dst + (h * head_dim + c * half + i) * cols, src + (h * head_dim + 2 * i + c) * cols,
+                    static_cast<size_t>(cols) * sizeof(float));
+}
+
+void permute_hf_to_meta(const float* src, float* dst, int64_t n_heads, int64_t head_dim, int64_t cols) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_heads; ++h)
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t i = 0; i < half; ++i)
+        std::memcpy(dst + (h * head_dim + 2 * i + c) * cols, src + (h * head_dim + c * half + i) * cols,
+                    static_cast<size_t>(cols) * sizeof(float));
+}
+
+}  // namespace la

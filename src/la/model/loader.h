@@ -1,0 +1,24 @@
+// Loads a base model from any supported file, detecting the format by content:
+//   - a directory with config.json + model.safetensors (or model.safetensors.index.json shards)
+//   - a llama2.c checkpoint: legacy 7-int header, or the 256-byte "ak42" version-1 header
+// Weights are mapped, not copied, when the stored type is used as is.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "la/model/weights.h"
+
+namespace la {
+
+std::unique_ptr<ModelWeights> load_model(const std::string& path);
+
+std::unique_ptr<ModelWeights> load_llama2c(const std::string& path);
+std::unique_ptr<ModelWeights> load_hf_directory(const std::string& dir);
+
+// Hugging Face stores q_proj/k_proj rows permuted for the rotate-half RoPE convention:
+// HF row (h*hd + c*hd/2 + i) = Meta row (h*hd + 2i + c). These move rows between the two
+// layouts (row length `cols`, `n_heads` heads of `head_dim` rows each).
+void permute_meta_to_hf(const float* src, float* dst, int64_t n_heads, int64_t head_dim, int64_t cols);
+void permute_hf_to_meta(const float* src, float* dst, int64_t n_heads, int64_t head_dim, int64_t cols);
+
+}  // namespace la

@@ -1,0 +1,46 @@
+// Helpers shared by the tests: where the real material lives, temporary folders, running the CLI.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace la::test {
+
+// ../shared/data (or $LA_SHARED_DATA). Tests that need it call REQUIRE_SHARED_DATA(...) first.
+std::string shared_data();
+bool shared_file_exists(const std::string& rel);
+
+#define REQUIRE_SHARED_DATA(rel)                                                             \
+  do {                                                                                       \
+    if (!::la::test::shared_file_exists(rel))                                                \
+      GTEST_SKIP() << "shared data not present: " << ::la::test::shared_data() << "/" << rel; \
+  } while (0)
+
+// A fresh empty directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs build/bin/llama-adapter with `args` (a shell-quoted string), capturing stdout and stderr.
+CommandResult run_cli(const std::string& args);
+
+void write_text(const std::string& path, const std::string& text);
+std::string read_text(const std::string& path);
+std::string shell_quote(const std::string& s);
+
+}  // namespace la::test
