@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "llama-adapter 0.1.0");
   la::cli::register_info(app);
   la::cli::register_generate(app);
+  la::cli::register_finetune(app);
+  la::cli::register_eval(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

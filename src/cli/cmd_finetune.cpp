@@ -1,0 +1,91 @@
+#include <cstdio>
+
+#include "commands.h"
+#include "la/core/error.h"
+#include "la/train/trainer.h"
+
+namespace la::cli {
+
+namespace {
+
+struct FinetuneArgs {
+  ModelArgs model;
+  std::string data, val_data, gate_mode = "tanh", schedule = "cosine";
+  int64_t max_seq_len = 512;
+  bool no_shuffle = false, no_progress = false;
+  FinetuneOptions o;
+};
+
+TokenizedDataset load_data(const std::string& path, const Tokenizer& tok, int64_t max_seq_len, const char* what) {
+  TokenizedDataset d = tokenize_alpaca(load_alpaca(path), tok, max_seq_len);
+  const size_t before = d.examples.size();
+  std::erase_if(d.examples, [](const Example& e) { return e.supervised() == 0; });
+  std::fprintf(stderr, "%s: %s: %zu examples, %lld tokens (%lld supervised), %lld truncated to %lld tokens%s\n", what,
+               path.c_str(), d.examples.size(), static_cast<long long>(d.total_tokens),
+               static_cast<long long>(d.supervised_tokens), static_cast<long long>(d.truncated),
+               static_cast<long long>(max_seq_len),
+               before != d.examples.size()
+                   ? fmt::format(", {} skipped (no response token left after truncation)", before - d.examples.size()).c_str()
+                   : "");
+  return d;
+}
+
+}  // namespace
+
+void register_finetune(CLI::App& app) {
+  auto* cmd = app.add_subcommand("finetune", "Fine-tune a LLaMA-Adapter on Alpaca-style instruction data");
+  auto a = std::make_shared<FinetuneArgs>();
+  FinetuneOptions& o = a->o;
+  a->model.add_to(cmd);
+  cmd->add_option("-d,--data", a->data, "Training data: Alpaca JSON array or JSONL")->required();
+  cmd->add_option("-o,--out", o.out, "Output adapter (.safetensors)")->required();
+  cmd->add_option("--adapter-len", o.adapter_len, "K: prompt tokens per adapted layer")->default_val(10)->check(CLI::PositiveNumber);
+  cmd->add_option("--adapter-layers", o.adapter_layers, "L: adapted (top) layers (default: min(30, layers))")->check(CLI::PositiveNumber);
+  cmd->add_option("--gate-mode", a->gate_mode, "Gate activation: tanh or identity")->default_val("tanh")->check(CLI::IsMember({"tanh", "identity"}));
+  cmd->add_option("--epochs", o.epochs, "Epochs")->default_val(5)->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", o.batch_size, "Examples per optimizer step (effective batch)")->default_val(32)->check(CLI::PositiveNumber);
+  cmd->add_option("--micro-batch-size", o.micro_batch_size, "Examples per forward/backward (gradient accumulation)")->default_val(8)->check(CLI::PositiveNumber);
+  cmd->add_option("--lr", o.lr, "Absolute learning rate (overrides --blr)");
+  cmd->add_option("--blr", o.blr, "Base learning rate: lr = blr * batch / 256")->default_val(9e-3f);
+  cmd->add_option("--min-lr", o.min_lr, "Learning rate at the end of the cosine")->default_val(0.0f);
+  cmd->add_option("--warmup-epochs", o.warmup_epochs, "Linear warm-up from 0, in epochs")->default_val(2.0);
+  cmd->add_option("--warmup-steps", o.warmup_steps, "Linear warm-up in optimizer steps (overrides --warmup-epochs)");
+  cmd->add_option("--schedule", a->schedule, "cosine (half-cycle after warm-up) or constant")->default_val("cosine")->check(CLI::IsMember({"cosine", "constant"}));
+  cmd->add_option("--steps", o.steps, "Stop after this many optimizer steps");
+  cmd->add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->default_val(0.02f);
+  cmd->add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this (0 = off)")->default_val(0.0f);
+  cmd->add_option("--max-seq-len", a->max_seq_len, "Truncate examples to this many tokens")->default_val(512)->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--seed", o.seed, "Seed for the adapter's initialisation and the data order")->default_val(0);
+  cmd->add_flag("--no-shuffle", a->no_shuffle, "Keep the data in file order");
+  cmd->add_option("--init-adapter", o.init_adapter, "Start from these adapter weights (K, L, gate mode from the file)");
+  cmd->add_option("--resume", o.resume, "Continue from a training checkpoint");
+  cmd->add_option("--save-every", o.save_every, "Write a resumable checkpoint every N steps")->default_val(0);
+  cmd->add_option("--checkpoint", o.checkpoint, "Checkpoint path (default: <out>.ckpt)");
+  cmd->add_option("--val-data", a->val_data, "Held-out data evaluated every --eval-every steps");
+  cmd->add_option("--eval-every", o.eval_every, "Held-out evaluation interval in steps")->default_val(0);
+  cmd->add_option("--metrics", o.metrics, "Write one JSON object per optimizer step to this file");
+  cmd->add_flag("--recompute", o.recompute, "Recompute activations in the backward (less memory)");
+  cmd->add_option("--log-every", o.log_every, "Print a progress line every N steps (non-terminal output)")->default_val(10)->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-progress", a->no_progress, "No progress bar even on a terminal");
+  cmd->callback([a] {
+    FinetuneOptions o = a->o;
+    o.gate_mode = parse_gate_mode(a->gate_mode);
+    o.schedule = a->schedule == "constant" ? Schedule::Constant : Schedule::Cosine;
+    o.shuffle = !a->no_shuffle;
+    o.progress_bar = stderr_is_tty() && !a->no_progress;
+    if (!o.init_adapter.empty() && !o.resume.empty()) fail("--init-adapter and --resume exclude each other");
+    LoadedModel lm = load_model_and_tokenizer(a->model);
+    if (a->max_seq_len > lm.weights->config.max_seq_len)
+      fail("--max-seq-len {} exceeds the model's context length {}", a->max_seq_len, lm.weights->config.max_seq_len);
+    TokenizedDataset train = load_data(a->data, *lm.tokenizer, a->max_seq_len, "train");
+    TokenizedDataset val;
+    if (!a->val_data.empty()) val = load_data(a->val_data, *lm.tokenizer, a->max_seq_len, "val");
+    if (!a->val_data.empty() && o.eval_every == 0) o.eval_every = 50;
+    auto log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
+    FinetuneResult r = finetune(*lm.weights, train, a->val_data.empty() ? nullptr : &val, o, log);
+    std::fprintf(stderr, "saved %s (%lld steps this run, loss %.4f -> %.4f)\n", o.out.c_str(),
+                 static_cast<long long>(r.steps_done), r.first_loss, r.last_loss);
+  });
+}
+
+}  // namespace la::cli

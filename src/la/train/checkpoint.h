@@ -1,0 +1,28 @@
+// Resumable training state (SPEC §5): the adapter, AdamW moments, the step, and what fixes the
+// data order (seed, shuffle, batch size, example count: the order of every epoch is a pure
+// function of these, see epoch_order). There is no other RNG state in training. One safetensors
+// file, written atomically.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "la/model/adapter.h"
+#include "la/train/optimizer.h"
+
+namespace la {
+
+struct TrainState {
+  Adapter adapter;
+  AdamWState m_query, m_gate;  // AdamWState holds m and v for each tensor
+  int64_t step = 0;            // optimizer steps completed
+  uint64_t seed = 0;
+  bool shuffle = true;
+  int64_t batch_size = 0;
+  int64_t examples = 0;
+  double last_loss = 0;
+};
+
+void save_checkpoint(const TrainState& s, const std::string& path);
+TrainState load_checkpoint(const std::string& path);
+
+}  // namespace la

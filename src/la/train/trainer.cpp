@@ -1,0 +1,258 @@
+#include "la/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+
+#include "la/core/error.h"
+#include "la/model/adapter_file.h"
+#include "la/train/checkpoint.h"
+
+namespace la {
+
+namespace {
+
+int64_t longest(const TokenizedDataset& d) {
+  int64_t m = 2;
+  for (const auto& e : d.examples) m = std::max(m, static_cast<int64_t>(e.tokens.size()));
+  return m;
+}
+
+void pack(PackedBatch& pb, const std::vector<int64_t>& idx, const std::vector<Example>& ex) {
+  pb.clear();
+  for (int64_t i : idx) pb.add(ex[static_cast<size_t>(i)].tokens, ex[static_cast<size_t>(i)].prompt_len);
+}
+
+std::string format_eta(double s) {
+  if (!std::isfinite(s) || s < 0) return "--:--";
+  const auto t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60);
+  return fmt::format("{:02}:{:02}", t / 60, t % 60);
+}
+
+std::string metrics_json(const StepMetrics& m) {
+  nlohmann::ordered_json j;
+  j["step"] = m.step;
+  j["epoch"] = m.epoch;
+  j["lr"] = m.lr;
+  j["loss"] = m.loss;
+  j["grad_norm"] = m.grad_norm;
+  j["tokens"] = m.tokens;
+  j["supervised_tokens"] = m.supervised;
+  j["tokens_per_s"] = m.tokens_per_s;
+  j["elapsed_s"] = m.elapsed_s;
+  if (m.val_loss >= 0) j["val_loss"] = m.val_loss;
+  return j.dump();
+}
+
+class MetricsFile {
+ public:
+  MetricsFile(const std::string& path, bool append) : path_(path) {
+    if (path.empty()) return;
+    f_ = std::fopen(path.c_str(), append ? "a" : "w");
+    if (!f_) fail("{}: cannot open metrics file for writing", path);
+  }
+  ~MetricsFile() {
+    if (f_) std::fclose(f_);
+  }
+  MetricsFile(const MetricsFile&) = delete;
+  MetricsFile& operator=(const MetricsFile&) = delete;
+  void write(const StepMetrics& m) {
+    if (!f_) return;
+    std::fprintf(f_, "%s\n", metrics_json(m).c_str());
+    if (std::fflush(f_) != 0) fail("{}: write error", path_);
+  }
+
+ private:
+  std::string path_;
+  std::FILE* f_ = nullptr;
+};
+
+}  // namespace
+
+EvalResult evaluate_dataset(TrainGraph& graph, const TokenizedDataset& data, const Adapter* adapter,
+                            int64_t micro_batch_size) {
+  std::vector<int64_t> all(data.examples.size());
+  std::iota(all.begin(), all.end(), 0);
+  PackedBatch pb;
+  double loss = 0;
+  EvalResult r;
+  for (const auto& mb : split_micro_batches(all, data.examples, micro_batch_size)) {
+    pack(pb, mb, data.examples);
+    LossResult lr = graph.evaluate(pb, adapter);
+    loss += lr.loss_sum;
+    r.tokens += lr.tokens;
+  }
+  r.examples = static_cast<int64_t>(data.examples.size());
+  r.loss = r.tokens > 0 ? loss / static_cast<double>(r.tokens) : 0.0;
+  return r;
+}
+
+EvalResult evaluate_dataset(const ModelWeights& w, const TokenizedDataset& data, const Adapter* adapter,
+                            int64_t micro_batch_size) {
+  const int64_t seq = longest(data) - 1;
+  Adapter none;
+  TrainGraph graph(w, adapter ? *adapter : none, micro_batch_size * seq, seq, false);
+  return evaluate_dataset(graph, data, adapter, micro_batch_size);
+}
+
+FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, const TokenizedDataset* val,
+                        const FinetuneOptions& o, const std::function<void(const std::string&)>& log) {
+  const ModelConfig& c = w.config;
+  const auto n = static_cast<int64_t>(train.examples.size());
+  if (n == 0) fail("training data has no examples with supervised tokens");
+  if (o.batch_size <= 0 || o.micro_batch_size <= 0) fail("--batch-size and --micro-batch-size must be positive");
+  if (o.batch_size % o.micro_batch_size != 0)
+    fail("--batch-size {} is not a multiple of --micro-batch-size {}", o.batch_size, o.micro_batch_size);
+  if (n < o.batch_size) fail("training data has {} examples, fewer than one batch of {}", n, o.batch_size);
+  const int64_t steps_per_epoch = n / o.batch_size;  // the last partial batch is dropped
+  int64_t total_steps = steps_per_epoch * o.epochs;
+  if (o.steps >= 0) total_steps = std::min(total_steps, o.steps);
+
+  // State: fresh, from --init-adapter, or from --resume.
+  TrainState st;
+  if (!o.resume.empty()) {
+    st = load_checkpoint(o.resume);
+    st.adapter.check_compatible(c, o.resume);
+    if (st.seed != o.seed || st.shuffle != o.shuffle || st.batch_size != o.batch_size || st.examples != n)
+      fail("{}: checkpoint was made with seed={} shuffle={} batch={} examples={}, this run has seed={} shuffle={} "
+           "batch={} examples={}",
+           o.resume, st.seed, st.shuffle, st.batch_size, st.examples, o.seed, o.shuffle, o.batch_size, n);
+  } else {
+    if (!o.init_adapter.empty()) {
+      st.adapter = load_adapter(o.init_adapter, &c);
+      st.adapter.check_compatible(c, o.init_adapter);
+    } else {
+      const int64_t layers = o.adapter_layers > 0 ? o.adapter_layers : std::min<int64_t>(30, c.n_layers);
+      st.adapter = Adapter::create(c, o.adapter_len, layers, o.gate_mode, o.seed);
+    }
+    st.m_query.resize(st.adapter.query.size());
+    st.m_gate.resize(st.adapter.gate.size());
+    st.seed = o.seed;
+    st.shuffle = o.shuffle;
+    st.batch_size = o.batch_size;
+    st.examples = n;
+  }
+  Adapter& a = st.adapter;
+  const std::string ckpt_path = o.checkpoint.empty() ? o.out + ".ckpt" : o.checkpoint;
+
+  ScheduleOptions sched;
+  sched.kind = o.schedule;
+  sched.lr = o.lr >= 0 ? o.lr : o.blr * static_cast<float>(o.batch_size) / 256.0f;
+  sched.min_lr = o.min_lr;
+  sched.warmup_epochs = o.warmup_epochs;
+  sched.warmup_steps = o.warmup_steps;
+  sched.epochs = static_cast<double>(o.epochs);
+  sched.steps_per_epoch = steps_per_epoch;
+  AdamWOptions adam;
+  adam.weight_decay = o.weight_decay;
+
+  int64_t longest_seq = longest(train);
+  if (val) longest_seq = std::max(longest_seq, longest(*val));
+  const int64_t seq = longest_seq - 1;
+  TrainGraph graph(w, a, o.micro_batch_size * seq, seq, o.recompute);
+  log(fmt::format("adapter: {} ({} trainable parameters, gate {}), {} examples, {} steps/epoch, {} steps, lr {:.3g}, "
+                  "activation memory {:.1f} MiB{}",
+                  a.shape_string(), a.parameter_count(), gate_mode_name(a.gate_mode), n, steps_per_epoch, total_steps,
+                  sched.lr, static_cast<double>(graph.arena_bytes()) / (1 << 20), o.recompute ? " (recompute)" : ""));
+
+  AdapterGrads grads{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())};
+  MetricsFile metrics(o.metrics, !o.resume.empty());
+  FinetuneResult res;
+  PackedBatch pb;
+  std::vector<int64_t> order;
+  int64_t order_epoch = -1;
+  using clock = std::chrono::steady_clock;
+  const auto t_start = clock::now();
+  const int64_t first_step = st.step;
+  int64_t tokens_done = 0;
+  bool have_checkpoint = !o.resume.empty();
+
+  for (int64_t step = st.step; step < total_steps; ++step) {
+    const auto t0 = clock::now();
+    const int64_t epoch = step / steps_per_epoch, in_epoch = step % steps_per_epoch;
+    if (epoch != order_epoch) {
+      order = epoch_order(n, o.seed, epoch, o.shuffle);
+      order_epoch = epoch;
+    }
+    std::vector<int64_t> batch(order.begin() + in_epoch * o.batch_size, order.begin() + (in_epoch + 1) * o.batch_size);
+    int64_t supervised = 0, tokens = 0;
+    for (int64_t i : batch) {
+      supervised += train.examples[static_cast<size_t>(i)].supervised();
+      tokens += static_cast<int64_t>(train.examples[static_cast<size_t>(i)].tokens.size()) - 1;
+    }
+    grads.zero();
+    double loss_sum = 0;
+    const float scale = 1.0f / static_cast<float>(supervised);
+    for (const auto& mb : split_micro_batches(batch, train.examples, o.micro_batch_size)) {
+      pack(pb, mb, train.examples);
+      loss_sum += graph.run(pb, a, &grads, scale).loss_sum;
+    }
+    const double loss = loss_sum / static_cast<double>(supervised);
+    const double gnorm = grads.norm();
+    if (!std::isfinite(loss) || !std::isfinite(gnorm))
+      fail("{} is {} at step {}: stopping without updating the adapter; {}",
+           std::isfinite(loss) ? "gradient norm" : "loss", std::isfinite(loss) ? gnorm : loss, step + 1,
+           have_checkpoint ? fmt::format("the last good checkpoint is {}", o.resume.empty() ? ckpt_path : o.resume)
+                           : std::string("no checkpoint was written"));
+    if (o.grad_clip > 0 && gnorm > o.grad_clip) {
+      const auto f = static_cast<float>(o.grad_clip / gnorm);
+      for (float& g : grads.query) g *= f;
+      for (float& g : grads.gate) g *= f;
+    }
+    const float lr = learning_rate(sched, step);
+    adamw_update(a.query.data(), grads.query.data(), st.m_query, static_cast<int64_t>(a.query.size()), lr, step + 1, adam);
+    adamw_update(a.gate.data(), grads.gate.data(), st.m_gate, static_cast<int64_t>(a.gate.size()), lr, step + 1, adam);
+    st.step = step + 1;
+    st.last_loss = loss;
+
+    const auto t1 = clock::now();
+    tokens_done += tokens;
+    StepMetrics m;
+    m.step = step + 1;
+    m.epoch = static_cast<double>(step + 1) / static_cast<double>(steps_per_epoch);
+    m.lr = lr;
+    m.loss = loss;
+    m.grad_norm = gnorm;
+    m.tokens = tokens;
+    m.supervised = supervised;
+    m.tokens_per_s = static_cast<double>(tokens) / std::chrono::duration<double>(t1 - t0).count();
+    m.elapsed_s = std::chrono::duration<double>(t1 - t_start).count();
+    if (val && o.eval_every > 0 && (m.step % o.eval_every == 0 || m.step == total_steps)) {
+      m.val_loss = evaluate_dataset(graph, *val, &a, o.micro_batch_size).loss;
+      log(fmt::format("step {}: held-out loss {:.4f}", m.step, m.val_loss));
+    }
+    metrics.write(m);
+    res.history.push_back(m);
+    if (step == first_step) res.first_loss = loss;
+    res.last_loss = loss;
+
+    const double avg_tps = static_cast<double>(tokens_done) / m.elapsed_s;
+    const double eta = static_cast<double>(total_steps - m.step) * m.elapsed_s / static_cast<double>(m.step - first_step);
+    if (o.progress_bar) {
+      const int width = 24;
+      const int filled = static_cast<int>(width * m.step / std::max<int64_t>(1, total_steps));
+      std::fprintf(stderr, "\r[%s%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s ", std::string(filled, '#').c_str(),
+                   std::string(width - filled, '.').c_str(), static_cast<long long>(m.step),
+                   static_cast<long long>(total_steps), loss, static_cast<double>(lr), avg_tps, format_eta(eta).c_str());
+      std::fflush(stderr);
+      if (m.step == total_steps) std::fputc('\n', stderr);
+    } else if (m.step == first_step + 1 || m.step % o.log_every == 0 || m.step == total_steps) {
+      log(fmt::format("step {}/{} epoch {:.2f} loss {:.4f} grad_norm {:.3g} lr {:.3e} {:.0f} tok/s ETA {}", m.step,
+                      total_steps, m.epoch, loss, gnorm, lr, avg_tps, format_eta(eta)));
+    }
+    if (o.save_every > 0 && (m.step % o.save_every == 0 || m.step == total_steps)) {
+      save_checkpoint(st, ckpt_path);
+      have_checkpoint = true;
+    }
+  }
+  save_adapter(a, o.out);
+  res.steps_done = st.step - first_step;
+  res.adapter = a;
+  return res;
+}
+
+}  // namespace la

@@ -1,0 +1,84 @@
+// The fine-tuning loop (SPEC §3): micro-batches accumulated into optimizer steps, loss averaged
+// over every supervised token of the step, AdamW, the paper's schedule, checkpoints, metrics,
+// held-out evaluation. Also dataset evaluation (the `eval` command).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "la/model/adapter.h"
+#include "la/model/train_graph.h"
+#include "la/model/weights.h"
+#include "la/train/dataset.h"
+#include "la/train/optimizer.h"
+
+namespace la {
+
+struct FinetuneOptions {
+  std::string out;           // final adapter (.safetensors)
+  std::string checkpoint;    // where --save-every writes (default: out + ".ckpt")
+  std::string init_adapter;  // start from these weights (K, L, gate mode from the file)
+  std::string resume;        // training checkpoint to continue
+  std::string metrics;       // JSONL, one object per optimizer step
+  int64_t adapter_len = 10;
+  int64_t adapter_layers = -1;  // default: min(30, n_layers)
+  GateMode gate_mode = GateMode::Tanh;
+  int64_t epochs = 5;
+  int64_t batch_size = 32;
+  int64_t micro_batch_size = 8;
+  float lr = -1;  // absolute; <0: blr * batch / 256
+  float blr = 9e-3f;
+  float min_lr = 0;
+  double warmup_epochs = 2;
+  int64_t warmup_steps = -1;
+  Schedule schedule = Schedule::Cosine;
+  int64_t steps = -1;  // stop after this many optimizer steps (counted from 0, across resumes)
+  float weight_decay = 0.02f;
+  float grad_clip = 0;
+  uint64_t seed = 0;
+  bool shuffle = true;
+  int64_t save_every = 0;
+  int64_t eval_every = 0;
+  bool recompute = false;
+  int64_t log_every = 10;
+  bool progress_bar = false;  // true on a terminal
+};
+
+struct StepMetrics {
+  int64_t step = 0;  // 1-based, after the update
+  double epoch = 0;
+  float lr = 0;
+  double loss = 0;
+  double grad_norm = 0;
+  int64_t tokens = 0;      // tokens processed in this step (all positions)
+  int64_t supervised = 0;  // supervised targets in this step
+  double tokens_per_s = 0;
+  double elapsed_s = 0;
+  double val_loss = -1;  // < 0: not evaluated at this step
+};
+
+struct FinetuneResult {
+  Adapter adapter;
+  int64_t steps_done = 0;
+  double first_loss = 0, last_loss = 0;
+  std::vector<StepMetrics> history;
+};
+
+// Runs the whole fine-tune. `log` receives human-readable lines (progress, evaluation).
+FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, const TokenizedDataset* val,
+                        const FinetuneOptions& o, const std::function<void(const std::string&)>& log);
+
+struct EvalResult {
+  double loss = 0;  // mean masked cross-entropy over all supervised tokens
+  int64_t tokens = 0;
+  int64_t examples = 0;
+};
+
+// Masked cross-entropy over a whole dataset (micro-batches of similar length, no shuffling).
+EvalResult evaluate_dataset(const ModelWeights& w, const TokenizedDataset& data, const Adapter* adapter,
+                            int64_t micro_batch_size);
+EvalResult evaluate_dataset(TrainGraph& graph, const TokenizedDataset& data, const Adapter* adapter,
+                            int64_t micro_batch_size);
+
+}  // namespace la
