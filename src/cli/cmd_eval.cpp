@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -22,13 +23,14 @@ void register_eval(CLI::App& app) {
   a->model.add_to(cmd);
   cmd->add_option("-a,--adapter", a->adapter, "LLaMA-Adapter weights (.safetensors)");
   cmd->add_option("-d,--data", a->data, "Alpaca JSON array or JSONL")->required();
-  cmd->add_option("--max-seq-len", a->max_seq_len, "Truncate examples to this many tokens")->default_val(512)->check(CLI::Range(2, 1 << 20));
+  auto* seq = cmd->add_option("--max-seq-len", a->max_seq_len, "Truncate examples to this many tokens (default: 512 or the model's context, if shorter)")->default_val(512)->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--micro-batch-size", a->micro_batch_size, "Examples per forward pass")->default_val(8)->check(CLI::PositiveNumber);
   cmd->add_option("--gate-mode", a->gate_mode, "Override the adapter's gate mode: tanh or identity")->check(CLI::IsMember({"tanh", "identity"}));
   cmd->add_flag("--json", a->json, "Print one JSON object: loss, perplexity, tokens, examples");
-  cmd->callback([a] {
+  cmd->callback([a, seq] {
     LoadedModel lm = load_model_and_tokenizer(a->model);
     const ModelConfig& c = lm.weights->config;
+    if (seq->count() == 0) a->max_seq_len = std::min(a->max_seq_len, c.max_seq_len);  // the default must fit
     if (a->max_seq_len > c.max_seq_len)
       fail("--max-seq-len {} exceeds the model's context length {}", a->max_seq_len, c.max_seq_len);
     Adapter adapter;

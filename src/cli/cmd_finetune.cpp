@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.h"
@@ -54,7 +55,7 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--steps", o.steps, "Stop after this many optimizer steps");
   cmd->add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->default_val(0.02f);
   cmd->add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this (0 = off)")->default_val(0.0f);
-  cmd->add_option("--max-seq-len", a->max_seq_len, "Truncate examples to this many tokens")->default_val(512)->check(CLI::Range(2, 1 << 20));
+  auto* seq = cmd->add_option("--max-seq-len", a->max_seq_len, "Truncate examples to this many tokens (default: 512 or the model's context, if shorter)")->default_val(512)->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--seed", o.seed, "Seed for the adapter's initialisation and the data order")->default_val(0);
   cmd->add_flag("--no-shuffle", a->no_shuffle, "Keep the data in file order");
   cmd->add_option("--init-adapter", o.init_adapter, "Start from these adapter weights (K, L, gate mode from the file)");
@@ -67,7 +68,7 @@ void register_finetune(CLI::App& app) {
   cmd->add_flag("--recompute", o.recompute, "Recompute activations in the backward (less memory)");
   cmd->add_option("--log-every", o.log_every, "Print a progress line every N steps (non-terminal output)")->default_val(10)->check(CLI::PositiveNumber);
   cmd->add_flag("--no-progress", a->no_progress, "No progress bar even on a terminal");
-  cmd->callback([a] {
+  cmd->callback([a, seq] {
     FinetuneOptions o = a->o;
     o.gate_mode = parse_gate_mode(a->gate_mode);
     o.schedule = a->schedule == "constant" ? Schedule::Constant : Schedule::Cosine;
@@ -75,6 +76,7 @@ void register_finetune(CLI::App& app) {
     o.progress_bar = stderr_is_tty() && !a->no_progress;
     if (!o.init_adapter.empty() && !o.resume.empty()) fail("--init-adapter and --resume exclude each other");
     LoadedModel lm = load_model_and_tokenizer(a->model);
+    if (seq->count() == 0) a->max_seq_len = std::min(a->max_seq_len, lm.weights->config.max_seq_len);  // the default must fit
     if (a->max_seq_len > lm.weights->config.max_seq_len)
       fail("--max-seq-len {} exceeds the model's context length {}", a->max_seq_len, lm.weights->config.max_seq_len);
     TokenizedDataset train = load_data(a->data, *lm.tokenizer, a->max_seq_len, "train");

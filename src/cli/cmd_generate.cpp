@@ -1,11 +1,10 @@
-#include <chrono>
 #include <cstdio>
 
 #include "commands.h"
 #include "la/core/error.h"
 #include "la/model/adapter_file.h"
 #include "la/model/inference.h"
-#include "la/sample/sampler.h"
+#include "la/sample/generate.h"
 #include "la/train/alpaca.h"
 
 namespace la::cli {
@@ -42,41 +41,26 @@ void run_generate(const GenerateArgs& a) {
   }
   std::vector<int> ids = tok.encode(text, true, false);
   const int64_t context = a.context > 0 ? a.context : c.max_seq_len;
-  if (static_cast<int64_t>(ids.size()) >= context)
-    fail("prompt of {} tokens does not fit the context length {}", ids.size(), context);
   InferenceModel model(*lm.weights, context);
   if (!a.adapter.empty()) model.set_adapter(&adapter);
   Sampler sampler(a.sampling);
-  StreamDecoder dec(tok);
-  if (echo)
+  if (echo) {
+    StreamDecoder dec(tok);
     for (int id : ids) std::fputs(dec.push(id).c_str(), stdout);
-  else
-    for (int id : ids) dec.push(id);  // keeps the decoder's state (leading-space rule) right
-  std::fflush(stdout);
-
-  using clock = std::chrono::steady_clock;
-  auto t0 = clock::now();
-  const float* logits = model.forward(ids.data(), static_cast<int64_t>(ids.size()));
-  auto t1 = clock::now();
-  int generated = 0;
-  while (generated < a.max_new_tokens) {
-    const int next = sampler.sample(logits, c.vocab_size);
-    if (next == tok.eos_id()) break;
-    ++generated;
-    std::fputs(dec.push(next).c_str(), stdout);
-    std::fflush(stdout);
-    if (model.pos() >= context) break;
-    logits = model.forward(&next, 1);
   }
-  std::fputs(dec.flush().c_str(), stdout);
+  GenerationStats st;
+  generate(model, tok, ids, sampler, a.max_new_tokens,
+           [](const std::string& s) {
+             std::fputs(s.c_str(), stdout);
+             std::fflush(stdout);
+           },
+           &st);
   std::fputs("\n", stdout);
-  auto t2 = clock::now();
-  if (!a.quiet) {
-    const double pre = std::chrono::duration<double>(t1 - t0).count();
-    const double dec_s = std::chrono::duration<double>(t2 - t1).count();
-    std::fprintf(stderr, "[prompt %zu tokens, %.1f tok/s | generated %d tokens, %.1f tok/s]\n", ids.size(),
-                 static_cast<double>(ids.size()) / pre, generated, generated > 0 ? generated / dec_s : 0.0);
-  }
+  if (!a.quiet)
+    std::fprintf(stderr, "[prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s]\n",
+                 static_cast<long long>(st.prompt_tokens), static_cast<double>(st.prompt_tokens) / st.prefill_s,
+                 static_cast<long long>(st.generated),
+                 st.generated > 0 ? static_cast<double>(st.generated) / st.decode_s : 0.0);
 }
 
 }  // namespace

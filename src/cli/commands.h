@@ -15,13 +15,15 @@ void register_info(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_finetune(CLI::App& app);
 void register_eval(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_demo(CLI::App& app);
 
 // --model / --tokenizer / --threads, shared by every command that runs a model.
 struct ModelArgs {
   std::string model;
   std::string tokenizer;
   int threads = 0;
-  void add_to(CLI::App* cmd, bool tokenizer_too = true);
+  CLI::Option* add_to(CLI::App* cmd, bool tokenizer_too = true, bool model_required = true);
 };
 
 struct LoadedModel {

@@ -7,14 +7,15 @@
 
 namespace la::cli {
 
-void ModelArgs::add_to(CLI::App* cmd, bool tokenizer_too) {
-  cmd->add_option("-m,--model", model,
-                  "Base model: llama2.c .bin, or a Hugging Face directory (config.json + safetensors)")
-      ->required();
+CLI::Option* ModelArgs::add_to(CLI::App* cmd, bool tokenizer_too, bool model_required) {
+  auto* opt = cmd->add_option("-m,--model", model,
+                              "Base model: llama2.c .bin, or a Hugging Face directory (config.json + safetensors)");
+  if (model_required) opt->required();
   if (tokenizer_too)
     cmd->add_option("-t,--tokenizer", tokenizer,
                     "Tokenizer: SentencePiece .model or llama2.c tokenizer.bin (default: the one beside the model)");
   cmd->add_option("--threads", threads, "Threads for compute (default: all cores)");
+  return opt;
 }
 
 LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer) {

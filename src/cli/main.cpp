@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   la::cli::register_generate(app);
   la::cli::register_finetune(app);
   la::cli::register_eval(app);
+  la::cli::register_bench(app);
+  la::cli::register_demo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

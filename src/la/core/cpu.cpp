@@ -85,16 +85,30 @@ const CpuFeatures& cpu_features() {
 
 void ensure_openblas_coretype(int argc, char** argv) {
   (void)argc;
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
-  const CpuFeatures& f = cpu_features();
-  const char* core = f.avx512f && f.avx512bw && f.avx512vl ? "SkylakeX" : (f.avx2 ? "Haswell" : nullptr);
-  if (core == nullptr) return;
-  setenv("OPENBLAS_CORETYPE", core, 1);
-  // Only re-exec once; if exec fails we simply carry on with the library's own choice.
+  // The project's own variable wins; otherwise the best kernel set for this CPU. An inherited
+  // OPENBLAS_CORETYPE that differs (some environments preset Haswell) is overridden: on AVX-512
+  // machines SkylakeX kernels are about twice as fast.
+  std::string want;
+  if (const char* e = std::getenv("LA_OPENBLAS_CORETYPE")) {
+    want = e;
+  } else {
+    const CpuFeatures& f = cpu_features();
+    if (f.avx512f && f.avx512bw && f.avx512vl)
+      want = "SkylakeX";
+    else if (f.avx2 && f.fma)
+      want = "Haswell";
+  }
+  if (want.empty()) return;
+  const char* have = std::getenv("OPENBLAS_CORETYPE");
+  if (have != nullptr && want == have) return;
+  setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
+  // The library has already read the variable by now: start again, once, so it sees ours.
   if (std::getenv("LA_NO_REEXEC") != nullptr) return;
   setenv("LA_NO_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);
 }
+
+std::string blas_core_name() { return openblas_get_corename(); }
 
 void set_num_threads(int n) {
   if (n <= 0) return;

@@ -15,10 +15,14 @@ struct CpuFeatures {
 const CpuFeatures& cpu_features();
 
 // Debian's OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, and mis-detects recent
-// AVX-512 CPUs (falling back to slow kernels). Call first thing in main(): when the variable is
-// unset and the CPU has AVX-512, it sets OPENBLAS_CORETYPE=SkylakeX (Haswell on AVX2-only CPUs)
-// and re-executes the program once so the library sees it. Returns normally otherwise.
+// AVX-512 CPUs (falling back to slow kernels). Call first thing in main(): it picks SkylakeX on
+// AVX-512 CPUs, Haswell on AVX2-only ones ($LA_OPENBLAS_CORETYPE overrides), and when the
+// environment says otherwise it sets OPENBLAS_CORETYPE and re-executes the program once so the
+// library sees it. Returns normally otherwise.
 void ensure_openblas_coretype(int argc, char** argv);
+
+// The kernel set OpenBLAS is using ("SkylakeX", "Haswell", ...).
+std::string blas_core_name();
 
 // Number of threads used by parallel kernels (OpenMP and BLAS). n <= 0 leaves the default.
 void set_num_threads(int n);

@@ -2,7 +2,13 @@
 
 namespace la {
 
-#define LA_MULTIVERSION __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+// fp-contract=off: with contraction GCC fused a*x+y into an FMA in some code paths of a loop and
+// not in others (e.g. axpy's 8-wide remainder used mul+add, its scalar alias-check fallback FMA),
+// so the same inputs rounded differently depending on where the buffers sat in memory. Without
+// it every path, and every clone, rounds the product and the sum separately: identical bits
+// wherever the data lives and on every CPU.
+#define LA_MULTIVERSION \
+  __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"), optimize("fp-contract=off")))
 
 // 16 independent partial sums let the compiler vectorise without -ffast-math re-association.
 LA_MULTIVERSION float dot(const float* a, const float* b, int64_t n) {

@@ -151,6 +151,30 @@ BpeVocab parse_llama2c_vocab(std::string_view bytes, const std::string& path) {
   return vocab;
 }
 
+std::string serialize_llama2c_vocab(const BpeVocab& vocab) {
+  std::vector<std::string> raw(vocab.pieces.size());
+  int32_t max_length = 1;
+  for (size_t i = 0; i < vocab.pieces.size(); ++i) {
+    const std::string& p = vocab.pieces[i];
+    if (static_cast<int>(i) == vocab.bos_id)
+      raw[i] = "\n<s>\n";
+    else if (static_cast<int>(i) == vocab.eos_id)
+      raw[i] = "\n</s>\n";
+    else
+      raw[i] = replace_all(p, kSpaceSymbol, " ");
+    max_length = std::max(max_length, static_cast<int32_t>(raw[i].size()));
+  }
+  std::string out(reinterpret_cast<const char*>(&max_length), 4);
+  for (size_t i = 0; i < raw.size(); ++i) {
+    const float score = vocab.scores[i];
+    const auto len = static_cast<int32_t>(raw[i].size());
+    out.append(reinterpret_cast<const char*>(&score), 4);
+    out.append(reinterpret_cast<const char*>(&len), 4);
+    out += raw[i];
+  }
+  return out;
+}
+
 BpeTokenizer::BpeTokenizer(BpeVocab vocab, const std::string& source)
     : vocab_(std::move(vocab)), source_(source) {
   const size_t n = vocab_.pieces.size();

@@ -41,6 +41,10 @@ struct BpeVocab {
 // Throws la::Error naming `path` when the bytes are not a well-formed tokenizer.bin.
 BpeVocab parse_llama2c_vocab(std::string_view bytes, const std::string& path);
 
+// The inverse of parse_llama2c_vocab: the bytes of a tokenizer.bin for `vocab`, spelled as
+// llama2.c's exporter does ('▁' as ' ', BOS/EOS as "\n<s>\n" / "\n</s>\n").
+std::string serialize_llama2c_vocab(const BpeVocab& vocab);
+
 class BpeTokenizer final : public Tokenizer {
  public:
   // Validates the vocabulary (sizes agree, ids in range, finite scores, an <unk> or a full set of

@@ -1,5 +1,6 @@
 #include "la/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -169,7 +170,11 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
   const auto t_start = clock::now();
   const int64_t first_step = st.step;
   int64_t tokens_done = 0;
-  bool have_checkpoint = !o.resume.empty();
+  std::string last_checkpoint = o.resume;  // the newest checkpoint with finite weights, if any
+  auto where_to_resume = [&] {
+    return last_checkpoint.empty() ? std::string("no checkpoint was written")
+                                   : fmt::format("the last good checkpoint is {}", last_checkpoint);
+  };
 
   for (int64_t step = st.step; step < total_steps; ++step) {
     const auto t0 = clock::now();
@@ -196,8 +201,7 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
       fail("{} is {} at step {}: stopping without updating the adapter; {}",
            std::isfinite(loss) ? "gradient norm" : "loss", std::isfinite(loss) ? gnorm : loss, step + 1,
-           have_checkpoint ? fmt::format("the last good checkpoint is {}", o.resume.empty() ? ckpt_path : o.resume)
-                           : std::string("no checkpoint was written"));
+           where_to_resume());
     if (o.grad_clip > 0 && gnorm > o.grad_clip) {
       const auto f = static_cast<float>(o.grad_clip / gnorm);
       for (float& g : grads.query) g *= f;
@@ -206,6 +210,13 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
     const float lr = learning_rate(sched, step);
     adamw_update(a.query.data(), grads.query.data(), st.m_query, static_cast<int64_t>(a.query.size()), lr, step + 1, adam);
     adamw_update(a.gate.data(), grads.gate.data(), st.m_gate, static_cast<int64_t>(a.gate.size()), lr, step + 1, adam);
+    // A finite loss can still give an update that overflows (a huge lr): never checkpoint that.
+    auto finite = [](const std::vector<float>& v) {
+      return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+    };
+    if (!finite(a.query) || !finite(a.gate))
+      fail("adapter weights became NaN or infinite in the update of step {} (lr {:.3g}): stopping; {}", step + 1, lr,
+           where_to_resume());
     st.step = step + 1;
     st.last_loss = loss;
 
@@ -246,7 +257,7 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
     }
     if (o.save_every > 0 && (m.step % o.save_every == 0 || m.step == total_steps)) {
       save_checkpoint(st, ckpt_path);
-      have_checkpoint = true;
+      last_checkpoint = ckpt_path;
     }
   }
   save_adapter(a, o.out);

@@ -4,6 +4,8 @@
 //            tables (seq_len * head_dim/2 floats, twice), the classifier when not shared.
 //   version 1 ("ak42"): uint32 magic, int version=1, the 7 ints, uint8 shared_classifier,
 //            zero padding to 256 bytes; then norms first, embedding, matrices, classifier.
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "la/core/error.h"
@@ -59,8 +61,7 @@ std::unique_ptr<ModelWeights> load_llama2c(const std::string& path) {
     m->format = "llama2c-v1";
   } else {
     std::memcpy(h, p, sizeof h);
-    shared = h[5] > 0;
-    h[5] = h[5] < 0 ? -h[5] : h[5];
+    shared = h[5] > 0;  // negative vocab: separate classifier (negated in 64 bits below: INT32_MIN)
     data_off = 28;
     m->format = "llama2c";
   }
@@ -70,7 +71,7 @@ std::unique_ptr<ModelWeights> load_llama2c(const std::string& path) {
   c.n_layers = h[2];
   c.n_heads = h[3];
   c.n_kv_heads = h[4];
-  c.vocab_size = h[5];
+  c.vocab_size = v1 ? h[5] : std::abs(static_cast<int64_t>(h[5]));
   c.max_seq_len = h[6];
   c.tied_classifier = shared;
   c.norm_eps = 1e-5f;
@@ -87,6 +88,10 @@ std::unique_ptr<ModelWeights> load_llama2c(const std::string& path) {
   const int64_t rope_floats = v1 ? 0 : c.max_seq_len * c.head_dim();  // cos and sin tables
   const int64_t floats = V * D + L * (2 * D + 2 * D * D + 2 * D * KV + 3 * D * F) + D + rope_floats +
                          (shared ? 0 : V * D);
+  // validate() keeps `floats` below 2^63, but 4 * floats can still wrap around size_t.
+  if (static_cast<uint64_t>(floats) > (SIZE_MAX - data_off) / 4)
+    fail("{}: truncated llama2.c checkpoint: {} bytes, the header ({}) needs {} floats", path, size,
+         c.shape_string(), floats);
   const size_t expected = data_off + static_cast<size_t>(floats) * 4;
   if (size < expected)
     fail("{}: truncated llama2.c checkpoint: {} bytes, the header ({}) needs {}", path, size, c.shape_string(),

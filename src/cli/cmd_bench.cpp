@@ -1,0 +1,161 @@
+// `bench`: prefill, decode and training throughput and peak memory for a model file or a named
+// shape with random weights, so users and we can compare machines and peers.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "la/core/cpu.h"
+#include "la/core/error.h"
+#include "la/core/memory.h"
+#include "la/model/inference.h"
+#include "la/model/loader.h"
+#include "la/model/shapes.h"
+#include "la/model/train_graph.h"
+#include "la/sample/sampler.h"
+#include "la/train/optimizer.h"
+
+namespace la::cli {
+
+namespace {
+
+struct BenchArgs {
+  ModelArgs model;
+  std::string shape;
+  int64_t prompt_tokens = 128, gen_tokens = 64, repeat = 5;
+  int64_t train_batch = 4, train_seq = 256, adapter_len = 10, adapter_layers = -1;
+  bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n == 0 ? 0.0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void run_bench(const BenchArgs& a) {
+  set_num_threads(a.model.threads);
+  std::unique_ptr<ModelWeights> w;
+  if (!a.shape.empty()) {
+    auto c = named_shape(a.shape);
+    if (!c) fail("unknown shape '{}' (known: {})", a.shape, fmt::join(shape_names(), ", "));
+    w = random_model(*c, 1);
+  } else {
+    w = load_model(a.model.model);
+  }
+  const ModelConfig& c = w->config;
+  nlohmann::ordered_json out;
+  out["model"] = a.shape.empty() ? a.model.model : "shape:" + a.shape;
+  out["threads"] = num_threads();
+  out["blas_core"] = blas_core_name();
+  out["params"] = c.parameter_count();
+  out["rss_after_load_mib"] = static_cast<double>(current_rss_bytes()) / (1 << 20);
+  std::vector<int> tokens(static_cast<size_t>(std::max(a.prompt_tokens, a.train_seq + 1)));
+  uint64_t s = 12345;
+  for (auto& t : tokens) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    t = static_cast<int>((s >> 33) % static_cast<uint64_t>(c.vocab_size));
+  }
+  const int64_t L = a.adapter_layers > 0 ? a.adapter_layers : c.n_layers;
+  Adapter adapter = Adapter::create(c, a.adapter_len, L, GateMode::Tanh, 3);
+  for (float& g : adapter.gate) g = 0.1f;  // non-zero gates: the adapter branch really runs
+
+  if (!a.no_infer) {
+    const int64_t ctx = std::min(c.max_seq_len, a.prompt_tokens + a.gen_tokens);
+    InferenceModel m(*w, ctx);
+    if (a.adapter_decode) m.set_adapter(&adapter);
+    std::vector<double> pre, dec;
+    for (int64_t r = 0; r < a.repeat; ++r) {
+      m.reset();
+      auto t0 = std::chrono::steady_clock::now();
+      const float* logits = m.forward(tokens.data(), a.prompt_tokens);
+      pre.push_back(static_cast<double>(a.prompt_tokens) / seconds_since(t0));
+      t0 = std::chrono::steady_clock::now();
+      int64_t n = 0;
+      for (; n < a.gen_tokens && m.pos() < ctx; ++n) {
+        const int next = argmax(logits, c.vocab_size);
+        logits = m.forward(&next, 1);
+      }
+      dec.push_back(static_cast<double>(n) / seconds_since(t0));
+    }
+    out["prefill_tokens"] = a.prompt_tokens;
+    out["prefill_tok_s"] = median(pre);
+    out["decode_tokens"] = a.gen_tokens;
+    out["decode_tok_s"] = median(dec);
+    out["decode_with_adapter"] = a.adapter_decode;
+    out["rss_after_inference_mib"] = static_cast<double>(current_rss_bytes()) / (1 << 20);
+  }
+  if (!a.no_train) {
+    if (a.train_seq >= c.max_seq_len) fail("--train-seq {} must be below the context length {}", a.train_seq, c.max_seq_len);
+    PackedBatch b;
+    b.clear();
+    for (int64_t i = 0; i < a.train_batch; ++i) {
+      std::vector<int> seq(tokens.begin(), tokens.begin() + a.train_seq + 1);
+      std::rotate(seq.begin(), seq.begin() + i, seq.end());
+      b.add(seq, 1);
+    }
+    TrainGraph g(*w, adapter, b.rows(), a.train_seq, a.recompute);
+    AdapterGrads grads{std::vector<float>(adapter.query.size()), std::vector<float>(adapter.gate.size())};
+    AdamWState mq, mg;
+    mq.resize(adapter.query.size());
+    mg.resize(adapter.gate.size());
+    std::vector<double> tps;
+    for (int64_t r = 0; r <= a.repeat; ++r) {  // first step is a warm-up
+      auto t0 = std::chrono::steady_clock::now();
+      grads.zero();
+      g.run(b, adapter, &grads, 1.0f / static_cast<float>(b.supervised));
+      adamw_update(adapter.query.data(), grads.query.data(), mq, static_cast<int64_t>(adapter.query.size()), 1e-3f, r + 1, {});
+      adamw_update(adapter.gate.data(), grads.gate.data(), mg, static_cast<int64_t>(adapter.gate.size()), 1e-3f, r + 1, {});
+      if (r > 0) tps.push_back(static_cast<double>(b.rows()) / seconds_since(t0));
+    }
+    out["train_batch"] = a.train_batch;
+    out["train_seq"] = a.train_seq;
+    out["adapter_len"] = a.adapter_len;
+    out["adapter_layers"] = L;
+    out["train_tok_s"] = median(tps);
+    out["train_step_s"] = static_cast<double>(b.rows()) / median(tps);
+    out["activation_mib"] = static_cast<double>(g.arena_bytes()) / (1 << 20);
+  }
+  out["peak_rss_mib"] = static_cast<double>(peak_rss_bytes()) / (1 << 20);
+  if (a.json) {
+    std::printf("%s\n", out.dump().c_str());
+    return;
+  }
+  for (auto it = out.begin(); it != out.end(); ++it) std::printf("%-24s %s\n", it.key().c_str(), it.value().dump().c_str());
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Measure prefill, decode and training speed and peak memory");
+  auto a = std::make_shared<BenchArgs>();
+  auto* m = a->model.add_to(cmd, false, false);
+  std::string names;
+  for (const auto& n : shape_names()) names += (names.empty() ? "" : ", ") + n;
+  auto* s = cmd->add_option("--shape", a->shape, "A named shape with random f32 weights: " + names);
+  m->excludes(s);
+  cmd->add_option("--prompt-tokens", a->prompt_tokens, "Prefill length")->default_val(128)->check(CLI::PositiveNumber);
+  cmd->add_option("--gen-tokens", a->gen_tokens, "Decode steps")->default_val(64)->check(CLI::NonNegativeNumber);
+  cmd->add_option("--repeat", a->repeat, "Repetitions (the median is reported)")->default_val(5)->check(CLI::PositiveNumber);
+  cmd->add_option("--train-batch", a->train_batch, "Training micro-batch (sequences)")->default_val(4)->check(CLI::PositiveNumber);
+  cmd->add_option("--train-seq", a->train_seq, "Training sequence length")->default_val(256)->check(CLI::PositiveNumber);
+  cmd->add_option("--adapter-len", a->adapter_len, "K")->default_val(10)->check(CLI::PositiveNumber);
+  cmd->add_option("--adapter-layers", a->adapter_layers, "L (default: all layers)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--adapter-decode", a->adapter_decode, "Decode with a K, L adapter attached");
+  cmd->add_flag("--no-infer", a->no_infer, "Skip prefill/decode");
+  cmd->add_flag("--no-train", a->no_train, "Skip the training step");
+  cmd->add_flag("--recompute", a->recompute, "Training with activation recomputation");
+  cmd->add_flag("--json", a->json, "One JSON object");
+  cmd->callback([a] {
+    if (a->model.model.empty() && a->shape.empty()) throw CLI::ValidationError("bench", "give --model or --shape");
+    run_bench(*a);
+  });
+}
+
+}  // namespace la::cli
