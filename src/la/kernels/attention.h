@@ -37,6 +37,9 @@ void attention_backward(float* dq, float* dk, float* dv, float* dprompt_k, float
                         const float* dout, const float* q, const float* k, const float* v, const float* lse_tok,
                         const float* lse_prompt, int64_t T, const AttentionDims& d, const PromptKV* prompt);
 
+// The fast kernels are built for several instruction sets and picked by CPUID; the environment
+// variable LA_ISA=generic|avx2|avx512 forces one (used by the tests).
+
 // Plain reference: explicit score matrices, double accumulation. Same contract as above.
 void attention_forward_ref(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t pos0,
                            const AttentionDims& d, const PromptKV* prompt);

@@ -1,0 +1,3 @@
+// Attention kernels for the avx2 instruction set (flags set in src/CMakeLists.txt).
+#define LA_ISA avx2
+#include "la/kernels/isa/attention_impl.inc"
