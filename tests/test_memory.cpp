@@ -1,0 +1,138 @@
+// Weights are used in place: loading a model maps its file and points every matrix into the
+// mapping (SPEC §5, "weights are mapped, not copied"). Checked for a llama2.c checkpoint and for
+// an F32 Hugging Face directory; an F16 one keeps its matrices in the file too (only the small
+// norm vectors become f32 copies).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "la/core/half.h"
+#include "la/formats/safetensors.h"
+#include "la/model/loader.h"
+#include "support/test_support.h"
+
+namespace {
+
+constexpr const char* kStories = "llama2c/stories260K.bin";
+
+// [p, p + bytes) lies inside the mapping of `f`.
+bool inside(const la::MappedFile& f, const void* p, size_t bytes) {
+  const auto* q = static_cast<const uint8_t*>(p);
+  return q != nullptr && q >= f.data() && q + bytes <= f.data() + f.size();
+}
+
+bool inside_any(const la::ModelWeights& w, const void* p, size_t bytes) {
+  for (const auto& f : w.files)
+    if (inside(*f, p, bytes)) return true;
+  return false;
+}
+
+// Every matrix and (when `norms_mapped`) every norm vector of `w` lies in one of its mappings.
+void expect_all_mapped(const la::ModelWeights& w, bool norms_mapped) {
+  const size_t D = static_cast<size_t>(w.config.dim) * sizeof(float);
+  EXPECT_TRUE(inside_any(w, w.tok_embeddings.data, w.tok_embeddings.bytes()));
+  EXPECT_TRUE(inside_any(w, w.output.data, w.output.bytes()));
+  for (size_t i = 0; i < w.layers.size(); ++i) {
+    SCOPED_TRACE("layer " + std::to_string(i));
+    const la::LayerWeights& l = w.layers[i];
+    for (const la::WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3})
+      EXPECT_TRUE(inside_any(w, m->data, m->bytes()));
+    EXPECT_EQ(inside_any(w, l.rms_att, D), norms_mapped);
+    EXPECT_EQ(inside_any(w, l.rms_ffn, D), norms_mapped);
+  }
+  EXPECT_EQ(inside_any(w, w.rms_final, D), norms_mapped);
+}
+
+TEST(Memory, Llama2cWeightsAreNotCopied) {
+  REQUIRE_SHARED_DATA(kStories);
+  auto m = la::load_model(la::test::shared_data() + "/" + kStories);
+  ASSERT_EQ(m->files.size(), 1u);
+  const la::MappedFile& f = *m->files[0];
+  EXPECT_EQ(f.size(), 1056540u);
+  ASSERT_NE(f.data(), nullptr);
+  // The brief's two: the embedding and a query matrix, at their exact file offsets
+  // (28-byte header, embedding, then the 5 attention norms, then wq of layer 0).
+  EXPECT_EQ(m->tok_embeddings.data, f.data() + 28);
+  EXPECT_TRUE(inside(f, m->tok_embeddings.data, m->tok_embeddings.bytes()));
+  EXPECT_EQ(m->layers[0].wq.data, f.data() + 28 + (512 * 64 + 5 * 64) * 4);
+  EXPECT_TRUE(inside(f, m->layers[4].wq.data, m->layers[4].wq.bytes()));
+  expect_all_mapped(*m, /*norms_mapped=*/true);
+  EXPECT_TRUE(m->owned.empty());  // nothing converted or copied
+}
+
+// A small random HF model written here (no shared data needed).
+void write_tiny_hf(const std::string& dir, la::SafeDType dtype) {
+  std::filesystem::create_directories(dir);
+  const int64_t D = 32, F = 48, L = 2, H = 4, KVH = 2, V = 40, KV = KVH * (D / H);
+  nlohmann::json cfg = {{"model_type", "llama"},     {"hidden_size", D},          {"intermediate_size", F},
+                        {"num_hidden_layers", L},     {"num_attention_heads", H},  {"num_key_value_heads", KVH},
+                        {"vocab_size", V},            {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-5},
+                        {"tie_word_embeddings", false}};
+  la::test::write_text(dir + "/config.json", cfg.dump());
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 0.1f);
+  la::SafetensorsWriter wr;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = nd(rng);
+    if (dtype == la::SafeDType::F32) {
+      wr.add_f32(name, shape, v.data());
+    } else {
+      std::vector<uint16_t> h(v.size());
+      for (size_t i = 0; i < v.size(); ++i) h[i] = la::f32_to_f16(v[i]);
+      wr.add(name, dtype, shape, h.data(), h.size() * 2);
+    }
+  };
+  add("model.embed_tokens.weight", {V, D});
+  for (int64_t i = 0; i < L; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    add(p + "input_layernorm.weight", {D});
+    add(p + "self_attn.q_proj.weight", {D, D});
+    add(p + "self_attn.k_proj.weight", {KV, D});
+    add(p + "self_attn.v_proj.weight", {KV, D});
+    add(p + "self_attn.o_proj.weight", {D, D});
+    add(p + "post_attention_layernorm.weight", {D});
+    add(p + "mlp.gate_proj.weight", {F, D});
+    add(p + "mlp.down_proj.weight", {D, F});
+    add(p + "mlp.up_proj.weight", {F, D});
+  }
+  add("model.norm.weight", {D});
+  add("lm_head.weight", {V, D});
+  la::test::write_text(dir + "/model.safetensors", wr.serialize());
+}
+
+TEST(Memory, HfF32WeightsAreNotCopied) {
+  la::test::TempDir tmp;
+  write_tiny_hf(tmp.file("m"), la::SafeDType::F32);
+  auto m = la::load_model(tmp.file("m"));
+  ASSERT_EQ(m->files.size(), 1u);
+  EXPECT_FALSE(m->config.tied_classifier);
+  EXPECT_NE(m->output.data, m->tok_embeddings.data);
+  // The embedding view is exactly the tensor's bytes in the mapping.
+  auto st = la::SafetensorsFile::open(tmp.file("m/model.safetensors"));
+  const size_t off = static_cast<size_t>(st.get("model.embed_tokens.weight").data - st.file()->data());
+  EXPECT_EQ(m->tok_embeddings.data, m->files[0]->data() + off);
+  expect_all_mapped(*m, /*norms_mapped=*/true);
+  EXPECT_TRUE(m->owned.empty());
+}
+
+TEST(Memory, HfF16MatricesStayInTheFile) {
+  la::test::TempDir tmp;
+  write_tiny_hf(tmp.file("m"), la::SafeDType::F16);
+  auto m = la::load_model(tmp.file("m"));
+  EXPECT_EQ(m->layers[1].w2.type, la::DType::F16);
+  EXPECT_EQ(m->tok_embeddings.type, la::DType::F16);
+  expect_all_mapped(*m, /*norms_mapped=*/false);
+  // Only the 2 * layers + 1 norm vectors were converted.
+  EXPECT_EQ(m->owned.size(), 5u);
+  for (const auto& v : m->owned) EXPECT_EQ(v.size(), 32u);
+}
+
+}  // namespace
