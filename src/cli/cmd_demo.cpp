@@ -41,9 +41,12 @@ void samples(const ModelWeights& w, const Tokenizer& tok, const Adapter& adapter
   InferenceModel m(w, w.config.max_seq_len);
   m.set_adapter(&adapter);
   for (const auto& r : recs) {
-    Sampler greedy(SamplerOptions{0.0f, 1.0f, 0, 0});
-    const std::string out = generate(m, tok, tok.encode(alpaca_prompt(r.instruction, r.input), true, false), greedy, 24,
-                                     nullptr);
+    // Sampled (temperature 0.7), not greedy: a random base model that has only learnt, through
+    // its adapter, which tokens answers are made of would answer every prompt greedily with the
+    // single most frequent target (EOS).
+    Sampler sampler(SamplerOptions{0.7f, 0.95f, 0, 7});
+    const std::string out = generate(m, tok, tok.encode(alpaca_prompt(r.instruction, r.input), true, false), sampler,
+                                     24, nullptr);
     std::printf("  %s%s%s\n    -> %s\n    (expected: %s)\n", r.instruction.c_str(), r.input.empty() ? "" : " | ",
                 r.input.c_str(), out.c_str(), r.output.c_str());
   }

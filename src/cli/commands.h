@@ -17,6 +17,7 @@ void register_finetune(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_demo(CLI::App& app);
+void register_convert(CLI::App& app);
 
 // --model / --tokenizer / --threads, shared by every command that runs a model.
 struct ModelArgs {

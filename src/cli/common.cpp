@@ -24,6 +24,7 @@ LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer) {
   lm.weights = load_model(a.model);
   if (!need_tokenizer) return lm;
   std::string tok = a.tokenizer;
+  if (tok.empty() && lm.weights->format == "gguf") tok = a.model;  // the embedded vocabulary
   if (tok.empty()) {
     tok = find_tokenizer_for_model(a.model, static_cast<int>(lm.weights->config.vocab_size));
     if (tok.empty())

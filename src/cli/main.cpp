@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   la::cli::register_finetune(app);
   la::cli::register_eval(app);
   la::cli::register_bench(app);
+  la::cli::register_convert(app);
   la::cli::register_demo(app);
   try {
     app.parse(argc, argv);

@@ -21,6 +21,7 @@ constexpr struct {
                {"BOOL", SafeDType::BOOL, 1}};
 
 constexpr uint64_t kMaxHeader = 100u << 20;  // the format's own limit is 100 MB
+constexpr uint64_t kMaxNumel = uint64_t{1} << 48;  // per tensor, and per dimension
 
 }  // namespace
 
@@ -86,7 +87,10 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     for (const auto& s : sh) {
       if (!s.is_number_unsigned()) fail("{}: tensor '{}' has a negative or non-integer dimension", path, name);
       const uint64_t d = s.get<uint64_t>();
-      if (d != 0 && numel > (uint64_t{1} << 48) / d) fail("{}: tensor '{}' shape is too large", path, name);
+      // Each dimension is bounded on its own too: after a 0 dimension the product stays 0, and a
+      // dimension past INT64_MAX would otherwise become a negative int64 in `shape`.
+      if (d > kMaxNumel || (d != 0 && numel > kMaxNumel / d))
+        fail("{}: tensor '{}' shape is too large", path, name);
       numel *= d;
       t.shape.push_back(static_cast<int64_t>(d));
     }
@@ -104,9 +108,12 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     t.nbytes = static_cast<size_t>(e - b);
     f.tensors_.push_back(std::move(t));
   }
-  // Overlap check: sort by start offset, each must begin at or after the previous end.
+  // Overlap check: sort by start offset, each must begin at or after the previous end. Empty
+  // tensors occupy no bytes and overlap nothing (writers give them the offset of the next
+  // tensor, which made the check depend on the order of equal starts).
   std::vector<const SafeTensor*> order;
-  for (const auto& t : f.tensors_) order.push_back(&t);
+  for (const auto& t : f.tensors_)
+    if (t.nbytes != 0) order.push_back(&t);
   std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->data < b->data; });
   for (size_t i = 1; i < order.size(); ++i)
     if (order[i]->data < order[i - 1]->data + order[i - 1]->nbytes)

@@ -1,27 +1,49 @@
 #include "la/kernels/dtype.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 
 #include "la/core/half.h"
+#include "la/kernels/quant.h"
 
 namespace la {
 
-const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-  }
-  return "?";
+namespace {
+struct TypeInfo {
+  DType type;
+  const char* name;
+  int64_t block;
+  size_t bytes;
+};
+constexpr TypeInfo kTypes[] = {
+    {DType::F32, "F32", 1, 4},           {DType::F16, "F16", 1, 2},
+    {DType::BF16, "BF16", 1, 2},         {DType::Q8_0, "Q8_0", kQK8_0, sizeof(BlockQ8_0)},
+    {DType::Q4_0, "Q4_0", kQK4_0, sizeof(BlockQ4_0)}, {DType::Q4_K, "Q4_K", kQK_K, sizeof(BlockQ4_K)},
+    {DType::Q6_K, "Q6_K", kQK_K, sizeof(BlockQ6_K)},
+};
+const TypeInfo& info(DType t) { return kTypes[static_cast<size_t>(t)]; }
+}  // namespace
+
+const char* dtype_name(DType t) { return info(t).name; }
+int64_t dtype_block_size(DType t) { return info(t).block; }
+size_t dtype_block_bytes(DType t) { return info(t).bytes; }
+bool dtype_is_quantized(DType t) { return info(t).block > 1; }
+
+bool parse_dtype(const std::string& name, DType* out) {
+  std::string n = name;
+  std::transform(n.begin(), n.end(), n.begin(), [](unsigned char c) { return std::toupper(c); });
+  for (const auto& ti : kTypes)
+    if (n == ti.name) {
+      *out = ti.type;
+      return true;
+    }
+  return false;
 }
 
 size_t dtype_row_bytes(DType t, int64_t cols) {
-  switch (t) {
-    case DType::F32: return static_cast<size_t>(cols) * 4;
-    case DType::F16:
-    case DType::BF16: return static_cast<size_t>(cols) * 2;
-  }
-  return 0;
+  const TypeInfo& ti = info(t);
+  return static_cast<size_t>(cols / ti.block) * ti.bytes;
 }
 
 void convert_to_f32(DType t, const void* src, float* dst, int64_t n) {
@@ -37,6 +59,10 @@ void convert_to_f32(DType t, const void* src, float* dst, int64_t n) {
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
       return;
     }
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_K:
+    case DType::Q6_K: dequantize(t, src, dst, n); return;
   }
 }
 

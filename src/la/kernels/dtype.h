@@ -6,12 +6,17 @@
 
 namespace la {
 
-// Element types a weight matrix can be stored in. Block-quantised types (Q8_0, Q4_0, ...) are
-// added here by the quantisation layer; every kernel dispatches on this tag.
-enum class DType : uint8_t { F32, F16, BF16 };
+// Element types a weight matrix can be stored in; every kernel dispatches on this tag. The
+// block-quantised types are ggml's (GGUF files hold them as is): a row of `cols` elements is
+// cols / block_size(t) blocks (see kernels/quant.h for the layouts).
+enum class DType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K };
 
 const char* dtype_name(DType t);
-size_t dtype_row_bytes(DType t, int64_t cols);  // bytes of one stored row of `cols` elements
+bool parse_dtype(const std::string& name, DType* out);  // "F32", "q8_0", ... (case-insensitive)
+int64_t dtype_block_size(DType t);                       // elements per block (1 for float types)
+size_t dtype_block_bytes(DType t);                       // bytes per block
+bool dtype_is_quantized(DType t);
+size_t dtype_row_bytes(DType t, int64_t cols);  // bytes of one stored row; cols % block_size == 0
 
 // A row-major [rows, cols] matrix in its stored type, used in place (often inside an mmap).
 // Linear layers store W as [out, in]: y = W x.

@@ -14,10 +14,19 @@ namespace {
 
 constexpr int64_t kRowBlock = 128;  // rows of W converted to f32 at a time (fits in L2)
 
-// GEMV for M == 1 on any type: each thread takes a slice of output rows.
+// GEMV for M == 1 (decode): each thread takes a slice of output rows. Memory-bound, so our
+// vectorised dot is as fast as BLAS here, and small matrices stay on one thread (waking a
+// thread team costs more than a 64x64 product).
+void gemv_f32(float* out, const float* x, const WeightMatrix& w) {
+  const int64_t N = w.rows, K = w.cols;
+  const auto* W = static_cast<const float*>(w.data);
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
+  for (int64_t n = 0; n < N; ++n) out[n] = dot(W + n * K, x, K);
+}
+
 void gemv_typed(float* out, const float* x, const WeightMatrix& w) {
   const int64_t N = w.rows, K = w.cols;
-#pragma omp parallel
+#pragma omp parallel if (N * K >= (1 << 14))
   {
     std::vector<float> row(static_cast<size_t>(K));
 #pragma omp for schedule(static)
@@ -36,7 +45,7 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
   if (w.type == DType::F32) {
     const auto* W = static_cast<const float*>(w.data);
     if (M == 1)
-      cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, W, K, x, 1, 0.0f, out, 1);
+      gemv_f32(out, x, w);
     else
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K, 0.0f, out, N);
     return;

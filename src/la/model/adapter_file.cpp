@@ -6,6 +6,7 @@
 #include <map>
 
 #include "la/core/error.h"
+#include "la/formats/gguf.h"
 
 namespace la {
 
@@ -41,7 +42,70 @@ void add_adapter_tensors(SafetensorsWriter& w, const Adapter& a) {
               a.gate.data() + i * a.n_heads);
 }
 
+namespace {
+
+bool ends_with_gguf(const std::string& p) { return p.size() >= 5 && p.compare(p.size() - 5, 5, ".gguf") == 0; }
+
+// GGUF adapters: general.architecture = "llama_adapter", the shape under llama_adapter.*, tensors
+// llama_adapter.adapter_query (ggml dims [dim, L*K]) and llama_adapter.gate.{i} ([H]).
+void save_adapter_gguf(const Adapter& a, const std::string& path) {
+  GgufWriter w;
+  w.set_string("general.architecture", "llama_adapter");
+  w.set_u32("general.alignment", 32);
+  w.set_string("llama_adapter.format", kFormat);
+  w.set_u32("llama_adapter.version", 1);
+  w.set_u32("llama_adapter.adapter_len", static_cast<uint32_t>(a.len));
+  w.set_u32("llama_adapter.adapter_layers", static_cast<uint32_t>(a.n_layers));
+  w.set_string("llama_adapter.gate_mode", gate_mode_name(a.gate_mode));
+  w.set_u32("llama_adapter.dim", static_cast<uint32_t>(a.dim));
+  w.set_u32("llama_adapter.n_layers", static_cast<uint32_t>(a.model_layers));
+  w.set_u32("llama_adapter.n_heads", static_cast<uint32_t>(a.n_heads));
+  w.add_tensor("llama_adapter.adapter_query", {a.dim, a.n_layers * a.len}, DType::F32, a.query.data(),
+               a.query.size() * sizeof(float));
+  for (int64_t i = 0; i < a.n_layers; ++i)
+    w.add_tensor(fmt::format("llama_adapter.gate.{}", a.first_layer() + i), {a.n_heads}, DType::F32,
+                 a.gate.data() + i * a.n_heads, static_cast<size_t>(a.n_heads) * sizeof(float));
+  w.write(path);
+}
+
+Adapter load_adapter_gguf(const std::string& path) {
+  GgufFile f = GgufFile::open(path);
+  if (!f.has("general.architecture") || f.get_string("general.architecture") != "llama_adapter")
+    fail("{}: not a llama_adapter GGUF file (general.architecture)", path);
+  Adapter a;
+  a.len = f.get_int("llama_adapter.adapter_len");
+  a.n_layers = f.get_int("llama_adapter.adapter_layers");
+  a.dim = f.get_int("llama_adapter.dim");
+  a.model_layers = f.get_int("llama_adapter.n_layers");
+  a.n_heads = f.get_int("llama_adapter.n_heads");
+  try {
+    a.gate_mode = parse_gate_mode(f.get_string("llama_adapter.gate_mode"));
+  } catch (const Error& e) {
+    fail("{}: {}", path, e.what());
+  }
+  if (a.len <= 0 || a.n_layers <= 0 || a.dim <= 0 || a.n_heads <= 0 || a.n_layers > a.model_layers ||
+      a.len > 4096 || a.dim > (1 << 20) || a.n_heads > 4096 || a.model_layers > 4096)
+    fail("{}: invalid adapter shape ({})", path, a.shape_string());
+  const GgufTensor* q = f.find_tensor("llama_adapter.adapter_query");
+  if (!q || q->type != DType::F32 || q->dims != std::vector<int64_t>{a.dim, a.n_layers * a.len})
+    fail("{}: llama_adapter.adapter_query must be F32 [{}, {}]", path, a.dim, a.n_layers * a.len);
+  a.query.resize(static_cast<size_t>(q->numel()));
+  std::memcpy(a.query.data(), q->data, q->nbytes);
+  a.gate.resize(static_cast<size_t>(a.n_layers * a.n_heads));
+  for (int64_t i = 0; i < a.n_layers; ++i) {
+    const std::string name = fmt::format("llama_adapter.gate.{}", a.first_layer() + i);
+    const GgufTensor* g = f.find_tensor(name);
+    if (!g || g->type != DType::F32 || g->numel() != a.n_heads)
+      fail("{}: {} must be F32 with {} values", path, name, a.n_heads);
+    std::memcpy(a.gate.data() + i * a.n_heads, g->data, g->nbytes);
+  }
+  return a;
+}
+
+}  // namespace
+
 void save_adapter(const Adapter& a, const std::string& path) {
+  if (ends_with_gguf(path)) return save_adapter_gguf(a, path);
   SafetensorsWriter w;
   add_adapter_tensors(w, a);
   w.write(path);
@@ -123,6 +187,10 @@ Adapter read_adapter_tensors(const SafetensorsFile& f, const ModelConfig* model)
 }
 
 Adapter load_adapter(const std::string& path, const ModelConfig* model) {
+  {
+    auto f = MappedFile::open(path);
+    if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0) return load_adapter_gguf(path);
+  }
   return read_adapter_tensors(SafetensorsFile::open(path), model);
 }
 

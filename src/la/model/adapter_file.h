@@ -11,7 +11,8 @@
 
 namespace la {
 
-// Writes atomically (temporary file, then rename).
+// Writes atomically (temporary file, then rename). A path ending in .gguf gets a GGUF file
+// (general.architecture "llama_adapter", keys llama_adapter.*); load_adapter reads either.
 void save_adapter(const Adapter& a, const std::string& path);
 
 // Adds the adapter's tensors and metadata to a writer (also used by training checkpoints).

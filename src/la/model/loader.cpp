@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "la/core/error.h"
+#include "la/model/gguf_model.h"
 
 namespace la {
 
@@ -11,8 +12,7 @@ std::unique_ptr<ModelWeights> load_model(const std::string& path) {
   if (!file_exists(path)) fail("{}: no such file or directory", path);
   auto f = MappedFile::open(path);
   if (f->size() >= 4) {
-    if (std::memcmp(f->data(), "GGUF", 4) == 0)
-      fail("{}: GGUF models are not supported by this build yet", path);
+    if (std::memcmp(f->data(), "GGUF", 4) == 0) return load_gguf(path);
     uint64_t hdr = 0;
     if (f->size() >= 8) std::memcpy(&hdr, f->data(), 8);
     if (f->data()[0] == '{' || (f->size() >= 9 && f->data()[8] == '{' && hdr < f->size()))

@@ -103,4 +103,24 @@ std::string_view SpTokenizer::piece(int id) const {
   return processor_->IdToPiece(id);
 }
 
+BpeVocab SpTokenizer::to_vocab() const {
+  const auto& sp = *processor_;
+  BpeVocab v;
+  const int n = sp.GetPieceSize();
+  for (int i = 0; i < n; ++i) {
+    v.pieces.push_back(sp.IdToPiece(i));
+    v.scores.push_back(sp.GetScore(i));
+    PieceType t = PieceType::Normal;
+    if (sp.IsUnknown(i)) t = PieceType::Unknown;
+    else if (sp.IsControl(i)) t = PieceType::Control;
+    else if (sp.IsByte(i)) t = PieceType::Byte;
+    else if (sp.IsUnused(i)) t = PieceType::Unused;
+    v.types.push_back(t);
+  }
+  v.bos_id = sp.bos_id();
+  v.eos_id = sp.eos_id();
+  v.unk_id = sp.unk_id();
+  return v;
+}
+
 }  // namespace la

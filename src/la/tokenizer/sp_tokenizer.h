@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "la/tokenizer/bpe_tokenizer.h"
 #include "la/tokenizer/tokenizer.h"
 
 namespace sentencepiece {
@@ -32,6 +33,10 @@ class SpTokenizer final : public Tokenizer {
   int eos_id() const override { return eos_id_; }
 
   const sentencepiece::SentencePieceProcessor& processor() const { return *processor_; }
+
+  // The vocabulary (pieces, scores, types, special ids) as a plain BpeVocab, for writing it
+  // into GGUF files. Only meaningful for BPE models.
+  BpeVocab to_vocab() const;
 
  private:
   void check_id(int id) const;

@@ -3,12 +3,14 @@
 #include "la/tokenizer/tokenizer.h"
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 
 #include "la/core/error.h"
 #include "la/core/mapped_file.h"
 #include "la/tokenizer/bpe_tokenizer.h"
+#include "la/tokenizer/gguf_vocab.h"
 #include "la/tokenizer/sp_tokenizer.h"
 
 namespace la {
@@ -132,10 +134,13 @@ std::string StreamDecoder::flush() {
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
-  const std::string bytes = read_file(path);
-  if (bytes.starts_with("GGUF")) {
-    fail("{}: a GGUF file; its vocabulary is read with the model, not as a tokenizer file", path);
+  {
+    // A GGUF model carries its vocabulary: map it (it may be gigabytes) rather than read it.
+    auto f = MappedFile::open(path);
+    if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0)
+      return std::make_unique<BpeTokenizer>(read_gguf_vocab(GgufFile::open(path)), path);
   }
+  const std::string bytes = read_file(path);
 
   // A tokenizer.bin has no magic number, but its structure is strict (records that end exactly
   // at the end of the file), so trying it first is a reliable test. Sniffing the first byte

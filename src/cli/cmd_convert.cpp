@@ -1,0 +1,83 @@
+// `convert`: any model we read -> GGUF (F32, F16, BF16, Q8_0, Q4_0 matrices) with its vocabulary;
+// an adapter -> GGUF (llama_adapter.* keys) or back.
+#include <cstdio>
+#include <cstring>
+
+#include "commands.h"
+#include "la/core/error.h"
+#include "la/model/adapter_file.h"
+#include "la/model/convert.h"
+#include "la/model/gguf_model.h"
+#include "la/model/loader.h"
+#include "la/tokenizer/bpe_tokenizer.h"
+#include "la/tokenizer/sp_tokenizer.h"
+
+namespace la::cli {
+
+namespace {
+
+// Hugging Face q/k rows are in rotate-half order; GGUF (like Meta and llama2.c) uses the
+// interleaved order. Returns an f32 model with those rows moved back.
+std::unique_ptr<ModelWeights> to_meta_layout(const ModelWeights& src) {
+  auto m = dequantized_copy(src);
+  const ModelConfig& c = m->config;
+  for (auto& l : m->layers) {
+    for (auto [w, heads] : {std::pair{&l.wq, c.n_heads}, std::pair{&l.wk, c.n_kv_heads}}) {
+      m->owned.emplace_back(static_cast<size_t>(w->rows * w->cols));
+      permute_hf_to_meta(static_cast<const float*>(w->data), m->owned.back().data(), heads, c.head_dim(), w->cols);
+      w->data = m->owned.back().data();
+    }
+  }
+  m->config.rope_style = RopeStyle::Interleaved;
+  return m;
+}
+
+}  // namespace
+
+void register_convert(CLI::App& app) {
+  auto* cmd = app.add_subcommand("convert", "Convert a model to GGUF (F32/F16/BF16/Q8_0/Q4_0), or an adapter to GGUF");
+  struct Args {
+    ModelArgs model;
+    std::string adapter, out, type = "f16";
+  };
+  auto a = std::make_shared<Args>();
+  auto* m = a->model.add_to(cmd, true, false);
+  auto* ad = cmd->add_option("--adapter", a->adapter, "Convert this adapter (.safetensors <-> .gguf) instead of a model");
+  m->excludes(ad);
+  cmd->add_option("-o,--out", a->out, "Output file (.gguf, or .safetensors for an adapter)")->required();
+  cmd->add_option("--type", a->type, "Matrix type: f32, f16, bf16, q8_0, q4_0 (norms stay f32)")
+      ->default_val("f16")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "F32", "F16", "BF16", "Q8_0", "Q4_0"}));
+  cmd->callback([a] {
+    if (!a->adapter.empty()) {
+      Adapter ad = load_adapter(a->adapter);
+      save_adapter(ad, a->out);  // the extension of --out picks the format
+      std::fprintf(stderr, "wrote %s (%s)\n", a->out.c_str(), ad.shape_string().c_str());
+      return;
+    }
+    if (a->model.model.empty()) throw CLI::ValidationError("convert", "give --model or --adapter");
+    DType type;
+    if (!parse_dtype(a->type, &type)) fail("unknown type '{}'", a->type);
+    LoadedModel lm = load_model_and_tokenizer(a->model);
+    BpeVocab vocab;
+    if (const auto* bpe = dynamic_cast<const BpeTokenizer*>(lm.tokenizer.get()))
+      vocab = bpe->vocab();
+    else if (const auto* sp = dynamic_cast<const SpTokenizer*>(lm.tokenizer.get()))
+      vocab = sp->to_vocab();
+    else
+      fail("{}: this tokenizer cannot be embedded in GGUF", a->model.tokenizer);
+    std::unique_ptr<ModelWeights> meta;
+    const ModelWeights* src = lm.weights.get();
+    if (src->config.rope_style == RopeStyle::Half) {
+      meta = to_meta_layout(*src);
+      src = meta.get();
+    }
+    // Rows that do not fill whole blocks (e.g. stories260K's hidden size 172) stay F16.
+    auto converted = convert_weights(*src, type, false, DType::F16);
+    save_gguf(*converted, &vocab, a->out, a->model.model);
+    std::fprintf(stderr, "wrote %s (%s, %s matrices, %zu-piece vocabulary)\n", a->out.c_str(),
+                 converted->config.shape_string().c_str(), dtype_name(type), vocab.pieces.size());
+  });
+}
+
+}  // namespace la::cli

@@ -1,0 +1,88 @@
+#include "la/model/convert.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "la/core/error.h"
+#include "la/kernels/quant.h"
+
+namespace la {
+
+namespace {
+
+// `bytes` of storage owned by `m`: ModelWeights keeps f32 vectors, so round up to whole floats
+// (vector<float> storage is aligned for every block type, whose fields are at most 2 bytes).
+void* own_bytes(ModelWeights& m, size_t bytes) {
+  m.owned.emplace_back((bytes + sizeof(float) - 1) / sizeof(float), 0.0f);
+  return m.owned.back().data();
+}
+
+WeightMatrix convert_matrix(ModelWeights& m, const WeightMatrix& w, DType type, const std::string& name,
+                            const std::string& source) {
+  const int64_t bs = dtype_block_size(type);
+  if (w.cols % bs != 0)
+    fail("{}: cannot store {} [{} x {}] as {}: its rows of {} values are not a multiple of the {}-value block",
+         source, name, w.rows, w.cols, dtype_name(type), w.cols, bs);
+  WeightMatrix out{type, nullptr, w.rows, w.cols};
+  auto* dst = static_cast<uint8_t*>(own_bytes(m, out.bytes()));
+  out.data = dst;
+  if (w.type == type) {
+    if (out.bytes() > 0) std::memcpy(dst, w.data, out.bytes());
+    return out;
+  }
+  const size_t row_bytes = dtype_row_bytes(type, w.cols);
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<size_t>(w.cols));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < w.rows; ++r) {
+      dequantize_row(w, r, row.data());
+      quantize(type, row.data(), dst + static_cast<size_t>(r) * row_bytes, w.cols);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<ModelWeights> convert_weights(const ModelWeights& src, DType type, bool keep_embeddings_f32,
+                                             std::optional<DType> fallback) {
+  auto m = std::make_unique<ModelWeights>();
+  m->config = src.config;
+  m->path = src.path;
+  m->format = src.format;  // where it came from (the CLI keys the GGUF vocabulary on it)
+  const std::string source = src.path.empty() ? std::string("model") : src.path;
+  const int64_t D = src.config.dim;
+  auto norm = [&](const float* v) -> const float* { return v ? m->own_f32(DType::F32, v, D) : nullptr; };
+  auto conv = [&](const WeightMatrix& w, DType t, const std::string& name) {
+    if (fallback && w.cols % dtype_block_size(t) != 0) t = *fallback;  // as llama.cpp's quantize does
+    return convert_matrix(*m, w, t, name, source);
+  };
+
+  const DType emb_type = keep_embeddings_f32 ? DType::F32 : type;
+  m->tok_embeddings = conv(src.tok_embeddings, emb_type, "tok_embeddings");
+  m->layers.resize(src.layers.size());
+  for (size_t i = 0; i < src.layers.size(); ++i) {
+    const LayerWeights& s = src.layers[i];
+    LayerWeights& d = m->layers[i];
+    const std::string p = "layers." + std::to_string(i) + ".";
+    d.rms_att = norm(s.rms_att);
+    d.rms_ffn = norm(s.rms_ffn);
+    d.wq = conv(s.wq, type, p + "wq");
+    d.wk = conv(s.wk, type, p + "wk");
+    d.wv = conv(s.wv, type, p + "wv");
+    d.wo = conv(s.wo, type, p + "wo");
+    d.w1 = conv(s.w1, type, p + "w1");
+    d.w2 = conv(s.w2, type, p + "w2");
+    d.w3 = conv(s.w3, type, p + "w3");
+  }
+  m->rms_final = norm(src.rms_final);
+  const bool tied = src.output.data == src.tok_embeddings.data;
+  m->output = tied ? m->tok_embeddings : conv(src.output, type, "output");
+  return m;
+}
+
+std::unique_ptr<ModelWeights> dequantized_copy(const ModelWeights& src) { return convert_weights(src, DType::F32); }
+
+}  // namespace la

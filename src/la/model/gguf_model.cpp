@@ -1,0 +1,127 @@
+// LLaMA models in GGUF (llama.cpp's container): metadata llama.*, tensors token_embd,
+// blk.{i}.attn_{norm,q,k,v,output}, blk.{i}.ffn_{norm,gate,down,up}, output_norm, output. GGUF
+// stores q/k in the Meta (interleaved-RoPE) layout; matrices are used in place in their stored
+// type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K).
+#include "la/core/error.h"
+#include "la/formats/gguf.h"
+#include "la/model/gguf_model.h"
+#include "la/model/loader.h"
+#include "la/tokenizer/gguf_vocab.h"
+
+namespace la {
+
+std::unique_ptr<ModelWeights> load_gguf(const std::string& path) {
+  GgufFile f = GgufFile::open(path);
+  auto m = std::make_unique<ModelWeights>();
+  m->path = path;
+  m->format = "gguf";
+  m->files.push_back(f.file());
+  if (!f.has("general.architecture")) fail("{}: general.architecture is missing", path);
+  const std::string arch = f.get_string("general.architecture");
+  if (arch != "llama") fail("{}: architecture '{}' is not supported (only llama)", path, arch);
+  if (f.tensors().empty()) fail("{}: a vocabulary-only GGUF file: it has no model weights", path);
+  ModelConfig& c = m->config;
+  c.dim = f.get_int("llama.embedding_length");
+  c.hidden_dim = f.get_int("llama.feed_forward_length");
+  c.n_layers = f.get_int("llama.block_count");
+  c.n_heads = f.get_int("llama.attention.head_count");
+  c.n_kv_heads = f.has("llama.attention.head_count_kv") ? f.get_int("llama.attention.head_count_kv") : c.n_heads;
+  c.max_seq_len = f.get_int("llama.context_length");
+  c.norm_eps = f.has("llama.attention.layer_norm_rms_epsilon")
+                   ? static_cast<float>(f.get_float("llama.attention.layer_norm_rms_epsilon"))
+                   : 1e-5f;
+  c.rope_theta = f.has("llama.rope.freq_base") ? static_cast<float>(f.get_float("llama.rope.freq_base")) : 10000.0f;
+  c.rope_style = RopeStyle::Interleaved;
+  const GgufTensor* emb = f.find_tensor("token_embd.weight");
+  if (!emb) fail("{}: missing tensor 'token_embd.weight'", path);
+  if (emb->dims.size() != 2) fail("{}: token_embd.weight must be 2-D", path);
+  c.vocab_size = f.has("llama.vocab_size") ? f.get_int("llama.vocab_size") : emb->dims[1];
+  if (f.has("llama.rope.dimension_count") && f.get_int("llama.rope.dimension_count") != c.dim / std::max<int64_t>(1, c.n_heads))
+    fail("{}: partial rotary embeddings (rope.dimension_count {}) are not supported", path,
+         f.get_int("llama.rope.dimension_count"));
+  c.validate(path);
+
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    const GgufTensor* t = f.find_tensor(name);
+    if (!t) fail("{}: missing tensor '{}'", path, name);
+    // ggml order: dims[0] is the row length.
+    if (t->dims.size() != 2 || t->dims[0] != cols || t->dims[1] != rows)
+      fail("{}: tensor '{}' has dims [{}], the metadata needs [{}, {}]", path, name, fmt::join(t->dims, ", "), cols,
+           rows);
+    return WeightMatrix{t->type, t->data, rows, cols};
+  };
+  auto vector = [&](const std::string& name, int64_t n) -> const float* {
+    const GgufTensor* t = f.find_tensor(name);
+    if (!t) fail("{}: missing tensor '{}'", path, name);
+    if (t->numel() != n || dtype_is_quantized(t->type))
+      fail("{}: tensor '{}' must hold {} float values", path, name, n);
+    if (t->type == DType::F32) return reinterpret_cast<const float*>(t->data);
+    return m->own_f32(t->type, t->data, n);
+  };
+  const int64_t D = c.dim, KV = c.kv_dim(), F = c.hidden_dim, V = c.vocab_size;
+  m->tok_embeddings = matrix("token_embd.weight", V, D);
+  m->layers.resize(static_cast<size_t>(c.n_layers));
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const std::string p = fmt::format("blk.{}.", i);
+    LayerWeights& l = m->layers[static_cast<size_t>(i)];
+    l.rms_att = vector(p + "attn_norm.weight", D);
+    l.rms_ffn = vector(p + "ffn_norm.weight", D);
+    l.wq = matrix(p + "attn_q.weight", D, D);
+    l.wk = matrix(p + "attn_k.weight", KV, D);
+    l.wv = matrix(p + "attn_v.weight", KV, D);
+    l.wo = matrix(p + "attn_output.weight", D, D);
+    l.w1 = matrix(p + "ffn_gate.weight", F, D);
+    l.w2 = matrix(p + "ffn_down.weight", D, F);
+    l.w3 = matrix(p + "ffn_up.weight", F, D);
+  }
+  m->rms_final = vector("output_norm.weight", D);
+  c.tied_classifier = f.find_tensor("output.weight") == nullptr;
+  m->output = c.tied_classifier ? m->tok_embeddings : matrix("output.weight", V, D);
+  return m;
+}
+
+void save_gguf(const ModelWeights& m, const BpeVocab* vocab, const std::string& path, const std::string& name) {
+  const ModelConfig& c = m.config;
+  if (c.rope_style != RopeStyle::Interleaved)
+    fail("{}: internal error: rotate-half weights must be permuted to the Meta layout before writing GGUF", path);
+  GgufWriter w;
+  w.set_string("general.architecture", "llama");
+  w.set_string("general.name", name);
+  w.set_u32("general.alignment", 32);
+  w.set_u32("llama.context_length", static_cast<uint32_t>(c.max_seq_len));
+  w.set_u32("llama.embedding_length", static_cast<uint32_t>(c.dim));
+  w.set_u32("llama.block_count", static_cast<uint32_t>(c.n_layers));
+  w.set_u32("llama.feed_forward_length", static_cast<uint32_t>(c.hidden_dim));
+  w.set_u32("llama.attention.head_count", static_cast<uint32_t>(c.n_heads));
+  w.set_u32("llama.attention.head_count_kv", static_cast<uint32_t>(c.n_kv_heads));
+  w.set_u32("llama.rope.dimension_count", static_cast<uint32_t>(c.head_dim()));
+  w.set_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps);
+  w.set_f32("llama.rope.freq_base", c.rope_theta);
+  w.set_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
+  if (vocab) write_gguf_vocab(w, *vocab);
+  auto put = [&](const std::string& name, const WeightMatrix& x) {
+    w.add_tensor(name, {x.cols, x.rows}, x.type, x.data, x.bytes());
+  };
+  auto put_vec = [&](const std::string& name, const float* p) {
+    w.add_tensor(name, {c.dim}, DType::F32, p, static_cast<size_t>(c.dim) * 4);
+  };
+  put("token_embd.weight", m.tok_embeddings);
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const std::string p = fmt::format("blk.{}.", i);
+    const LayerWeights& l = m.layers[static_cast<size_t>(i)];
+    put_vec(p + "attn_norm.weight", l.rms_att);
+    put(p + "attn_q.weight", l.wq);
+    put(p + "attn_k.weight", l.wk);
+    put(p + "attn_v.weight", l.wv);
+    put(p + "attn_output.weight", l.wo);
+    put_vec(p + "ffn_norm.weight", l.rms_ffn);
+    put(p + "ffn_gate.weight", l.w1);
+    put(p + "ffn_down.weight", l.w2);
+    put(p + "ffn_up.weight", l.w3);
+  }
+  put_vec("output_norm.weight", m.rms_final);
+  if (!c.tied_classifier) put("output.weight", m.output);
+  w.write(path);
+}
+
+}  // namespace la

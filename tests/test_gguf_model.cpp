@@ -1,0 +1,185 @@
+// GGUF models and adapters: our `convert` output loads with its embedded vocabulary and
+// reproduces llama2.c's greedy text; F16/BF16 files stay close; quantised files reload exactly;
+// a GGUF written by llama.cpp's own converter (when one is provided) reproduces the text too.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "la/core/error.h"
+#include "la/formats/gguf.h"
+#include "la/model/adapter_file.h"
+#include "la/model/convert.h"
+#include "la/model/gguf_model.h"
+#include "la/model/inference.h"
+#include "la/model/loader.h"
+#include "la/model/shapes.h"
+#include "la/sample/sampler.h"
+#include "la/tokenizer/tokenizer.h"
+#include "support/test_support.h"
+
+namespace la {
+namespace {
+
+std::string golden_text() {
+  return nlohmann::json::parse(test::read_text(test::shared_data() + "/llama2c/stories260K_greedy_reference.json"))
+      .at("decoded_text")
+      .get<std::string>();
+}
+
+// Greedy logits of `steps` positions from BOS, concatenated.
+std::vector<float> greedy_logits(const ModelWeights& w, int steps) {
+  InferenceModel m(w, steps + 1);
+  std::vector<float> all;
+  int tok = 1;
+  for (int i = 0; i < steps; ++i) {
+    const float* l = m.forward(&tok, 1);
+    all.insert(all.end(), l, l + w.config.vocab_size);
+    tok = argmax(l, w.config.vocab_size);
+  }
+  return all;
+}
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  float m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+TEST(GgufModel, ConvertedStories260KReproducesTheGoldenText) {
+  REQUIRE_SHARED_DATA("llama2c/stories260K.bin");
+  test::TempDir tmp;
+  const std::string d = test::shared_data() + "/llama2c/";
+  const std::string out = tmp.file("stories260K-f32.gguf");
+  auto r = test::run_cli("convert --threads 1 --model " + d + "stories260K.bin --tokenizer " + d + "tok512.model --type f32 --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The vocabulary travels inside the file: no --tokenizer.
+  r = test::run_cli("generate --threads 1 -q --model " + out + " --prompt '' --temperature 0 --max-new-tokens 200");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, golden_text() + "\n");
+  // Same logits as the .bin, bit for bit (same f32 values, same kernels).
+  auto bin = load_model(d + "stories260K.bin");
+  auto gguf = load_model(out);
+  EXPECT_EQ(gguf->format, "gguf");
+  EXPECT_EQ(greedy_logits(*bin, 16), greedy_logits(*gguf, 16));
+}
+
+TEST(GgufModel, HalfPrecisionFilesStayClose) {
+  REQUIRE_SHARED_DATA("llama2c/stories260K.bin");
+  test::TempDir tmp;
+  const std::string d = test::shared_data() + "/llama2c/";
+  auto bin = load_model(d + "stories260K.bin");
+  const auto ref = greedy_logits(*bin, 24);
+  for (const char* type : {"f16", "bf16"}) {
+    const std::string out = tmp.file(std::string("s-") + type + ".gguf");
+    auto r = test::run_cli("convert --threads 1 --model " + d + "stories260K.bin --tokenizer " + d + "tok512.bin --type " + type + " --out " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto w = load_model(out);
+    EXPECT_EQ(w->layers[0].wq.type, std::string(type) == "f16" ? DType::F16 : DType::BF16);
+    // Logits are ~20 in magnitude: f16 keeps 11 significant bits, bf16 8.
+    EXPECT_LT(max_abs_diff(ref, greedy_logits(*w, 24)), std::string(type) == "f16" ? 0.05f : 0.3f) << type;
+  }
+}
+
+TEST(GgufModel, QuantisedFileReloadsExactly) {
+  ModelConfig c;
+  c.dim = 64;
+  c.hidden_dim = 192;
+  c.n_layers = 3;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 300;
+  c.max_seq_len = 64;
+  auto base = random_model(c, 5);
+  test::TempDir tmp;
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    auto q = convert_weights(*base, t);
+    const std::string path = tmp.file(std::string(dtype_name(t)) + ".gguf");
+    save_gguf(*q, nullptr, path, "test");
+    auto back = load_model(path);
+    EXPECT_EQ(back->layers[1].w2.type, t);
+    EXPECT_EQ(greedy_logits(*q, 12), greedy_logits(*back, 12)) << dtype_name(t);
+  }
+}
+
+TEST(GgufModel, VocabularyOnlyFileIsNotAModel) {
+  REQUIRE_SHARED_DATA("gguf/ggml-vocab-llama-spm.gguf");
+  const std::string p = test::shared_data() + "/gguf/ggml-vocab-llama-spm.gguf";
+  try {
+    load_model(p);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("vocabulary-only"), std::string::npos) << e.what();
+  }
+}
+
+TEST(GgufModel, EmbeddedVocabularyReproducesLlamaCppExpectations) {
+  REQUIRE_SHARED_DATA("gguf/ggml-vocab-llama-spm.gguf.out");
+  const std::string base = test::shared_data() + "/gguf/ggml-vocab-llama-spm.gguf";
+  auto tok = load_tokenizer(base);
+  EXPECT_EQ(tok->vocab_size(), 32000);
+  const std::string inp = test::read_text(base + ".inp"), out = test::read_text(base + ".out");
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> cases;
+  for (size_t pos = 0;;) {
+    const size_t next = inp.find(sep, pos);
+    if (next == std::string::npos) break;
+    cases.push_back(inp.substr(pos, next - pos));
+    pos = next + sep.size();
+  }
+  std::vector<std::string> lines;
+  for (size_t pos = 0; pos < out.size();) {
+    size_t next = out.find('\n', pos);
+    if (next == std::string::npos) next = out.size();
+    lines.push_back(out.substr(pos, next - pos));
+    pos = next + 1;
+  }
+  ASSERT_GE(cases.size(), 40u);
+  ASSERT_GE(lines.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    std::string got;
+    for (int id : tok->encode(cases[i], false, false)) got += " " + std::to_string(id);
+    std::string want = lines[i];
+    while (!want.empty() && want.back() == ' ') want.pop_back();
+    EXPECT_EQ(got, want) << "case " << i << ": '" << cases[i] << "'";
+  }
+}
+
+TEST(GgufAdapter, RoundTripsThroughGguf) {
+  ModelConfig c = *named_shape("stories260k");
+  Adapter a = Adapter::create(c, 7, 3, GateMode::Identity, 9);
+  for (size_t i = 0; i < a.gate.size(); ++i) a.gate[i] = 0.01f * static_cast<float>(i);
+  test::TempDir tmp;
+  save_adapter(a, tmp.file("a.gguf"));
+  Adapter b = load_adapter(tmp.file("a.gguf"));
+  EXPECT_EQ(b.len, 7);
+  EXPECT_EQ(b.n_layers, 3);
+  EXPECT_EQ(b.gate_mode, GateMode::Identity);
+  EXPECT_EQ(b.query, a.query);
+  EXPECT_EQ(b.gate, a.gate);
+  GgufFile f = GgufFile::open(tmp.file("a.gguf"));
+  EXPECT_EQ(f.get_string("general.architecture"), "llama_adapter");
+  EXPECT_EQ(f.get_int("llama_adapter.adapter_len"), 7);
+  // convert --adapter goes both ways.
+  auto r = test::run_cli("convert --adapter " + tmp.file("a.gguf") + " --out " + tmp.file("a.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(load_adapter(tmp.file("a.safetensors")).query, a.query);
+}
+
+// A stories260K GGUF made by llama.cpp's own converter (llama-convert-llama2c-to-ggml, built in
+// /tmp from llama.cpp's public source; never committed). Skips unless $LA_LLAMACPP_STORIES_GGUF
+// names such a file.
+TEST(GgufModel, LlamaCppConvertedFileReproducesTheGoldenText) {
+  const char* p = std::getenv("LA_LLAMACPP_STORIES_GGUF");
+  if (!p || !std::ifstream(p)) GTEST_SKIP() << "set LA_LLAMACPP_STORIES_GGUF to a stories260K GGUF made by llama.cpp";
+  REQUIRE_SHARED_DATA("llama2c/stories260K_greedy_reference.json");
+  auto r = test::run_cli(std::string("generate --threads 1 -q --model ") + p + " --prompt '' --temperature 0 --max-new-tokens 200");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, golden_text() + "\n");
+}
+
+}  // namespace
+}  // namespace la
