@@ -235,11 +235,11 @@ TEST(HfPermutation, RoundTripAndLayout) {
   }
 }
 
-// The two paths sum the attention scores q.k in a different order (interleaved vs rotate-half
-// pairs), so they agree to float32 rounding noise, not bit for bit: measured max |diff| 8e-6 to
-// 1.1e-5 over 64 positions x 512 logits (|logit| up to ~22, where one ulp is 1.9e-6), depending
-// on the build of the kernels. 3e-5 is ~15 ulp; a wrong q/k layout is off by ~18 (see control).
-constexpr double kF32Tolerance = 3e-5;
+// Both layouts give bit-identical logits: the q/k rows hold the same values in another order,
+// RoPE rotates the same pairs, and the attention kernel sums q.k pair by pair in the same order
+// for both layouts (AttentionDims::rope_half). The issue asks for 1e-5; we hold exact equality.
+// A wrong q/k layout is off by ~18 (see the control below).
+constexpr double kF32Tolerance = 0.0;
 
 TEST_F(HfModel, F32LogitsMatchBinAtEveryPosition) {
   const std::string dir = tmp_.file("stories260K-hf");

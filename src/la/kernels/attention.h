@@ -10,6 +10,9 @@ namespace la {
 
 struct AttentionDims {
   int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+  // q/k rows in the rotate-half layout (RopeStyle::Half): scores are summed pair by pair so that
+  // both layouts of the same model give identical results.
+  bool rope_half = false;
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
 };

@@ -11,7 +11,7 @@ InferenceModel::InferenceModel(const ModelWeights& w, int64_t context, int64_t c
     : w_(w), c_(w.config), context_(context), chunk_(chunk) {
   if (context_ <= 0) context_ = c_.max_seq_len;
   if (chunk_ <= 0) chunk_ = 1;
-  dims_ = {c_.n_heads, c_.n_kv_heads, c_.head_dim()};
+  dims_ = {c_.n_heads, c_.n_kv_heads, c_.head_dim(), c_.rope_style == RopeStyle::Half};
   rope_ = RopeTable(context_, c_.head_dim(), c_.rope_theta);
   const auto L = static_cast<size_t>(c_.n_layers), T = static_cast<size_t>(context_),
              n = static_cast<size_t>(chunk_);

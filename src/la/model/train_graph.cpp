@@ -64,7 +64,7 @@ TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t ma
   if (max_rows_ <= 0 || max_seq_ <= 0) fail("training graph needs at least one row");
   if (max_seq_ > c_.max_seq_len)
     fail("sequence length {} exceeds the model's context length {}", max_seq_, c_.max_seq_len);
-  dims_ = {c_.n_heads, c_.n_kv_heads, c_.head_dim()};
+  dims_ = {c_.n_heads, c_.n_kv_heads, c_.head_dim(), c_.rope_style == RopeStyle::Half};
   rope_ = RopeTable(max_seq_, c_.head_dim(), c_.rope_theta);
   const int64_t R = max_rows_, D = c_.dim, KV = c_.kv_dim(), F = c_.hidden_dim, H = c_.n_heads, V = c_.vocab_size;
   const int64_t L = n_adapted_, K = plen_;
