@@ -141,7 +141,10 @@ TEST(GgufModel, EmbeddedVocabularyReproducesLlamaCppExpectations) {
   ASSERT_GE(lines.size(), cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
     std::string got;
-    for (int id : tok->encode(cases[i], false, false)) got += " " + std::to_string(id);
+    for (int id : tok->encode(cases[i], false, false)) {
+      got += ' ';
+      got += std::to_string(id);
+    }
     std::string want = lines[i];
     while (!want.empty() && want.back() == ' ') want.pop_back();
     EXPECT_EQ(got, want) << "case " << i << ": '" << cases[i] << "'";

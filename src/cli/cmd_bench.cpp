@@ -23,7 +23,7 @@ namespace {
 
 struct BenchArgs {
   ModelArgs model;
-  std::string shape, save_model;
+  std::string shape, save_model, type = "f32";
   int64_t prompt_tokens = 128, gen_tokens = 64, repeat = 5;
   int64_t train_batch = 4, train_seq = 256, adapter_len = 10, adapter_layers = -1;
   bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false;
@@ -45,7 +45,9 @@ void run_bench(const BenchArgs& a) {
   if (!a.shape.empty()) {
     auto c = named_shape(a.shape);
     if (!c) fail("unknown shape '{}' (known: {})", a.shape, fmt::join(shape_names(), ", "));
-    w = random_model(*c, 1);
+    DType t;
+    if (!parse_dtype(a.type, &t)) fail("unknown --type '{}'", a.type);
+    w = random_model(*c, 1, t);
     if (!a.save_model.empty()) {
       save_llama2c(*w, a.save_model);
       std::printf("wrote %s (%s, random f32 weights)\n", a.save_model.c_str(), c->shape_string().c_str());
@@ -157,6 +159,9 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--no-train", a->no_train, "Skip the training step");
   cmd->add_flag("--recompute", a->recompute, "Training with activation recomputation");
   cmd->add_flag("--json", a->json, "One JSON object");
+  cmd->add_option("--type", a->type, "With --shape: store the random matrices as f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
+      ->default_val("f32")
+      ->needs(s);
   cmd->add_option("--save-model", a->save_model, "With --shape: write the random model as a llama2.c .bin and exit")->needs(s);
   cmd->callback([a] {
     if (a->model.model.empty() && a->shape.empty()) throw CLI::ValidationError("bench", "give --model or --shape");

@@ -4,8 +4,10 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "la/core/error.h"
+#include "la/kernels/quant.h"
 #include "la/model/adapter.h"
 
 namespace la {
@@ -52,7 +54,7 @@ std::vector<std::string> shape_names() {
   return v;
 }
 
-std::unique_ptr<ModelWeights> random_model(const ModelConfig& c, uint64_t seed) {
+std::unique_ptr<ModelWeights> random_model(const ModelConfig& c, uint64_t seed, DType type) {
   c.validate("random model");
   auto m = std::make_unique<ModelWeights>();
   m->config = c;
@@ -60,11 +62,24 @@ std::unique_ptr<ModelWeights> random_model(const ModelConfig& c, uint64_t seed) 
   m->path = fmt::format("random:{}", c.shape_string());
   uint64_t s = seed;
   auto matrix = [&](int64_t rows, int64_t cols) {
-    m->owned.emplace_back(static_cast<size_t>(rows * cols));
-    auto& v = m->owned.back();
-    fill_normal(v.data(), rows * cols, s++);
-    for (float& x : v) x *= 0.02f;
-    return WeightMatrix{DType::F32, v.data(), rows, cols};
+    if (cols % dtype_block_size(type) != 0)
+      fail("random model: rows of {} values do not fill {} blocks", cols, dtype_name(type));
+    const size_t row_bytes = dtype_row_bytes(type, cols);
+    m->owned.emplace_back((static_cast<size_t>(rows) * row_bytes + 3) / 4);
+    auto* dst = reinterpret_cast<uint8_t*>(m->owned.back().data());
+    const uint64_t base = s++;
+#pragma omp parallel
+    {
+      std::vector<float> row(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        // One seed per row keeps the values independent of the thread count.
+        fill_normal(row.data(), cols, base * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(r));
+        for (float& x : row) x *= 0.02f;
+        quantize(type, row.data(), dst + static_cast<size_t>(r) * row_bytes, cols);
+      }
+    }
+    return WeightMatrix{type, dst, rows, cols};
   };
   auto ones = [&](int64_t n) {
     m->owned.emplace_back(static_cast<size_t>(n), 1.0f);
