@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
+#include "la/core/rng.h"
 #include "la/core/mapped_file.h"
 #include "la/tokenizer/tokenizer.h"
 
@@ -15,15 +16,8 @@ namespace {
 
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // '▁'
 
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
+struct Rng : SplitMix64 {
+  int64_t below(int64_t n) { return static_cast<int64_t>(SplitMix64::below(static_cast<uint64_t>(n))); }
   template <typename T>
   const T& pick(const std::vector<T>& v) {
     return v[static_cast<size_t>(below(static_cast<int64_t>(v.size())))];
@@ -46,7 +40,7 @@ std::string upper(std::string s) {
 }  // namespace
 
 std::vector<AlpacaRecord> synthetic_instructions(int64_t n, uint64_t seed) {
-  Rng r{seed * 0x2545F4914F6CDD1Dull + 1};
+  Rng r{{seed * 0x2545F4914F6CDD1Dull + 1}};
   std::vector<AlpacaRecord> out;
   out.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "la/core/error.h"
+#include "la/core/rng.h"
 
 namespace la {
 
@@ -14,21 +15,13 @@ GateMode parse_gate_mode(const std::string& s) {
   fail("unknown gate mode '{}' (expected tanh or identity)", s);
 }
 
-namespace {
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-}  // namespace
 
 void fill_normal(float* out, int64_t n, uint64_t seed) {
-  uint64_t s = seed;
+  SplitMix64 rng{seed};
   for (int64_t i = 0; i < n; i += 2) {
     // u1 in (0,1], u2 in [0,1)
-    const double u1 = (static_cast<double>(splitmix64(s) >> 11) + 1.0) * 0x1.0p-53;
-    const double u2 = static_cast<double>(splitmix64(s) >> 11) * 0x1.0p-53;
+    const double u1 = (static_cast<double>(rng.next() >> 11) + 1.0) * 0x1.0p-53;
+    const double u2 = static_cast<double>(rng.next() >> 11) * 0x1.0p-53;
     const double r = std::sqrt(-2.0 * std::log(u1));
     out[i] = static_cast<float>(r * std::cos(2.0 * M_PI * u2));
     if (i + 1 < n) out[i + 1] = static_cast<float>(r * std::sin(2.0 * M_PI * u2));
