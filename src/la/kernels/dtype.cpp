@@ -4,6 +4,9 @@
 #include <cctype>
 #include <cstring>
 
+#include <immintrin.h>
+
+#include "la/core/cpu.h"
 #include "la/core/half.h"
 #include "la/kernels/quant.h"
 
@@ -46,19 +49,36 @@ size_t dtype_row_bytes(DType t, int64_t cols) {
   return static_cast<size_t>(cols / ti.block) * ti.bytes;
 }
 
+namespace {
+
+// f16 -> f32 with the F16C instruction (8 at a time), chosen at run time; bit-identical to the
+// scalar conversion (both are exact).
+__attribute__((target("avx2,f16c"))) void f16_to_f32_f16c(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  for (; i < n; ++i) d[i] = f16_to_f32(s[i]);
+}
+
+// bf16 -> f32 is a 16-bit shift; written on integers so the compiler vectorises it.
+void bf16_to_f32_row(const uint16_t* s, float* d, int64_t n) {
+  auto* out = reinterpret_cast<uint32_t*>(d);
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<uint32_t>(s[i]) << 16;
+}
+
+}  // namespace
+
 void convert_to_f32(DType t, const void* src, float* dst, int64_t n) {
   switch (t) {
     case DType::F32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
     case DType::F16: {
       const auto* s = static_cast<const uint16_t*>(src);
+      static const bool f16c = cpu_features().f16c && cpu_features().avx2;
+      if (f16c) return f16_to_f32_f16c(s, dst, n);
       for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
       return;
     }
-    case DType::BF16: {
-      const auto* s = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
-      return;
-    }
+    case DType::BF16: bf16_to_f32_row(static_cast<const uint16_t*>(src), dst, n); return;
     case DType::Q8_0:
     case DType::Q4_0:
     case DType::Q4_K:
