@@ -16,6 +16,7 @@
 #include "la/core/half.h"
 #include "la/kernels/matmul.h"
 #include "la/kernels/quant.h"
+#include "la/kernels/quant_dot.h"
 #include "la/model/convert.h"
 #include "la/model/inference.h"
 #include "la/model/loader.h"
@@ -416,13 +417,14 @@ std::vector<float> randn(size_t n, uint32_t seed) {
   return v;
 }
 
-// |a - b| <= rel * sum_k |x_k w_k|: the scale of float rounding in a K-term dot product.
+// |a - b| <= rel * sum_k |x_k w_k| (+ extra[i]): the scale of float rounding in a K-term dot
+// product.
 void expect_close_products(const std::vector<float>& a, const std::vector<float>& b, const std::vector<float>& mag,
-                           double rel, const std::string& what) {
+                           double rel, const std::string& what, const std::vector<double>* extra = nullptr) {
   ASSERT_EQ(a.size(), b.size());
   double worst = 0;
   for (size_t i = 0; i < a.size(); ++i) {
-    const double tol = rel * mag[i] + 1e-7;
+    const double tol = rel * mag[i] + 1e-7 + (extra ? (*extra)[i] : 0.0);
     worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]) / tol);
     ASSERT_LE(std::fabs(static_cast<double>(a[i]) - b[i]), tol) << what << " at " << i << ": " << a[i] << " vs " << b[i];
   }
@@ -445,12 +447,28 @@ TEST(QuantMatmul, QuantisedWeightsEqualTheirF32Dequantisation) {
                 s += std::fabs(static_cast<double>(x[static_cast<size_t>(m * K + k)]) * w.f[static_cast<size_t>(n * K + k)]);
               mag_nt[static_cast<size_t>(m * N + n)] = static_cast<float>(s);
             }
+          // Q8_0/Q4_0 with M <= kQuantDotMaxRows quantise x to 8 bits per 32 values (llama.cpp's
+          // scheme, see quant_dot.h): each x_k is then off by at most d_x/2, d_x = amax/127 of its
+          // block, so the product may move by up to sum_blocks d_x/2 * sum_k |w_k| more.
+          std::vector<double> act(static_cast<size_t>(M * N), 0.0);
+          if (quant_dot_supports(t) && M <= kQuantDotMaxRows)
+            for (int64_t m = 0; m < M; ++m)
+              for (int64_t k0 = 0; k0 < K; k0 += 32) {
+                float amax = 0;
+                for (int64_t k = k0; k < k0 + 32; ++k)
+                  amax = std::max(amax, std::fabs(x[static_cast<size_t>(m * K + k)]));
+                for (int64_t n = 0; n < N; ++n) {
+                  double wabs = 0;
+                  for (int64_t k = k0; k < k0 + 32; ++k) wabs += std::fabs(w.f[static_cast<size_t>(n * K + k)]);
+                  act[static_cast<size_t>(m * N + n)] += 0.5 * (1 + 1e-5) * (amax / 127.0) * wabs;
+                }
+              }
           std::vector<float> yq(static_cast<size_t>(M * N)), yf(yq.size()), yr(yq.size());
           matmul_nt(yq.data(), x.data(), w.wq, M);
           matmul_nt(yf.data(), x.data(), w.wf, M);
           matmul_nt_ref(yr.data(), x.data(), w.wq, M);
-          expect_close_products(yq, yf, mag_nt, 1e-5, "matmul_nt vs f32 " + what);
-          expect_close_products(yq, yr, mag_nt, 1e-5, "matmul_nt vs ref " + what);
+          expect_close_products(yq, yf, mag_nt, 1e-5, "matmul_nt vs f32 " + what, &act);
+          expect_close_products(yq, yr, mag_nt, 1e-5, "matmul_nt vs ref " + what, &act);
 
           const auto dy = randn(static_cast<size_t>(M * N), static_cast<uint32_t>(M + 77));
           std::vector<float> mag_nn(static_cast<size_t>(M * K), 0.0f);
@@ -594,7 +612,11 @@ void check_converted_model(const ModelWeights& ref, DType t, double max_bound, d
   // The f32 copy of the converted model gives the same logits (same values, other kernels).
   auto back = dequantized_copy(*q);
   for (const WeightMatrix* m : matrices(*back)) EXPECT_EQ(m->type, DType::F32);
-  const Drift self = greedy_logit_drift(*back, *q, 8);
+  Drift self;
+  {
+    ExactActivations exact;  // decode would quantise the activations (quant_dot.h): not the same values
+    self = greedy_logit_drift(*back, *q, 8);
+  }
   EXPECT_LT(self.max, 1e-4) << dtype_name(t);
   const Drift d = greedy_logit_drift(ref, *q, 32);
   std::printf("  %-5s dim %3lld: |dlogit| / std(logits): max %.4f (bound %.2f), rms %.4f (bound %.3f); "
@@ -608,13 +630,15 @@ void check_converted_model(const ModelWeights& ref, DType t, double max_bound, d
 }
 
 // Bounds from the measured values (Release, x86-64, printed by the test) with ~1.7x headroom:
-//   Q8_0 max 0.035 rms 0.013;  Q4_0 max 0.74 rms 0.21;  BF16 max 0.014 rms 0.005 (dim 64)
+//   Q8_0 max 0.049 rms 0.013;  Q4_0 max 0.67 rms 0.17;  BF16 max 0.014 rms 0.005 (dim 64)
+//   (Q8_0/Q4_0 decode quantises the activations to 8 bits too, as llama.cpp does; before that
+//   Q8_0 measured max 0.035, Q4_0 0.74.)
 //   Q6_K max 0.125 rms 0.041;  Q4_K max 0.54 rms 0.16 (dim 256)
 // A layout or scale bug scrambles the weights: rms ~1 and more. All types agreed on all 32
 // greedy tokens; the 8/6-bit types and BF16 must keep at least 30 of them.
 TEST(QuantModel, RandomStoriesShapedModelLogitsStayClose) {
   auto ref = random_model(small_config(64, 192, 5, 8, 4, 512, 128), 17);
-  check_converted_model(*ref, DType::Q8_0, 0.06, 0.022, 30);
+  check_converted_model(*ref, DType::Q8_0, 0.08, 0.022, 30);
   check_converted_model(*ref, DType::Q4_0, 1.25, 0.36, 0);
   check_converted_model(*ref, DType::BF16, 0.025, 0.009, 30);
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "la/kernels/quant_dot.h"
 #include "la/kernels/vec.h"
 
 namespace la {
@@ -50,6 +51,10 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K, 0.0f, out, N);
     return;
   }
+  // Decode and other short products of Q8_0/Q4_0 weights are memory-bound: read the weights
+  // once, as integers against 8-bit activations (llama.cpp's scheme; error bound in quant_dot.h).
+  if (M <= kQuantDotMaxRows && quant_dot_supports(w.type) && quantized_activations_allowed())
+    return quant_matmul_nt(out, x, w, M);
   if (M == 1) return gemv_typed(out, x, w);
   // Convert W a block of rows at a time, each thread its own block, single-threaded sgemm
   // inside (OpenBLAS runs serially when called from an OpenMP parallel region).

@@ -7,6 +7,7 @@
 
 #include "la/core/error.h"
 #include "la/kernels/matmul.h"
+#include "la/kernels/quant_dot.h"
 #include "la/kernels/vec.h"
 
 namespace la {
@@ -325,6 +326,9 @@ void TrainGraph::backward(const PackedBatch& b, const Adapter& adapter, AdapterG
 }
 
 LossResult TrainGraph::run(const PackedBatch& b, const Adapter& adapter, AdapterGrads* grads, float loss_scale) {
+  // Small products on quantised weights may quantise their activations (fast decode); here the
+  // forward must be exactly the function the backward differentiates.
+  ExactActivations exact;
   if (adapter.n_layers != n_adapted_ || adapter.len != plen_)
     fail("adapter ({}) does not match the training graph (K={} L={})", adapter.shape_string(), plen_, n_adapted_);
   if (b.rows() == 0) return {};
@@ -335,6 +339,7 @@ LossResult TrainGraph::run(const PackedBatch& b, const Adapter& adapter, Adapter
 }
 
 LossResult TrainGraph::evaluate(const PackedBatch& b, const Adapter* adapter) {
+  ExactActivations exact;  // the same numbers as the training loss
   if (adapter && adapter->n_layers > 0 && (adapter->n_layers != n_adapted_ || adapter->len != plen_))
     fail("adapter ({}) does not match the evaluation graph (K={} L={})", adapter->shape_string(), plen_, n_adapted_);
   if (b.rows() == 0) return {};

@@ -1,0 +1,3 @@
+// Quantised-activation dot products for the avx2 instruction set (flags set in src/CMakeLists.txt).
+#define LA_ISA avx2
+#include "la/kernels/isa/quant_dot_impl.inc"

@@ -1,0 +1,94 @@
+#include "la/kernels/quant_dot.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "la/core/cpu.h"
+
+namespace la {
+
+// The per-ISA builds of src/la/kernels/isa/quant_dot_impl.inc.
+#define LA_DECLARE_QUANT_DOT(isa)                                                                   \
+  namespace isa {                                                                                   \
+  void quantize_row(const float*, const Q8Activations&);                                            \
+  void block_dots(DType, const void*, const Q8Activations&, int32_t*);                              \
+  void rows(float*, int64_t, const WeightMatrix&, int64_t, int64_t, const Q8Activations&, int64_t); \
+  const QuantDotKernels kQuantDot{#isa, quantize_row, block_dots, rows};                            \
+  }
+LA_DECLARE_QUANT_DOT(generic)
+LA_DECLARE_QUANT_DOT(avx2)
+LA_DECLARE_QUANT_DOT(avx512)
+LA_DECLARE_QUANT_DOT(avx512vnni)
+
+namespace {
+
+thread_local bool t_quantized_activations = true;
+
+constexpr int64_t kRowChunk = 16;  // weight rows per task (~50 KiB of Q4_0 at K = 5632)
+
+}  // namespace
+
+bool quant_dot_supports(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_0;
+}
+
+bool quantized_activations_allowed() {
+  return t_quantized_activations;
+}
+ExactActivations::ExactActivations() : saved_(t_quantized_activations) {
+  t_quantized_activations = false;
+}
+ExactActivations::~ExactActivations() {
+  t_quantized_activations = saved_;
+}
+
+std::vector<const QuantDotKernels*> quant_dot_variants() {
+  const CpuFeatures& f = cpu_features();
+  const bool has2 = f.avx2 && f.fma && f.f16c;
+  const bool has512 = has2 && f.avx512f && f.avx512bw && f.avx512vl;
+  std::vector<const QuantDotKernels*> v{&generic::kQuantDot};
+  if (has2) v.push_back(&avx2::kQuantDot);
+  if (has512) v.push_back(&avx512::kQuantDot);
+  if (has512 && f.avx512_vnni) v.push_back(&avx512vnni::kQuantDot);
+  return v;
+}
+
+const QuantDotKernels& quant_dot_kernels() {
+  static const QuantDotKernels* k = [] {
+    const auto v = quant_dot_variants();
+    const char* forced = std::getenv("LA_ISA");
+    if (forced)
+      for (const QuantDotKernels* c : v)
+        if (std::string(c->name) == forced) return c;
+    return v.back();
+  }();
+  return *k;
+}
+
+void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
+  const int64_t N = w.rows, K = w.cols, nb = K / kQ8ActBlock;
+  if (M <= 0 || N <= 0) return;
+  const QuantDotKernels& k = quant_dot_kernels();
+  // Scratch per calling thread (a server may run several models at once); it only grows.
+  thread_local std::vector<int8_t> qs;
+  thread_local std::vector<float> d, d8;
+  thread_local std::vector<int16_t> off4;
+  if (qs.size() < static_cast<size_t>(M * K)) {
+    qs.resize(static_cast<size_t>(M * K));
+    d.resize(static_cast<size_t>(M * nb));
+    d8.resize(static_cast<size_t>(M * K / 4));
+    off4.resize(static_cast<size_t>(M * K / 4));
+  }
+  for (int64_t m = 0; m < M; ++m)
+    k.quantize_row(x + m * K,
+                   {qs.data() + m * K, d.data() + m * nb, d8.data() + m * K / 4, off4.data() + m * K / 4, K});
+  const Q8Activations a{qs.data(), d.data(), d8.data(), off4.data(), K};
+  const int64_t chunks = (N + kRowChunk - 1) / kRowChunk;
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t n0 = c * kRowChunk, n1 = n0 + kRowChunk < N ? n0 + kRowChunk : N;
+    k.rows(out, N, w, n0, n1, a, M);
+  }
+}
+
+}  // namespace la

@@ -1,0 +1,83 @@
+// Products of Q8_0 / Q4_0 weight matrices with activations quantised to 8 bits on the fly: the
+// scheme of llama.cpp's ggml_vec_dot_q8_0_q8_0 / ggml_vec_dot_q4_0_q8_0, and matmul_nt's path for
+// a few activation rows (decode). Per 32 activations (one block):
+//   d_x = amax / 127,   q_x = round(x / d_x) in [-127, 127]          (round half to even)
+//   y[n] = Σ_b d_w[n,b] d_x[b] · Σ_{j<32} q_w[n,b,j] q_x[b,j]         (Q4_0: q_w = nibble - 8)
+// The inner sums are exact int32 (|Σ| <= 32·128·127), done with integer SIMD; only the scaling of
+// each block and the sum over blocks are float. Against the exact product of the stored weights
+// with the f32 activations the error is |Δy| <= Σ_b d_x[b]/2 · Σ_j |w_j| plus float rounding,
+// since each q_x·d_x is within half a step of its x.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "la/kernels/dtype.h"
+
+namespace la {
+
+constexpr int64_t kQ8ActBlock = 32;
+
+// matmul_nt takes this path for M <= kQuantDotMaxRows rows of x; larger M (prefill, training
+// batches) go through dequantise + sgemm, which is compute-bound and exact in the weights.
+constexpr int64_t kQuantDotMaxRows = 8;
+
+// Q8_0 and Q4_0.
+bool quant_dot_supports(DType t);
+
+// Quantised activations, M rows of `cols` values stored back to back, nb = cols / 32 blocks a
+// row. Row m has
+//   qs   [m*cols, (m+1)*cols)       the int8 values
+//   d    [m*nb, (m+1)*nb)           the scale of each block
+//   d8   [m*cols/4, (m+1)*cols/4)   each d repeated 8 times (one per s32 lane of the SIMD kernels)
+//   off4 [m*cols/4, (m+1)*cols/4)   -8 x the sum of each 4 consecutive q: Q4_0's per-lane offset,
+//                                   Σ (nibble - 8) q = Σ nibble q + off4 (|off4| <= 4064)
+// The kernels only read it; quantize_row writes one row.
+struct Q8Activations {
+  int8_t* qs = nullptr;
+  float* d = nullptr;
+  float* d8 = nullptr;
+  int16_t* off4 = nullptr;
+  int64_t cols = 0;
+};
+
+// out[m*N + n] = x[m,:] · W[n,:] for m < M with x quantised as above (once per call, into
+// per-thread scratch that only grows), weight rows split over threads. W is Q8_0 or Q4_0.
+void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);
+
+// Whether matmul_nt may quantise activations (per thread; on by default). Training must turn it
+// off around its passes (TrainGraph::run: the adapter prompt projections have M = adapter length
+// and the last logits chunk may be short) so that the forward is the exact product the backward
+// differentiates: finite differences of a rounded function are steps, not derivatives.
+bool quantized_activations_allowed();
+class ExactActivations {  // RAII: exact products on this thread while it lives
+ public:
+  ExactActivations();
+  ~ExactActivations();
+  ExactActivations(const ExactActivations&) = delete;
+  ExactActivations& operator=(const ExactActivations&) = delete;
+
+ private:
+  bool saved_;
+};
+
+// One instruction-set variant of the kernels. All variants give bit-identical quantised
+// activations and integer block sums; the float results differ only in summation order.
+struct QuantDotKernels {
+  const char* name;  // "generic", "avx2", "avx512" (AVX512-BW maddubs), "avx512vnni" (vpdpbusd)
+  // x[out.cols] -> the first row of `out`; cols % 32 == 0.
+  void (*quantize_row)(const float* x, const Q8Activations& out);
+  // isum[b] = Σ_j q_w[b,j] q_x[b,j] for the cols/32 blocks of one weight row (Q8_0 or Q4_0) and
+  // the first row of x.
+  void (*block_dots)(DType t, const void* wrow, const Q8Activations& x, int32_t* isum);
+  // out[m*ldo + n] for n in [n0, n1), m < M; serial (quant_matmul_nt does the threading).
+  void (*rows)(float* out, int64_t ldo, const WeightMatrix& w, int64_t n0, int64_t n1, const Q8Activations& x,
+               int64_t M);
+};
+
+// The variants this CPU can run, generic first.
+std::vector<const QuantDotKernels*> quant_dot_variants();
+// The variant quant_matmul_nt uses: the best by CPUID; LA_ISA=generic|avx2|avx512|avx512vnni
+// forces one the CPU can run (avx512 then means AVX512-BW without VNNI).
+const QuantDotKernels& quant_dot_kernels();
+
+}  // namespace la

@@ -1,0 +1,404 @@
+// The quantised-activation kernels of quant_dot.h (matmul_nt's decode path for Q8_0/Q4_0):
+// every instruction-set variant against the generic one (bit-identical quantised activations and
+// int32 block sums, float results within summation-order rounding), the block sums against a
+// decoding written here from quant.h's layouts, and the products against the exact f32 ones
+// within the bound the activation rounding allows (and llama.cpp's test-quantize-fns bound).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "la/core/half.h"
+#include "la/kernels/matmul.h"
+#include "la/kernels/quant.h"
+#include "la/kernels/quant_dot.h"
+
+namespace la {
+namespace {
+
+constexpr DType kTypes[] = {DType::Q8_0, DType::Q4_0};
+
+// Weights in stored form plus their dequantised values.
+struct Weights {
+  std::vector<uint8_t> q;
+  std::vector<float> f;
+  WeightMatrix w;
+};
+
+Weights make_weights(DType t, int64_t N, int64_t K, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  std::vector<float> v(static_cast<size_t>(N * K));
+  for (auto& x : v) x = nd(rng);
+  for (size_t i = 0; i < v.size(); i += 37) v[i] *= 8.0f;  // outliers set some blocks' scales
+  Weights w;
+  w.q.resize(static_cast<size_t>(N) * dtype_row_bytes(t, K));
+  quantize(t, v.data(), w.q.data(), N * K);
+  w.f.resize(v.size());
+  dequantize(t, w.q.data(), w.f.data(), N * K);
+  w.w = WeightMatrix{t, w.q.data(), N, K};
+  return w;
+}
+
+// Activations with blocks of very different magnitude, an all-zero block and exact ties.
+std::vector<float> make_activations(int64_t M, int64_t K, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(M * K));
+  for (int64_t i = 0; i < M * K; ++i) {
+    const int64_t b = i / kQ8ActBlock;
+    x[static_cast<size_t>(i)] = nd(rng) * (b % 3 == 0 ? 1.0f : b % 3 == 1 ? 1e-3f : 30.0f);
+  }
+  if (K >= 64)
+    for (int64_t j = 32; j < 64; ++j) x[static_cast<size_t>(j)] = 0.0f;  // row 0, block 1
+  x[0] = 127.0f;  // row 0, block 0: d = 1, so these land exactly on .5 (ties to even)
+  if (K >= 4) x[1] = 2.5f, x[2] = -3.5f, x[3] = 0.5f;
+  return x;
+}
+
+struct Quantised {
+  std::vector<int8_t> qs;
+  std::vector<float> d, d8;
+  std::vector<int16_t> off4;
+  int64_t cols = 0;
+  Q8Activations row(int64_t m) {  // row m and those after it
+    const int64_t K = cols;
+    return {qs.data() + m * K, d.data() + m * (K / 32), d8.data() + m * (K / 4), off4.data() + m * (K / 4), K};
+  }
+  Q8Activations view() { return row(0); }
+};
+
+Quantised quantise(const QuantDotKernels& k, const std::vector<float>& x, int64_t M, int64_t K) {
+  Quantised q;
+  q.qs.resize(static_cast<size_t>(M * K));
+  q.d.resize(static_cast<size_t>(M * K / 32));
+  q.d8.resize(static_cast<size_t>(M * K / 4));
+  q.off4.resize(q.d8.size());
+  q.cols = K;
+  for (int64_t m = 0; m < M; ++m) k.quantize_row(x.data() + m * K, q.row(m));
+  return q;
+}
+
+// The stored integer of element e of a weight row, decoded from quant.h's layout comment.
+int weight_int(DType t, const uint8_t* row, int64_t e) {
+  const int64_t b = e / 32, j = e % 32;
+  if (t == DType::Q8_0) return reinterpret_cast<const BlockQ8_0*>(row)[b].qs[j];
+  const BlockQ4_0& blk = reinterpret_cast<const BlockQ4_0*>(row)[b];
+  return (j < 16 ? blk.qs[j] & 0x0F : blk.qs[j - 16] >> 4) - 8;
+}
+
+float weight_scale(DType t, const uint8_t* row, int64_t b) {
+  return f16_to_f32(t == DType::Q8_0 ? reinterpret_cast<const BlockQ8_0*>(row)[b].d
+                                     : reinterpret_cast<const BlockQ4_0*>(row)[b].d);
+}
+
+TEST(QuantDot, VariantsAreListed) {
+  const auto v = quant_dot_variants();
+  ASSERT_FALSE(v.empty());
+  EXPECT_STREQ(v.front()->name, "generic");
+  std::string names;
+  for (const auto* k : v) names += std::string(k->name) + " ";
+  std::printf("  variants on this CPU: %s; matmul_nt uses %s\n", names.c_str(), quant_dot_kernels().name);
+  bool listed = false;
+  for (const auto* k : v) listed |= k == &quant_dot_kernels();
+  EXPECT_TRUE(listed);
+}
+
+// The quantiser does what quant_dot.h says: d = amax/127, q = round-half-even(x/d), and every
+// value within half a step.
+TEST(QuantDot, ActivationQuantisation) {
+  const int64_t K = 4096 + 32;
+  const auto x = make_activations(1, K, 11);
+  Quantised q = quantise(*quant_dot_variants().front(), x, 1, K);
+  for (int64_t b = 0; b < K / 32; ++b) {
+    float amax = 0;
+    for (int64_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[static_cast<size_t>(b * 32 + j)]));
+    ASSERT_EQ(q.d[static_cast<size_t>(b)], amax / 127.0f) << b;
+    for (int64_t j = 0; j < 32; ++j) {
+      const size_t i = static_cast<size_t>(b * 32 + j);
+      const float id = amax == 0.0f ? 0.0f : 1.0f / q.d[static_cast<size_t>(b)];
+      ASSERT_EQ(q.qs[i], static_cast<int8_t>(std::nearbyint(x[i] * id))) << i;
+      ASSERT_LE(std::abs(q.qs[i]), 127);
+      ASSERT_LE(std::fabs(x[i] - q.qs[i] * q.d[static_cast<size_t>(b)]), 0.5 * q.d[static_cast<size_t>(b)] * (1 + 1e-5))
+          << i;
+    }
+  }
+  for (size_t i = 0; i < q.d8.size(); ++i) {
+    ASSERT_EQ(q.d8[i], q.d[i / 8]) << i;
+    ASSERT_EQ(q.off4[i], -8 * (q.qs[4 * i] + q.qs[4 * i + 1] + q.qs[4 * i + 2] + q.qs[4 * i + 3])) << i;
+  }
+  EXPECT_EQ(q.d[0], 1.0f);
+  EXPECT_EQ(q.qs[1], 2);   // 2.5 -> 2
+  EXPECT_EQ(q.qs[2], -4);  // -3.5 -> -4
+  EXPECT_EQ(q.qs[3], 0);   // 0.5 -> 0
+  EXPECT_EQ(q.d[1], 0.0f);
+}
+
+// Every variant against the generic one on awkward shapes: identical quantised activations and
+// int32 block sums (which also match the sums decoded here), float row results within
+// 1e-6 · Σ_b |d_w d_x| Σ_j |q_w q_x|, the scale of rounding in any summation order (the SIMD
+// variants scale partial sums of 4 products lane by lane). Sub-ranges of rows touch nothing
+// else, and each of M rows equals the M = 1 product.
+TEST(QuantDot, VariantsMatchGenericBitForBitInTheIntegers) {
+  const auto variants = quant_dot_variants();
+  const QuantDotKernels& gen = *variants.front();
+  const int64_t M = 6;  // one pass of 4 rows and one of 2
+  for (DType t : kTypes)
+    for (int64_t K : {32, 64, 96, 4096 + 32})
+      for (int64_t N : {1, 3, 17, 130}) {
+        const std::string what = std::string(dtype_name(t)) + " N=" + std::to_string(N) + " K=" + std::to_string(K);
+        const Weights w = make_weights(t, N, K, static_cast<uint32_t>(N * 7 + K));
+        const auto x = make_activations(M, K, static_cast<uint32_t>(K + 1));
+        const int64_t nb = K / 32;
+        Quantised qg = quantise(gen, x, M, K);
+        // Reference block sums and the magnitude of the float terms, from this file's decoding.
+        std::vector<int32_t> isum_ref(static_cast<size_t>(M * N * nb));
+        std::vector<double> mag(static_cast<size_t>(M * N), 0.0), val(mag.size(), 0.0);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            const uint8_t* row = w.w.row_ptr(n);
+            for (int64_t b = 0; b < nb; ++b) {
+              int64_t s = 0, sabs = 0;
+              for (int64_t j = 0; j < 32; ++j) {
+                const int64_t p = static_cast<int64_t>(weight_int(t, row, b * 32 + j)) *
+                                  qg.qs[static_cast<size_t>(m * K + b * 32 + j)];
+                s += p;
+                sabs += p < 0 ? -p : p;
+              }
+              isum_ref[static_cast<size_t>((m * N + n) * nb + b)] = static_cast<int32_t>(s);
+              const double scale = weight_scale(t, row, b) * qg.d[static_cast<size_t>(m * nb + b)];
+              val[static_cast<size_t>(m * N + n)] += scale * static_cast<double>(s);
+              mag[static_cast<size_t>(m * N + n)] += std::fabs(scale) * static_cast<double>(sabs);
+            }
+          }
+        std::vector<float> out_gen(static_cast<size_t>(M * N));
+        gen.rows(out_gen.data(), N, w.w, 0, N, qg.view(), M);
+
+        for (const QuantDotKernels* k : variants) {
+          SCOPED_TRACE(std::string(k->name) + " " + what);
+          Quantised q = quantise(*k, x, M, K);
+          ASSERT_EQ(q.qs, qg.qs);
+          ASSERT_EQ(0, std::memcmp(q.d.data(), qg.d.data(), q.d.size() * sizeof(float)));
+          ASSERT_EQ(0, std::memcmp(q.d8.data(), qg.d8.data(), q.d8.size() * sizeof(float)));
+          ASSERT_EQ(q.off4, qg.off4);
+          std::vector<int32_t> isum(static_cast<size_t>(nb));
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+              k->block_dots(t, w.w.row_ptr(n), q.row(m), isum.data());
+              for (int64_t b = 0; b < nb; ++b)
+                ASSERT_EQ(isum[static_cast<size_t>(b)], isum_ref[static_cast<size_t>((m * N + n) * nb + b)])
+                    << "m=" << m << " n=" << n << " block " << b;
+            }
+          std::vector<float> out(static_cast<size_t>(M * N));
+          k->rows(out.data(), N, w.w, 0, N, q.view(), M);
+          for (size_t i = 0; i < out.size(); ++i) {
+            const double tol = 1e-6 * mag[i] + 1e-30;
+            ASSERT_NEAR(out[i], out_gen[i], tol) << "vs generic at " << i;
+            ASSERT_NEAR(out[i], val[i], tol) << "vs Σ d_w d_x isum at " << i;
+          }
+          // One row of x at a time gives the same numbers (the M loop only reuses the weights).
+          for (int64_t m = 0; m < M; ++m) {
+            Quantised one = quantise(*k, std::vector<float>(x.begin() + m * K, x.begin() + (m + 1) * K), 1, K);
+            std::vector<float> o1(static_cast<size_t>(N));
+            k->rows(o1.data(), N, w.w, 0, N, one.view(), 1);
+            for (int64_t n = 0; n < N; ++n) ASSERT_EQ(o1[static_cast<size_t>(n)], out[static_cast<size_t>(m * N + n)]);
+          }
+          // A sub-range writes exactly its rows.
+          if (N >= 3) {
+            std::vector<float> part(static_cast<size_t>(M * N), -7.0f);
+            k->rows(part.data(), N, w.w, 1, N - 1, q.view(), M);
+            for (int64_t m = 0; m < M; ++m)
+              for (int64_t n = 0; n < N; ++n) {
+                const size_t i = static_cast<size_t>(m * N + n);
+                ASSERT_EQ(part[i], n == 0 || n == N - 1 ? -7.0f : out[i]) << "m=" << m << " n=" << n;
+              }
+          }
+        }
+      }
+}
+
+// Against the exact product of the stored weights with the f32 activations: with
+// x_j = d_x q_j + e_j and |e_j| <= d_x/2 the integer result is Σ_j w_j (x_j - e_j), so
+//   |y - x·w| <= Σ_b d_x[b]/2 · Σ_{j in b} |w_j|
+// (d_x·(1/d_x) is not exactly 1 in f32: a relative 1e-5 on the half step covers it), plus the
+// float rounding of the block scalings and the sum: 1e-6 · Σ |x_j w_j|.
+TEST(QuantDot, ProductIsWithinTheActivationRoundingBound) {
+  for (DType t : kTypes)
+    for (int64_t K : {32, 96, 4096 + 32})
+      for (int64_t M : {1, 2, 8}) {
+        const int64_t N = 37, nb = K / 32;
+        const Weights w = make_weights(t, N, K, static_cast<uint32_t>(K + M));
+        const auto x = make_activations(M, K, static_cast<uint32_t>(3 * K + M));
+        std::vector<float> y(static_cast<size_t>(M * N));
+        quant_matmul_nt(y.data(), x.data(), w.w, M);
+        Quantised q = quantise(quant_dot_kernels(), x, M, K);
+        double worst = 0;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            double exact = 0, bound = 0, mag = 0;
+            for (int64_t b = 0; b < nb; ++b) {
+              double wabs = 0;
+              for (int64_t j = b * 32; j < b * 32 + 32; ++j) {
+                const double xv = x[static_cast<size_t>(m * K + j)], wv = w.f[static_cast<size_t>(n * K + j)];
+                exact += xv * wv;
+                mag += std::fabs(xv * wv);
+                wabs += std::fabs(wv);
+              }
+              bound += 0.5 * (1 + 1e-5) * q.d[static_cast<size_t>(m * nb + b)] * wabs;
+            }
+            bound += 1e-6 * mag;
+            const double err = std::fabs(y[static_cast<size_t>(m * N + n)] - exact);
+            worst = std::max(worst, err / bound);
+            ASSERT_LE(err, bound) << dtype_name(t) << " K=" << K << " M=" << M << " m=" << m << " n=" << n;
+          }
+        std::printf("  %s K=%-5lld M=%lld: worst |error| / bound = %.3f\n", dtype_name(t), static_cast<long long>(K),
+                    static_cast<long long>(M), worst);
+      }
+}
+
+// llama.cpp's test-quantize-fns: weights quantised from 0.1 + 2 cos(i), activations
+// 0.1 + 2 cos(i + 1), 4096 values; |vec_dot - exact f32 dot| / 4096 < MAX_DOT_PRODUCT_ERROR (0.02).
+// Here the weight quantisation error counts too, as there.
+TEST(QuantDot, LlamaCppDotProductErrorBound) {
+  const int64_t n = 32 * 128;
+  std::vector<float> a(static_cast<size_t>(n)), b(a.size());
+  for (int64_t i = 0; i < n; ++i) {
+    a[static_cast<size_t>(i)] = 0.1f + 2 * std::cos(static_cast<float>(i));
+    b[static_cast<size_t>(i)] = 0.1f + 2 * std::cos(static_cast<float>(i) + 1.0f);
+  }
+  double ref = 0;
+  for (int64_t i = 0; i < n; ++i) ref += static_cast<double>(a[static_cast<size_t>(i)]) * b[static_cast<size_t>(i)];
+  for (DType t : kTypes) {
+    std::vector<uint8_t> q(dtype_row_bytes(t, n));
+    quantize(t, a.data(), q.data(), n);
+    for (const QuantDotKernels* k : quant_dot_variants()) {
+      Quantised x = quantise(*k, b, 1, n);
+      float y = 0;
+      k->rows(&y, 1, WeightMatrix{t, q.data(), 1, n}, 0, 1, x.view(), 1);
+      const double err = std::fabs(y - ref) / static_cast<double>(n);
+      std::printf("  %s %-10s dot error %.2e (llama.cpp's bound 0.02)\n", dtype_name(t), k->name, err);
+      EXPECT_LT(err, 0.02) << dtype_name(t) << " " << k->name;
+    }
+  }
+}
+
+// Hand-made Q4_0 blocks: element e < 16 is the low nibble of byte e, element 16 + j the high
+// nibble of byte j. Three blocks, so that the avx512 variants see both a two-block register and
+// the odd last block. One-hot activations pick single elements out.
+TEST(QuantDot, Q4_0NibbleOrder) {
+  constexpr int kBlocks = 3, K = 32 * kBlocks;
+  BlockQ4_0 blk[kBlocks]{};
+  std::vector<int> value(K);  // the stored integer (nibble - 8) of each element
+  for (int b = 0; b < kBlocks; ++b) {
+    blk[b].d = f32_to_f16(0.5f * static_cast<float>(b + 1));
+    for (int j = 0; j < 16; ++j) {
+      const int lo = (j + 5 * b) % 16, hi = 15 - (j * 7 + b) % 16;  // unrelated permutations of 0..15
+      blk[b].qs[j] = static_cast<uint8_t>(lo | (hi << 4));
+      value[static_cast<size_t>(32 * b + j)] = lo - 8;
+      value[static_cast<size_t>(32 * b + j + 16)] = hi - 8;
+    }
+  }
+  const WeightMatrix w{DType::Q4_0, blk, 1, K};
+  for (const QuantDotKernels* k : quant_dot_variants())
+    for (int e = 0; e < K; ++e) {
+      std::vector<float> x(K, 0.0f);
+      x[static_cast<size_t>(e)] = 2.0f;  // d_x = 2/127, q_x = 127
+      Quantised q = quantise(*k, x, 1, K);
+      int32_t isum[kBlocks];
+      k->block_dots(DType::Q4_0, blk, q.view(), isum);
+      for (int b = 0; b < kBlocks; ++b)
+        ASSERT_EQ(isum[b], b == e / 32 ? 127 * value[static_cast<size_t>(e)] : 0) << k->name << " element " << e;
+      float y = 0;
+      k->rows(&y, 1, w, 0, 1, q.view(), 1);
+      ASSERT_NEAR(y, 0.5 * (e / 32 + 1) * 2.0 * value[static_cast<size_t>(e)], 1e-5) << k->name << " element " << e;
+    }
+  // And a ramp against every element at once.
+  std::vector<float> x(K);
+  double want = 0, bound = 0;
+  for (int e = 0; e < K; ++e) {
+    x[static_cast<size_t>(e)] = static_cast<float>(e % 2 ? -(e % 32 + 1) : e % 32 + 1);
+    const double we = 0.5 * (e / 32 + 1) * value[static_cast<size_t>(e)];
+    want += x[static_cast<size_t>(e)] * we;
+    bound += 0.5 * (32.0 / 127) * std::fabs(we);  // the activation rounding bound, d_x = 32/127
+  }
+  float y = 0;
+  quant_matmul_nt(&y, x.data(), w, 1);
+  EXPECT_NEAR(y, want, bound);
+}
+
+TEST(QuantDot, Q8_0HandMadeBlocksIncludingMinus128) {
+  // -128 is not produced by ggml's quantiser but is a valid int8 in a file; the abs/sign trick
+  // must handle it. Three blocks: a two-block register and the odd last one.
+  constexpr int kBlocks = 3, K = 32 * kBlocks;
+  BlockQ8_0 blk[kBlocks]{};
+  for (int b = 0; b < kBlocks; ++b) {
+    blk[b].d = f32_to_f16(0.25f);
+    for (int j = 0; j < 32; ++j)
+      blk[b].qs[j] = static_cast<int8_t>(j == 5 + b ? -128 : (j + b) % 2 ? 127 - 9 * j : -3 * j - b);
+  }
+  std::vector<float> x(K);
+  for (int e = 0; e < K; ++e) x[static_cast<size_t>(e)] = static_cast<float>((e * 37) % 255 - 127);
+  for (const QuantDotKernels* k : quant_dot_variants()) {
+    Quantised q = quantise(*k, x, 1, K);
+    int32_t isum[kBlocks];
+    k->block_dots(DType::Q8_0, blk, q.view(), isum);
+    for (int b = 0; b < kBlocks; ++b) {
+      int32_t want = 0;
+      for (int j = 0; j < 32; ++j) want += blk[b].qs[j] * q.qs[static_cast<size_t>(32 * b + j)];
+      EXPECT_EQ(isum[b], want) << k->name << " block " << b;
+    }
+  }
+}
+
+// matmul_nt takes the path for 1..kQuantDotMaxRows rows of Q8_0/Q4_0 weights and only then;
+// under ExactActivations it gives the exact product; threads change nothing.
+TEST(QuantDot, MatmulNtRouting) {
+  const int64_t N = 130, K = 4096 + 32;  // N·K above the threading threshold
+  for (DType t : kTypes) {
+    const Weights w = make_weights(t, N, K, 5);
+    for (int64_t M : {int64_t{1}, int64_t{2}, kQuantDotMaxRows, kQuantDotMaxRows + 1}) {
+      const auto x = make_activations(M, K, static_cast<uint32_t>(M));
+      std::vector<float> y(static_cast<size_t>(M * N)), yq(y.size()), ys(y.size()), ye(y.size()), yr(y.size());
+      matmul_nt(y.data(), x.data(), w.w, M);
+      quant_matmul_nt(yq.data(), x.data(), w.w, M);
+      Quantised q = quantise(quant_dot_kernels(), x, M, K);
+      quant_dot_kernels().rows(ys.data(), N, w.w, 0, N, q.view(), M);
+      EXPECT_EQ(yq, ys) << "threaded vs serial, M=" << M;
+      {
+        ExactActivations exact;
+        EXPECT_FALSE(quantized_activations_allowed());
+        matmul_nt(ye.data(), x.data(), w.w, M);
+      }
+      EXPECT_TRUE(quantized_activations_allowed());
+      matmul_nt_ref(yr.data(), x.data(), w.w, M);
+      double ediff = 0, emax = 0;
+      for (size_t i = 0; i < y.size(); ++i) {
+        ediff = std::max(ediff, static_cast<double>(std::fabs(ye[i] - yr[i])));
+        emax = std::max(emax, static_cast<double>(std::fabs(yr[i])));
+      }
+      EXPECT_LT(ediff, 1e-5 * emax) << "ExactActivations, M=" << M;
+      if (M <= kQuantDotMaxRows)
+        EXPECT_EQ(y, yq) << dtype_name(t) << " M=" << M;
+      else
+        EXPECT_EQ(y, ye) << dtype_name(t) << " M=" << M << " must stay exact";
+    }
+  }
+}
+
+TEST(QuantDot, NonFiniteActivationsGiveNonFiniteResults) {
+  const Weights w = make_weights(DType::Q4_0, 3, 64, 1);
+  for (float bad : {NAN, INFINITY}) {
+    auto x = make_activations(1, 64, 2);
+    x[40] = bad;
+    std::vector<float> y(3);
+    quant_matmul_nt(y.data(), x.data(), w.w, 1);
+    for (float v : y) EXPECT_FALSE(std::isfinite(v)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace la
