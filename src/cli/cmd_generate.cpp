@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 
 #include "commands.h"
@@ -40,7 +41,9 @@ void run_generate(const GenerateArgs& a) {
     echo = true;  // like llama2.c: a plain prompt is printed before its continuation
   }
   std::vector<int> ids = tok.encode(text, true, false);
-  const int64_t context = a.context > 0 ? a.context : c.max_seq_len;
+  // The KV cache is allocated up front: by default the model's context, capped at 4096 tokens so
+  // a model advertising 128k does not reserve tens of GB (--context asks for more).
+  const int64_t context = a.context > 0 ? a.context : std::min<int64_t>(c.max_seq_len, 4096);
   InferenceModel model(*lm.weights, context);
   if (!a.adapter.empty()) model.set_adapter(&adapter);
   Sampler sampler(a.sampling);
@@ -83,7 +86,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--seed", a->sampling.seed, "Random seed for sampling")->default_val(42);
   cmd->add_option("--gate-mode", a->gate_mode, "Override the adapter's gate mode: tanh or identity")
       ->check(CLI::IsMember({"tanh", "identity"}));
-  cmd->add_option("--context", a->context, "Context length (default: the model's)");
+  cmd->add_option("--context", a->context, "Context length / KV cache size (default: the model's, at most 4096)");
   cmd->add_flag("-q,--quiet", a->quiet, "Do not print speed statistics to stderr");
   cmd->callback([a, p, ins] {
     if (p->count() == 0 && ins->count() == 0) throw CLI::ValidationError("generate", "give --prompt or --instruction");
