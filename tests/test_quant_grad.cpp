@@ -15,6 +15,7 @@
 #include "la/model/loader.h"
 #include "la/model/shapes.h"
 #include "la/model/train_graph.h"
+#include "support/grad_check.h"
 #include "support/test_support.h"
 
 namespace la {
@@ -31,11 +32,6 @@ PackedBatch make_batch(int64_t vocab, std::mt19937& rng) {
     b.add(t, prompt);
   }
   return b;
-}
-
-double mean_loss(TrainGraph& g, const PackedBatch& b, const Adapter& a) {
-  LossResult r = g.run(b, a, nullptr, 0.0f);
-  return r.loss_sum / static_cast<double>(r.tokens);
 }
 
 // The stories260K shape with hidden 192 (172 is not a multiple of Q8_0's 32-value blocks).
@@ -137,34 +133,7 @@ TEST_P(QuantGradTest, MatchesCentralFiniteDifferences) {
   PackedBatch b = make_batch(w_->config.vocab_size, rng);
   TrainGraph g(*w_, a, b.rows(), 32, p.recompute);
 
-  AdapterGrads grads{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())};
-  LossResult r = g.run(b, a, &grads, 1.0f / static_cast<float>(b.supervised));
-  ASSERT_EQ(r.tokens, b.supervised);
-
-  // As test_adapter_grad.cpp: float finite differences, step 2e-2, tolerance 3e-4 + 3% of |fd|.
-  const float eps = 2e-2f;
-  auto check = [&](std::vector<float>& param, const std::vector<float>& grad, size_t i) {
-    const float orig = param[i];
-    param[i] = orig + eps;
-    const double lp = mean_loss(g, b, a);
-    param[i] = orig - eps;
-    const double lm = mean_loss(g, b, a);
-    param[i] = orig;
-    const double fd = (lp - lm) / (2.0 * eps);
-    EXPECT_NEAR(grad[i], fd, 3e-4 + 3e-2 * std::fabs(fd)) << "index " << i;
-    return std::fabs(fd);
-  };
-  double gate_mag = 0;
-  for (size_t i = 0; i < a.gate.size(); ++i) gate_mag += check(a.gate, grads.gate, i);
-  EXPECT_GT(gate_mag, 1e-3) << "gate gradients are all ~0: the check would be vacuous";
-  std::uniform_int_distribution<size_t> pick(0, a.query.size() - 1);
-  double q_mag = 0;
-  for (int n = 0; n < 40; ++n) q_mag += check(a.query, grads.query, pick(rng));
-  EXPECT_GT(q_mag, 1e-3) << "query gradients are all ~0: the check would be vacuous";
-  std::printf("  sum |fd|: gates %.4f, 40 query entries %.4f\n", gate_mag, q_mag);
-  double lowest = 0;
-  for (int64_t j = 0; j < a.len * a.dim; ++j) lowest += std::fabs(grads.query[static_cast<size_t>(j)]);
-  EXPECT_GT(lowest, 0.0);
+  test::expect_adapter_grads_match_fd(g, b, a, rng);
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, QuantGradTest,

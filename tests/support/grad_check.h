@@ -1,0 +1,16 @@
+// The adapter gradient check shared by the gradient tests: analytic gradients of adapter_query
+// and gate against central finite differences of the mean masked loss.
+#pragma once
+#include <random>
+
+#include "la/model/train_graph.h"
+
+namespace la::test {
+
+// Runs the forward+backward once, then checks every gate and 40 random adapter_query entries
+// with float central differences (step 2e-2: large enough to beat rounding, small enough for the
+// curvature; tolerance 3e-4 + 3% of |fd|). Also asserts the checked gradients are not all ~0
+// (the check would be vacuous) and that the lowest adapted layer's prompt gets a gradient.
+void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter& a, std::mt19937& rng);
+
+}  // namespace la::test
