@@ -21,18 +21,7 @@
 namespace la {
 namespace {
 
-PackedBatch make_batch(int64_t vocab, std::mt19937& rng) {
-  PackedBatch b;
-  b.clear();
-  std::uniform_int_distribution<int> tok(3, static_cast<int>(vocab) - 1);
-  for (auto [len, prompt] : {std::pair{9, 4}, std::pair{14, 6}, std::pair{5, 1}}) {
-    std::vector<int> t(static_cast<size_t>(len));
-    t[0] = 1;
-    for (int i = 1; i < len; ++i) t[static_cast<size_t>(i)] = tok(rng);
-    b.add(t, prompt);
-  }
-  return b;
-}
+using test::make_batch;
 
 // The stories260K shape with hidden 192 (172 is not a multiple of Q8_0's 32-value blocks).
 // random_model draws N(0, 0.02) weights; with those the adapter gradients come out ~10x smaller

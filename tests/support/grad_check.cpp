@@ -7,6 +7,20 @@
 
 namespace la::test {
 
+PackedBatch make_batch(int64_t vocab, std::mt19937& rng) {
+  PackedBatch b;
+  b.clear();
+  std::uniform_int_distribution<int> tok(3, static_cast<int>(vocab) - 1);
+  for (auto [len, prompt] : {std::pair{9, 4}, std::pair{14, 6}, std::pair{5, 1}}) {
+    std::vector<int> t(static_cast<size_t>(len));
+    t[0] = 1;
+    for (int i = 1; i < len; ++i) t[static_cast<size_t>(i)] = tok(rng);
+    b.add(t, prompt);
+  }
+  return b;
+}
+
+
 void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter& a, std::mt19937& rng) {
   AdapterGrads grads{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())};
   const LossResult r = g.run(b, a, &grads, 1.0f / static_cast<float>(b.supervised));

@@ -7,6 +7,10 @@
 
 namespace la::test {
 
+// Three sequences (lengths 9, 14, 5; prompts 4, 6, 1) of random tokens after BOS: a packed batch
+// with masked prompts, for the gradient tests.
+PackedBatch make_batch(int64_t vocab, std::mt19937& rng);
+
 // Runs the forward+backward once, then checks every gate and 40 random adapter_query entries
 // with float central differences (step 2e-2: large enough to beat rounding, small enough for the
 // curvature; tolerance 3e-4 + 3% of |fd|). Also asserts the checked gradients are not all ~0
