@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "la/kernels/gemm.h"
 #include "la/kernels/quant_dot.h"
 #include "la/kernels/vec.h"
 
@@ -47,6 +48,8 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
     const auto* W = static_cast<const float*>(w.data);
     if (M == 1)
       gemv_f32(out, x, w);
+    else if (gemm_available())
+      gemm_nt(out, x, w, M, false);
     else
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K, 0.0f, out, N);
     return;
@@ -56,6 +59,7 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
   if (M <= kQuantDotMaxRows && quant_dot_supports(w.type) && quantized_activations_allowed())
     return quant_matmul_nt(out, x, w, M);
   if (M == 1) return gemv_typed(out, x, w);
+  if (gemm_available()) return gemm_nt(out, x, w, M, false);
   // Convert W a block of rows at a time, each thread its own block, single-threaded sgemm
   // inside (OpenBLAS runs serially when called from an OpenMP parallel region).
   const int64_t nblocks = (N + kRowBlock - 1) / kRowBlock;
@@ -78,6 +82,7 @@ void matmul_nn(float* out, const float* dy, const WeightMatrix& w, int64_t M, bo
     if (!accumulate) std::fill(out, out + M * K, 0.0f);
     return;
   }
+  if (gemm_available()) return gemm_nn(out, dy, w, M, accumulate);
   const float beta0 = accumulate ? 1.0f : 0.0f;
   if (w.type == DType::F32) {
     const auto* W = static_cast<const float*>(w.data);

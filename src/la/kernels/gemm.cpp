@@ -1,0 +1,105 @@
+#include "la/kernels/gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "la/core/cpu.h"
+#include "la/kernels/isa/gemm_kernels.h"
+
+namespace la {
+
+namespace {
+
+// Buffers of one thread, 64-byte aligned, grown on demand and kept (a server may run several
+// models on several threads, so they are per thread, not global).
+struct Scratch {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], Free> buf;
+  size_t size = 0;
+  float* get(size_t n) {
+    if (n > size) {
+      const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      buf.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!buf) throw std::bad_alloc();
+      size = n;
+    }
+    return buf.get();
+  }
+};
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+void gemm(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
+  using namespace gemm_detail;
+  const int64_t Ng = nt ? w.rows : w.cols, Kg = nt ? w.cols : w.rows;
+  if (M <= 0 || Ng <= 0) return;
+  if (Kg <= 0) {
+    if (!accumulate) std::memset(C, 0, static_cast<size_t>(M * Ng) * sizeof(float));
+    return;
+  }
+  // Columns are split between threads in contiguous ranges; for nn on block-quantised weights a
+  // range must start on a block of the stored rows (packing dequantises whole blocks).
+  const int64_t align = !nt && dtype_is_quantized(w.type) ? std::max<int64_t>(kNR, dtype_block_size(w.type)) : kNR;
+  const int64_t units = ceil_div(Ng, align);
+  const bool big = static_cast<double>(M) * Ng * Kg >= 4e6;  // smaller ones are not worth a thread team
+  const int threads = big ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), units)) : 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    const int64_t lo = std::min(Ng, units * t / nth * align), hi = std::min(Ng, units * (t + 1) / nth * align);
+    thread_local Scratch bp_s, ap_s, tmp_s;
+    float* bp = bp_s.get(static_cast<size_t>(kNC * kKC));
+    float* ap = ap_s.get(static_cast<size_t>(kMC * kKC));
+    float* tmp = tmp_s.get(static_cast<size_t>(std::max(kNR * kKC, kNC)));
+    const Kernels& k = kernels();
+    for (int64_t jc = lo; jc < hi; jc += kNC) {
+      const int64_t nc = std::min(kNC, hi - jc), panels = ceil_div(nc, kNR);
+      for (int64_t pc = 0; pc < Kg; pc += kKC) {
+        const int64_t kc = std::min(kKC, Kg - pc);
+        if (nt)
+          for (int64_t p = 0; p < panels; ++p)
+            k.pack_b_nt(w, jc + p * kNR, std::min(kNR, nc - p * kNR), pc, kc, bp + p * kc * kNR, tmp);
+        else
+          k.pack_b_nn(w, pc, kc, jc, nc, bp, tmp);
+        const bool add = accumulate || pc > 0;
+        for (int64_t ic = 0; ic < M; ic += kMC) {
+          const int64_t mc = std::min(kMC, M - ic);
+          k.pack_a(A + ic * Kg + pc, Kg, mc, kc, ap);
+          for (int64_t i = 0; i < mc; i += kMR)
+            for (int64_t p = 0; p < panels; ++p)
+              k.kernel(kc, ap + i * kc, bp + p * kc * kNR, C + (ic + i) * Ng + jc + p * kNR, Ng,
+                       static_cast<int>(std::min(kMR, mc - i)), static_cast<int>(std::min(kNR, nc - p * kNR)), add);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool gemm_available() {
+  static const bool ok = [] {
+    const CpuFeatures& f = cpu_features();
+    const char* forced = std::getenv("LA_ISA");
+    if (forced && std::string(forced) != "avx512" && std::string(forced) != "avx512vnni") return false;
+    return f.avx512f && f.avx512bw && f.avx512vl && f.fma && f.f16c;
+  }();
+  return ok;
+}
+
+void gemm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
+  gemm(true, C, A, w, M, accumulate);
+}
+
+void gemm_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
+  gemm(false, C, A, w, M, accumulate);
+}
+
+}  // namespace la

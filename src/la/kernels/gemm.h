@@ -1,0 +1,28 @@
+// Our own blocked, threaded f32 GEMM against weight matrices in any stored type (Goto/BLIS
+// scheme): C[M, Ng] (+)= A[M, Kg] · B with B the weight used transposed (nt) or as is (nn).
+//   nt:  C[M, w.rows] = A[M, w.cols] · W^T     (forward:  y = x W^T)
+//   nn:  C[M, w.cols] = A[M, w.rows] · W       (backward: dX = dY W)
+// A and C are contiguous row-major. The weight is converted to f32 while it is packed, a KC x NC
+// block at a time (F16/BF16 by SIMD conversion, block-quantised rows by dequantising just the
+// span needed), so no f32 copy of W exists and packing replaces both the separate conversion
+// pass and BLAS's own packing.
+// Each element of C is computed by one thread in one fixed order (k ascending, KC at a time), so
+// results do not depend on the thread count.
+//
+// Built for AVX-512 (a 14 x 32 register tile of FMAs; 16 x 16 SIMD transposes for the nt
+// packing). gemm_available() says whether this CPU (and LA_ISA) allows it; matmul.cpp uses
+// OpenBLAS otherwise.
+#pragma once
+#include <cstdint>
+
+#include "la/kernels/dtype.h"
+
+namespace la {
+
+bool gemm_available();
+
+// `accumulate`: C += product instead of C = product.
+void gemm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
+void gemm_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
+
+}  // namespace la

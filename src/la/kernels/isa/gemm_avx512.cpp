@@ -1,0 +1,192 @@
+// AVX-512 packing and register-tile kernel of the blocked GEMM (see gemm.h, isa/gemm_kernels.h).
+// Plain loops and intrinsics only (no std:: templates or inline library helpers): code built with
+// AVX-512 flags must not be picked by the linker for other translation units.
+#include <cstdint>
+
+// GCC 12 warns about the deliberately undefined upper lanes inside its own AVX-512 intrinsics
+// (_mm512_undefined_*; GCC bug 105593, fixed in 13) wherever they are inlined: off for this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include "la/kernels/isa/gemm_kernels.h"
+
+namespace la::gemm_detail {
+
+namespace {
+
+constexpr int MR = static_cast<int>(kMR), NR = static_cast<int>(kNR);
+
+inline __mmask16 first(int64_t n) {  // mask of the first n (0..16+) lanes
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n > 0 ? n : 0)) - 1u);
+}
+
+// Up to 16 stored elements from p (type t: F32, F16 or BF16) as f32; lanes past n are 0.
+inline __m512 load16(DType t, const void* p, int64_t n) {
+  const __mmask16 m = first(n);
+  if (t == DType::F32) return _mm512_maskz_loadu_ps(m, p);
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  if (t == DType::F16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));  // BF16
+}
+
+inline size_t elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
+
+inline void transpose16_regs(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // Per group g of 4 source rows: v[g][c] holds, in 128-bit lane l, column 4l+c of those rows.
+  __m512 v[4][4];
+  for (int g = 0; g < 4; ++g) {
+    const __m512* s = t + 4 * g;
+    v[g][0] = _mm512_shuffle_ps(s[0], s[2], 0x44);
+    v[g][1] = _mm512_shuffle_ps(s[0], s[2], 0xEE);
+    v[g][2] = _mm512_shuffle_ps(s[1], s[3], 0x44);
+    v[g][3] = _mm512_shuffle_ps(s[1], s[3], 0xEE);
+  }
+  // 4 x 4 transpose of 128-bit lanes: output row 4l+c = lane l of v[0..3][c].
+  for (int c = 0; c < 4; ++c) {
+    const __m512 x0 = _mm512_shuffle_f32x4(v[0][c], v[1][c], 0x88), x1 = _mm512_shuffle_f32x4(v[0][c], v[1][c], 0xDD);
+    const __m512 x2 = _mm512_shuffle_f32x4(v[2][c], v[3][c], 0x88), x3 = _mm512_shuffle_f32x4(v[2][c], v[3][c], 0xDD);
+    r[c] = _mm512_shuffle_f32x4(x0, x2, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(x1, x3, 0x88);
+    r[8 + c] = _mm512_shuffle_f32x4(x0, x2, 0xDD);
+    r[12 + c] = _mm512_shuffle_f32x4(x1, x3, 0xDD);
+  }
+}
+
+// Rows of 14 are gathered 16 at a time through the transpose (the 2 extra rows are zero and not
+// stored): 16 loads, 64 shuffles and 16 stores per 224 elements.
+void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
+  static_assert(MR <= 16, "one transpose covers a panel's rows");
+  const __mmask16 row_mask = first(MR);
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, ap += kc * MR) {
+    const int64_t rows = mc - i0 < MR ? mc - i0 : MR;
+    for (int64_t kk = 0; kk < kc; kk += 16) {
+      const int64_t n = kc - kk < 16 ? kc - kk : 16;
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(first(n), A + (i0 + i) * lda + kk) : _mm512_setzero_ps();
+      transpose16_regs(r);
+      for (int64_t j = 0; j < n; ++j) _mm512_mask_storeu_ps(ap + (kk + j) * MR, row_mask, r[j]);
+    }
+  }
+}
+
+void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_t kc, float* panel, float* tmp) {
+  const size_t row_bytes = dtype_row_bytes(w.type, w.cols);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  // Source of each of the NR rows at column k0: the stored row itself, or its dequantised span.
+  const void* src[NR];
+  DType st = w.type;
+  if (dtype_is_quantized(w.type)) {
+    const int64_t bs = dtype_block_size(w.type);
+    const size_t off = static_cast<size_t>(k0 / bs) * dtype_block_bytes(w.type);
+    for (int64_t i = 0; i < nr; ++i) {
+      convert_to_f32(w.type, base + static_cast<size_t>(n0 + i) * row_bytes + off, tmp + i * kc, kc);
+      src[i] = tmp + i * kc;
+    }
+    st = DType::F32;
+  } else {
+    for (int64_t i = 0; i < nr; ++i)
+      src[i] = base + static_cast<size_t>(n0 + i) * row_bytes + static_cast<size_t>(k0) * elem_bytes(w.type);
+  }
+  const size_t eb = elem_bytes(st);
+  // The next panel's rows, one cache line per 16-column step: the packing reads W from memory
+  // (each element once per call) and 32 short row segments are too many streams for the
+  // hardware prefetchers to pick up in time.
+  const uint8_t* next = base + static_cast<size_t>(n0 + NR) * row_bytes;
+  const bool prefetch = !dtype_is_quantized(w.type) && n0 + 2 * NR <= w.rows;
+  const size_t seg_bytes = static_cast<size_t>(kc) * elem_bytes(w.type), off0 = static_cast<size_t>(k0) * elem_bytes(w.type);
+  for (int64_t kk = 0; kk < kc; kk += 16) {
+    const int64_t n = kc - kk < 16 ? kc - kk : 16;
+    if (prefetch) {
+      // Spread the NR x seg_bytes/64 lines of the next panel over the kc/16 steps.
+      const int64_t lines = static_cast<int64_t>(seg_bytes / 64), steps = (kc + 15) / 16, step = kk / 16;
+      for (int64_t l = step * NR * lines / steps; l < (step + 1) * NR * lines / steps; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(next + static_cast<size_t>(l / lines) * row_bytes + off0 +
+                                                   static_cast<size_t>(l % lines) * 64),
+                     _MM_HINT_T0);
+    }
+    for (int half = 0; half < 2; ++half) {
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        const int64_t row = half * 16 + i;
+        r[i] = row < nr ? load16(st, static_cast<const uint8_t*>(src[row]) + static_cast<size_t>(kk) * eb, n)
+                        : _mm512_setzero_ps();
+      }
+      transpose16_regs(r);
+      for (int64_t j = 0; j < n; ++j) _mm512_storeu_ps(panel + (kk + j) * NR + half * 16, r[j]);
+    }
+  }
+}
+
+void pack_b_nn(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* bp, float* tmp) {
+  const size_t row_bytes = dtype_row_bytes(w.type, w.cols);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const bool quant = dtype_is_quantized(w.type);
+  const int64_t panels = (nc + NR - 1) / NR;
+  for (int64_t k = 0; k < kc; ++k) {
+    const uint8_t* row = base + static_cast<size_t>(k0 + k) * row_bytes;
+    const void* src;
+    DType st = w.type;
+    if (quant) {
+      const int64_t bs = dtype_block_size(w.type);
+      convert_to_f32(w.type, row + static_cast<size_t>(n0 / bs) * dtype_block_bytes(w.type), tmp, nc);
+      src = tmp;
+      st = DType::F32;
+    } else {
+      src = row + static_cast<size_t>(n0) * elem_bytes(w.type);
+    }
+    const size_t eb = elem_bytes(st);
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t j = p * NR;
+      float* dst = bp + (p * kc + k) * NR;
+      const auto* s = static_cast<const uint8_t*>(src) + static_cast<size_t>(j) * eb;
+      _mm512_storeu_ps(dst, load16(st, s, nc - j));
+      _mm512_storeu_ps(dst + 16, load16(st, s + 16 * eb, nc - j - 16));
+    }
+  }
+}
+
+void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add) {
+  __m512 c0[MR], c1[MR];
+  for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 14
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+  const __mmask16 m0 = first(nr), m1 = first(nr - 16);
+  for (int r = 0; r < mr; ++r) {
+    float* c = C + r * ldc;
+    if (add) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, c));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, c + 16));
+    }
+    _mm512_mask_storeu_ps(c, m0, c0[r]);
+    _mm512_mask_storeu_ps(c + 16, m1, c1[r]);
+  }
+}
+
+const Kernels kAvx512{pack_a, pack_b_nt, pack_b_nn, kernel};
+
+}  // namespace
+
+const Kernels& kernels() { return kAvx512; }
+
+void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m512 r[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+  transpose16_regs(r);
+  for (int j = 0; j < 16; ++j) _mm512_storeu_ps(dst + j * ldd, r[j]);
+}
+
+}  // namespace la::gemm_detail

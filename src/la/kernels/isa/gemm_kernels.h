@@ -1,0 +1,33 @@
+// The pieces of gemm.cpp's blocked GEMM that are built with AVX-512 flags
+// (isa/gemm_avx512.cpp): packing and the register-tile kernel. Internal to gemm.cpp and tests.
+#pragma once
+#include <cstdint>
+
+#include "la/kernels/dtype.h"
+
+namespace la::gemm_detail {
+
+// Register tile MR x NR (14 rows of A x two 16-lane vectors: 28 accumulators), the depth KC of
+// one packed block (a multiple of 256, so a k-span of a quantised row is whole blocks), and the
+// block sizes MC (packed A, ~112 KiB, stays in L2) and NC (packed B, 512 KiB, L2).
+constexpr int64_t kMR = 14, kNR = 32, kKC = 256, kMC = 8 * kMR, kNC = 512;
+
+struct Kernels {
+  // A[mc, kc] (row stride lda) -> ceil(mc/MR) panels [kc][MR], rows past mc zero.
+  void (*pack_a)(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap);
+  // B[k][n] = W[n][k] for n in [n0, n0+nr), k in [k0, k0+kc) -> one panel [kc][NR], columns past
+  // nr zero. tmp: NR*KC floats (quantised rows are dequantised there first).
+  void (*pack_b_nt)(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_t kc, float* panel, float* tmp);
+  // B[k][n] = W[k][n] for k in [k0, k0+kc), n in [n0, n0+nc) -> ceil(nc/NR) panels [kc][NR].
+  // tmp: NC floats. For quantised W, n0 is a multiple of the block size.
+  void (*pack_b_nn)(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* bp, float* tmp);
+  // C[mr, nr] (+)= a-panel · b-panel over kc (ldc: C's row stride).
+  void (*kernel)(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add);
+};
+
+const Kernels& kernels();  // the AVX-512 build; call only when gemm_available()
+
+// 16 x 16 transpose: dst[j * ldd + i] = src[i * lds + j] (exposed for its test).
+void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd);
+
+}  // namespace la::gemm_detail

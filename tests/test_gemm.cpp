@@ -1,0 +1,163 @@
+// The blocked GEMM (kernels/gemm.h) against the plain double-precision references, in every
+// stored weight type, on shapes that cut every block (MR = 14, NR = 32, KC = 256, MC = 112,
+// NC = 512) somewhere awkward; and its 16 x 16 transpose against the obvious loop.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "la/core/half.h"
+#include "la/kernels/gemm.h"
+#include "la/kernels/isa/gemm_kernels.h"
+#include "la/kernels/matmul.h"
+#include "la/kernels/quant.h"
+
+namespace la {
+namespace {
+
+#define REQUIRE_GEMM()                                                                   \
+  do {                                                                                   \
+    if (!gemm_available()) GTEST_SKIP() << "no AVX-512 on this CPU (or LA_ISA forces another)"; \
+  } while (0)
+
+std::vector<float> random_vec(std::mt19937& rng, int64_t n) {
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// A [rows, cols] weight matrix stored in `type`, made from uniform random values.
+struct Stored {
+  std::vector<uint8_t> bytes;
+  WeightMatrix w;
+  Stored(std::mt19937& rng, DType t, int64_t rows, int64_t cols) {
+    const std::vector<float> f = random_vec(rng, rows * cols);
+    bytes.resize(static_cast<size_t>(rows) * dtype_row_bytes(t, cols));
+    if (t == DType::F32) {
+      std::memcpy(bytes.data(), f.data(), bytes.size());
+    } else if (t == DType::F16 || t == DType::BF16) {
+      auto* h = reinterpret_cast<uint16_t*>(bytes.data());
+      for (size_t i = 0; i < f.size(); ++i) h[i] = t == DType::F16 ? f32_to_f16(f[i]) : f32_to_bf16(f[i]);
+    } else {
+      quantize(t, f.data(), bytes.data(), rows * cols);
+    }
+    w = {t, bytes.data(), rows, cols};
+  }
+};
+
+// |error| of an f32 sum of K products of values <= 1 in magnitude: K·eps·Σ|a b| is the textbook
+// bound; with |a|,|b| <= 1 that is K·eps·K at worst. Measured errors are far smaller; the bound
+// used is generous but still fails on any wrong index or missing block.
+float tolerance(int64_t K) { return 4e-7f * static_cast<float>(K) * std::sqrt(static_cast<float>(K)) + 1e-6f; }
+
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, float tol, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], tol) << what << " at " << i;
+}
+
+struct Shape {
+  int64_t M, N, K;
+};
+
+TEST(Gemm, Transpose16) {
+  REQUIRE_GEMM();
+  std::mt19937 rng(1);
+  const std::vector<float> src = random_vec(rng, 16 * 19);
+  std::vector<float> dst(16 * 21, -7.0f);
+  gemm_detail::transpose16(src.data(), 19, dst.data(), 21);
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) ASSERT_EQ(dst[j * 21 + i], src[i * 19 + j]) << i << "," << j;
+  for (int j = 0; j < 16; ++j)
+    for (int i = 16; i < 21; ++i) ASSERT_EQ(dst[j * 21 + i], -7.0f) << "wrote past the 16 columns";
+}
+
+void check_type(DType t, const std::vector<Shape>& shapes) {
+  std::mt19937 rng(static_cast<unsigned>(t) + 11);
+  for (const Shape& s : shapes) {
+    SCOPED_TRACE(testing::Message() << dtype_name(t) << " M=" << s.M << " N=" << s.N << " K=" << s.K);
+    // nt: W is [N, K].
+    {
+      const Stored W(rng, t, s.N, s.K);
+      const std::vector<float> x = random_vec(rng, s.M * s.K);
+      std::vector<float> want(static_cast<size_t>(s.M * s.N)), got(want.size());
+      matmul_nt_ref(want.data(), x.data(), W.w, s.M);
+      gemm_nt(got.data(), x.data(), W.w, s.M, false);
+      expect_close(got, want, tolerance(s.K), "nt");
+      // accumulate adds to what is there
+      std::vector<float> acc = random_vec(rng, s.M * s.N), acc_want = acc;
+      for (size_t i = 0; i < acc.size(); ++i) acc_want[i] += want[i];
+      gemm_nt(acc.data(), x.data(), W.w, s.M, true);
+      expect_close(acc, acc_want, tolerance(s.K) + 1e-6f, "nt accumulate");
+    }
+    // nn: W is [K, N] (the gradient side: out[M, cols] = dy[M, rows] · W); its stored columns
+    // are whole blocks.
+    {
+      const int64_t bs = dtype_block_size(t), N = (s.N + bs - 1) / bs * bs;
+      const Stored W(rng, t, s.K, N);
+      const std::vector<float> dy = random_vec(rng, s.M * s.K);
+      std::vector<float> want(static_cast<size_t>(s.M * N)), got(want.size(), 123.0f);
+      matmul_nn_ref(want.data(), dy.data(), W.w, s.M, false);
+      gemm_nn(got.data(), dy.data(), W.w, s.M, false);
+      expect_close(got, want, tolerance(s.K), "nn");
+      std::vector<float> acc = random_vec(rng, s.M * N), acc_want = acc;
+      matmul_nn_ref(acc_want.data(), dy.data(), W.w, s.M, true);
+      gemm_nn(acc.data(), dy.data(), W.w, s.M, true);
+      expect_close(acc, acc_want, tolerance(s.K) + 1e-6f, "nn accumulate");
+    }
+  }
+}
+
+TEST(Gemm, FloatTypesAwkwardShapes) {
+  REQUIRE_GEMM();
+  // M: 1, a row short of / past a register tile, past an MC block. N: 1, 31, 33, past NC.
+  // K: 1, 17, past KC, 2 KC + 1.
+  const std::vector<Shape> shapes = {{1, 1, 1},    {13, 31, 17},  {14, 32, 256},  {15, 33, 257},
+                                     {113, 65, 64}, {29, 600, 513}, {130, 70, 300}, {3, 1030, 40}};
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) check_type(t, shapes);
+}
+
+TEST(Gemm, QuantizedTypesAwkwardShapes) {
+  REQUIRE_GEMM();
+  // K is a count of stored columns (whole blocks); nn rounds N up to whole blocks too.
+  const std::vector<Shape> small_blocks = {{1, 7, 32}, {15, 33, 288}, {29, 544, 64}, {113, 40, 512}, {20, 1056, 32}};
+  for (DType t : {DType::Q8_0, DType::Q4_0}) check_type(t, small_blocks);
+  const std::vector<Shape> k_blocks = {{1, 3, 256}, {15, 33, 512}, {29, 768, 256}, {5, 1280, 256}, {40, 1280, 256}};
+  for (DType t : {DType::Q4_K, DType::Q6_K}) check_type(t, k_blocks);
+}
+
+TEST(Gemm, ZeroDepthWritesZerosOrKeeps) {
+  REQUIRE_GEMM();
+  WeightMatrix w{DType::F32, nullptr, 0, 5};  // nn with no rows: the product is all zeros
+  std::vector<float> out(3 * 5, 9.0f);
+  gemm_nn(out.data(), nullptr, w, 3, true);
+  for (float v : out) EXPECT_EQ(v, 9.0f);
+  gemm_nn(out.data(), nullptr, w, 3, false);
+  for (float v : out) EXPECT_EQ(v, 0.0f);
+}
+
+// Every element is computed by one thread in a fixed order: 1 and 2 threads agree bit for bit.
+TEST(Gemm, SameBitsForAnyThreadCount) {
+  REQUIRE_GEMM();
+  std::mt19937 rng(5);
+  const Stored W(rng, DType::BF16, 700, 300);
+  const std::vector<float> x = random_vec(rng, 64 * 300), dy = random_vec(rng, 64 * 700);
+  std::vector<float> a1(64 * 700), a2(a1.size()), b1(64 * 300), b2(b1.size());
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  gemm_nt(a1.data(), x.data(), W.w, 64, false);
+  gemm_nn(b1.data(), dy.data(), W.w, 64, false);
+  omp_set_num_threads(2);
+  gemm_nt(a2.data(), x.data(), W.w, 64, false);
+  gemm_nn(b2.data(), dy.data(), W.w, 64, false);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(0, std::memcmp(a1.data(), a2.data(), a1.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(b1.data(), b2.data(), b1.size() * sizeof(float)));
+}
+
+}  // namespace
+}  // namespace la
