@@ -447,11 +447,11 @@ TEST(QuantMatmul, QuantisedWeightsEqualTheirF32Dequantisation) {
                 s += std::fabs(static_cast<double>(x[static_cast<size_t>(m * K + k)]) * w.f[static_cast<size_t>(n * K + k)]);
               mag_nt[static_cast<size_t>(m * N + n)] = static_cast<float>(s);
             }
-          // Q8_0/Q4_0 with M <= kQuantDotMaxRows quantise x to 8 bits per 32 values (llama.cpp's
+          // Q8_0/Q4_0 quantise x to 8 bits per 32 values (llama.cpp's
           // scheme, see quant_dot.h): each x_k is then off by at most d_x/2, d_x = amax/127 of its
           // block, so the product may move by up to sum_blocks d_x/2 * sum_k |w_k| more.
           std::vector<double> act(static_cast<size_t>(M * N), 0.0);
-          if (quant_dot_supports(t) && M <= kQuantDotMaxRows)
+          if (quant_dot_supports(t))
             for (int64_t m = 0; m < M; ++m)
               for (int64_t k0 = 0; k0 < K; k0 += 32) {
                 float amax = 0;

@@ -56,7 +56,7 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
   }
   // Decode and other short products of Q8_0/Q4_0 weights are memory-bound: read the weights
   // once, as integers against 8-bit activations (llama.cpp's scheme; error bound in quant_dot.h).
-  if (M <= kQuantDotMaxRows && quant_dot_supports(w.type) && quantized_activations_allowed())
+  if (quant_dot_supports(w.type) && quantized_activations_allowed())
     return quant_matmul_nt(out, x, w, M);
   if (M == 1) return gemv_typed(out, x, w);
   if (gemm_available()) return gemm_nt(out, x, w, M, false);

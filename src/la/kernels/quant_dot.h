@@ -1,6 +1,6 @@
 // Products of Q8_0 / Q4_0 weight matrices with activations quantised to 8 bits on the fly: the
 // scheme of llama.cpp's ggml_vec_dot_q8_0_q8_0 / ggml_vec_dot_q4_0_q8_0, and matmul_nt's path for
-// a few activation rows (decode). Per 32 activations (one block):
+// inference on such weights (decode and prefill). Per 32 activations (one block):
 //   d_x = amax / 127,   q_x = round(x / d_x) in [-127, 127]          (round half to even)
 //   y[n] = Σ_b d_w[n,b] d_x[b] · Σ_{j<32} q_w[n,b,j] q_x[b,j]         (Q4_0: q_w = nibble - 8)
 // The inner sums are exact int32 (|Σ| <= 32·128·127), done with integer SIMD; only the scaling of
@@ -17,9 +17,9 @@ namespace la {
 
 constexpr int64_t kQ8ActBlock = 32;
 
-// matmul_nt takes this path for M <= kQuantDotMaxRows rows of x; larger M (prefill, training
-// batches) go through dequantise + sgemm, which is compute-bound and exact in the weights.
-constexpr int64_t kQuantDotMaxRows = 8;
+// matmul_nt takes this path for Q8_0/Q4_0 weights at any number of rows (decode and prefill)
+// unless ExactActivations is in force (training, evaluation): integer dots read the weights in
+// their stored form, and a weight row's unpacked blocks serve several activation rows at once.
 
 // Q8_0 and Q4_0.
 bool quant_dot_supports(DType t);
