@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "la/core/cpu.h"
+#include "la/kernels/attention_blocked.h"
 
 namespace la {
 
@@ -13,9 +14,10 @@ namespace la {
 #define LA_DECLARE_ATTENTION(isa)                                                                                    \
   namespace isa {                                                                                                    \
   void attention_forward(float*, float*, float*, const float*, const float*, const float*, int64_t, int64_t,          \
-                         const AttentionDims&, const PromptKV*);                                                      \
+                         const AttentionDims&, const PromptKV*, bool);                                                \
   void attention_backward(float*, float*, float*, float*, float*, float*, const float*, const float*, const float*,  \
-                          const float*, const float*, const float*, int64_t, const AttentionDims&, const PromptKV*); \
+                          const float*, const float*, const float*, int64_t, const AttentionDims&, const PromptKV*,  \
+                          bool);                                                                                     \
   }
 LA_DECLARE_ATTENTION(generic)
 LA_DECLARE_ATTENTION(avx2)
@@ -47,15 +49,31 @@ const AttentionKernels& kernels() {
 
 }  // namespace
 
+float* attention_scratch(int slot, int64_t n) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[slot];
+  if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+
+// Many query rows: the token branch as blocked matrix products, then the per-ISA kernel adds the
+// prompt branch (same order of additions as the per-ISA kernel alone: tokens first, then
+// gamma · prompt, nothing at all where gamma is 0).
 void attention_forward(float* out, float* lse_tok, float* lse_prompt, const float* q, const float* k, const float* v,
                        int64_t T, int64_t pos0, const AttentionDims& d, const PromptKV* prompt) {
-  kernels().forward(out, lse_tok, lse_prompt, q, k, v, T, pos0, d, prompt);
+  if (!attention_blocked_applies(T)) return kernels().forward(out, lse_tok, lse_prompt, q, k, v, T, pos0, d, prompt, true);
+  attention_tokens_forward_blocked(out, lse_tok, q, k, v, T, pos0, d);
+  if (prompt && prompt->len > 0) kernels().forward(out, lse_tok, lse_prompt, q, k, v, T, pos0, d, prompt, false);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, float* dprompt_k, float* dprompt_v, float* dgamma,
                         const float* dout, const float* q, const float* k, const float* v, const float* lse_tok,
                         const float* lse_prompt, int64_t T, const AttentionDims& d, const PromptKV* prompt) {
-  kernels().backward(dq, dk, dv, dprompt_k, dprompt_v, dgamma, dout, q, k, v, lse_tok, lse_prompt, T, d, prompt);
+  const bool blocked = dq && attention_blocked_applies(T);
+  if (blocked) attention_tokens_backward_blocked(dq, dk, dv, dout, q, k, v, lse_tok, T, d);
+  if (!blocked || (prompt && prompt->len > 0))
+    kernels().backward(dq, dk, dv, dprompt_k, dprompt_v, dgamma, dout, q, k, v, lse_tok, lse_prompt, T, d, prompt,
+                       !blocked);
 }
 
 void attention_forward_ref(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t pos0,

@@ -1,0 +1,203 @@
+#include "la/kernels/attention_blocked.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "la/kernels/gemm.h"
+
+namespace la {
+
+namespace {
+
+constexpr int64_t kBlockRows = 128;  // query rows per block: S and P are kBlockRows x keys
+constexpr int64_t kMinRows = 32;     // below this the per-pair kernels are as fast
+
+// Source column of canonical column c: pairs (2i, 2i+1) of the interleaved layout; the rotate-half
+// layout keeps pair i at (i, i + hd/2).
+std::vector<int64_t> pair_order(int64_t hd, bool rope_half) {
+  std::vector<int64_t> perm(static_cast<size_t>(hd));
+  for (int64_t c = 0; c < hd; ++c) perm[c] = c;
+  if (rope_half)
+    for (int64_t i = 0; i < hd / 2; ++i) {
+      perm[2 * i] = i;
+      perm[2 * i + 1] = i + hd / 2;
+    }
+  return perm;
+}
+
+// rows x hd block of a [*, stride] matrix starting at column col0, columns reordered by perm.
+void gather(float* dst, const float* src, int64_t rows, int64_t stride, int64_t col0, const int64_t* perm, int64_t hd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* s = src + r * stride + col0;
+    float* d = dst + r * hd;
+    if (perm)
+      for (int64_t c = 0; c < hd; ++c) d[c] = s[perm[c]];
+    else
+      std::memcpy(d, s, static_cast<size_t>(hd) * sizeof(float));
+  }
+}
+
+void scatter(float* dst, const float* src, int64_t rows, int64_t stride, int64_t col0, const int64_t* perm, int64_t hd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* d = dst + r * stride + col0;
+    const float* s = src + r * hd;
+    if (perm)
+      for (int64_t c = 0; c < hd; ++c) d[perm[c]] = s[c];
+    else
+      std::memcpy(d, s, static_cast<size_t>(hd) * sizeof(float));
+  }
+}
+
+// exp(x) for x <= 0, vectorisable (the per-ISA kernels' polynomial: relative error ~2e-7).
+inline float exp_neg(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float n = std::nearbyint(x * 1.44269504088896341f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t e = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &e, 4);
+  return p * scale;
+}
+
+WeightMatrix f32_matrix(const float* data, int64_t rows, int64_t cols) { return {DType::F32, data, rows, cols}; }
+
+void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {  // dst[cols, rows]
+  for (int64_t r0 = 0; r0 < rows; r0 += 16)
+    for (int64_t c = 0; c < cols; ++c)
+      for (int64_t r = r0; r < std::min(rows, r0 + 16); ++r) dst[c * rows + r] = src[r * cols + c];
+}
+
+struct Buffers {
+  std::vector<float> kc, vc, dkc, dvc, qb, ob, s, s2, t;
+};
+
+bool run_parallel(const AttentionDims& d, int64_t T, int64_t S) {
+  return d.n_kv_heads > 1 && static_cast<double>(d.n_heads) * T * S * d.head_dim > 1e6;
+}
+
+}  // namespace
+
+bool attention_blocked_applies(int64_t T) { return T >= kMinRows && gemm_available(); }
+
+void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q, const float* k, const float* v,
+                                      int64_t T, int64_t pos0, const AttentionDims& d) {
+  const int64_t H = d.n_heads, KV = d.n_kv_heads, hd = d.head_dim, qdim = d.q_dim(), kvdim = d.kv_dim();
+  const int64_t group = H / KV, S = pos0 + T;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const std::vector<int64_t> order = pair_order(hd, d.rope_half);
+  const int64_t* perm = d.rope_half ? order.data() : nullptr;
+#pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, S))
+  for (int64_t g = 0; g < KV; ++g) {
+    thread_local Buffers b;
+    b.kc.resize(static_cast<size_t>(S * hd));
+    b.vc.resize(static_cast<size_t>(S * hd));
+    b.qb.resize(static_cast<size_t>(kBlockRows * hd));
+    b.ob.resize(static_cast<size_t>(kBlockRows * hd));
+    b.s.resize(static_cast<size_t>(kBlockRows * S));
+    gather(b.kc.data(), k, S, kvdim, g * hd, perm, hd);
+    gather(b.vc.data(), v, S, kvdim, g * hd, nullptr, hd);
+    for (int64_t h = g * group; h < (g + 1) * group; ++h)
+      for (int64_t t0 = 0; t0 < T; t0 += kBlockRows) {
+        const int64_t bq = std::min(kBlockRows, T - t0), n = pos0 + t0 + bq;  // keys this block sees
+        gather(b.qb.data(), q + t0 * qdim, bq, qdim, h * hd, perm, hd);
+        float* sc = b.s.data();
+        gemm_nt(sc, b.qb.data(), f32_matrix(b.kc.data(), n, hd), bq, false);
+        for (int64_t r = 0; r < bq; ++r) {
+          float* row = sc + r * n;
+          const int64_t valid = pos0 + t0 + r + 1;
+          float m = -INFINITY;
+          for (int64_t j = 0; j < valid; ++j) {
+            row[j] *= scale;
+            m = row[j] > m ? row[j] : m;
+          }
+          float sum = 0;
+#pragma omp simd reduction(+ : sum)
+          for (int64_t j = 0; j < valid; ++j) {
+            row[j] = exp_neg(row[j] - m);
+            sum += row[j];
+          }
+          const float inv = 1.0f / sum;
+#pragma omp simd
+          for (int64_t j = 0; j < valid; ++j) row[j] *= inv;
+          std::fill(row + valid, row + n, 0.0f);
+          if (lse_tok) lse_tok[h * T + t0 + r] = m + std::log(sum);
+        }
+        gemm_nn(b.ob.data(), sc, f32_matrix(b.vc.data(), n, hd), bq, false);
+        scatter(out + t0 * qdim, b.ob.data(), bq, qdim, h * hd, nullptr, hd);
+      }
+  }
+}
+
+void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                       const float* k, const float* v, const float* lse_tok, int64_t T,
+                                       const AttentionDims& d) {
+  const int64_t H = d.n_heads, KV = d.n_kv_heads, hd = d.head_dim, qdim = d.q_dim(), kvdim = d.kv_dim();
+  const int64_t group = H / KV;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const std::vector<int64_t> order = pair_order(hd, d.rope_half);
+  const int64_t* perm = d.rope_half ? order.data() : nullptr;
+#pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, T))
+  for (int64_t g = 0; g < KV; ++g) {
+    thread_local Buffers b;
+    b.kc.resize(static_cast<size_t>(T * hd));
+    b.vc.resize(static_cast<size_t>(T * hd));
+    b.dkc.assign(static_cast<size_t>(T * hd), 0.0f);
+    b.dvc.assign(static_cast<size_t>(T * hd), 0.0f);
+    b.qb.resize(static_cast<size_t>(kBlockRows * hd));
+    b.ob.resize(static_cast<size_t>(kBlockRows * hd));  // dO block, then dQ block
+    b.s.resize(static_cast<size_t>(kBlockRows * T));    // P
+    b.s2.resize(static_cast<size_t>(kBlockRows * T));   // dP, then dS
+    b.t.resize(static_cast<size_t>(kBlockRows * T));    // a transposed block
+    gather(b.kc.data(), k, T, kvdim, g * hd, perm, hd);
+    gather(b.vc.data(), v, T, kvdim, g * hd, nullptr, hd);
+    std::vector<float> dqb(static_cast<size_t>(kBlockRows * hd));
+    for (int64_t h = g * group; h < (g + 1) * group; ++h)
+      for (int64_t t0 = 0; t0 < T; t0 += kBlockRows) {
+        const int64_t bq = std::min(kBlockRows, T - t0), n = t0 + bq;
+        const WeightMatrix kw = f32_matrix(b.kc.data(), n, hd), vw = f32_matrix(b.vc.data(), n, hd);
+        gather(b.qb.data(), q + t0 * qdim, bq, qdim, h * hd, perm, hd);
+        gather(b.ob.data(), dout + t0 * qdim, bq, qdim, h * hd, nullptr, hd);
+        float* P = b.s.data();
+        float* dS = b.s2.data();
+        gemm_nt(P, b.qb.data(), kw, bq, false);
+        gemm_nt(dS, b.ob.data(), vw, bq, false);  // dP
+        for (int64_t r = 0; r < bq; ++r) {
+          float* p = P + r * n;
+          float* ds = dS + r * n;
+          const int64_t valid = t0 + r + 1;
+          const float lse = lse_tok[h * T + t0 + r];
+          float D = 0;
+#pragma omp simd reduction(+ : D)
+          for (int64_t j = 0; j < valid; ++j) {
+            p[j] = exp_neg(scale * p[j] - lse);
+            D += p[j] * ds[j];
+          }
+#pragma omp simd
+          for (int64_t j = 0; j < valid; ++j) ds[j] = p[j] * (ds[j] - D) * scale;
+          std::fill(p + valid, p + n, 0.0f);
+          std::fill(ds + valid, ds + n, 0.0f);
+        }
+        gemm_nn(dqb.data(), dS, kw, bq, false);  // dQ = dS K
+        scatter(dq + t0 * qdim, dqb.data(), bq, qdim, h * hd, perm, hd);
+        transpose(b.t.data(), dS, bq, n);  // dK += dS^T Q
+        gemm_nn(b.dkc.data(), b.t.data(), f32_matrix(b.qb.data(), bq, hd), n, true);
+        transpose(b.t.data(), P, bq, n);  // dV += P^T dO
+        gemm_nn(b.dvc.data(), b.t.data(), f32_matrix(b.ob.data(), bq, hd), n, true);
+      }
+    scatter(dk, b.dkc.data(), T, kvdim, g * hd, perm, hd);
+    scatter(dv, b.dvc.data(), T, kvdim, g * hd, nullptr, hd);
+  }
+}
+
+}  // namespace la
