@@ -165,6 +165,48 @@ TEST(GgufModel, StreamedConvertWritesTheSameBytes) {
   EXPECT_FALSE(file_exists(tmp.file("no.gguf")));
 }
 
+// general.file_type as llama.cpp numbers it (enum llama_ftype, a UINT32): without it llama.cpp
+// labels our files "(guessed)". The type most matrices are in: norms (f32) do not count, nor do
+// the few matrices a conversion stores as F16 because their rows do not fill whole blocks.
+TEST(GgufModel, FilesCarryLlamaCppFileType) {
+  auto file_type = [](const std::string& path) -> int64_t {
+    GgufFile f = GgufFile::open(path);
+    const GgufValue* v = f.find("general.file_type");
+    if (!v) return -1;
+    EXPECT_EQ(v->type, GgufType::UINT32);
+    return f.get_int("general.file_type");
+  };
+  ModelConfig c;
+  c.dim = 256;
+  c.hidden_dim = 80;  // w2's rows of 80 fall back to F16 for Q8_0/Q4_0
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 64;
+  c.max_seq_len = 32;
+  auto base = random_model(c, 3);
+  test::TempDir tmp;
+  const std::pair<DType, int64_t> want[] = {
+      {DType::F32, 0}, {DType::F16, 1}, {DType::Q4_0, 2}, {DType::Q8_0, 7}, {DType::BF16, 32}};
+  for (auto [t, ftype] : want) {
+    convert_to_gguf(*base, t, DType::F16, nullptr, tmp.file("c.gguf"), "test");
+    EXPECT_EQ(file_type(tmp.file("c.gguf")), ftype) << dtype_name(t);
+  }
+  // save_gguf: the stored types, K-quants included (LLAMA_FTYPE_MOSTLY_Q4_K_M, _Q6_K).
+  c.hidden_dim = 512;
+  for (auto [t, ftype] : {std::pair{DType::Q8_0, 7}, std::pair{DType::Q4_K, 15}, std::pair{DType::Q6_K, 18}}) {
+    save_gguf(*random_model(c, 3, t), nullptr, tmp.file("s.gguf"), "test");
+    EXPECT_EQ(file_type(tmp.file("s.gguf")), ftype) << dtype_name(t);
+  }
+  // From the CLI, on the real model.
+  REQUIRE_SHARED_DATA("llama2c/stories260K.bin");
+  const std::string d = test::shared_data() + "/llama2c/";
+  auto r = test::run_cli("convert --threads 1 --model " + d + "stories260K.bin --tokenizer " + d +
+                         "tok512.model --type q8_0 --out " + tmp.file("q8.gguf"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(file_type(tmp.file("q8.gguf")), 7);
+}
+
 TEST(GgufModel, VocabularyOnlyFileIsNotAModel) {
   REQUIRE_SHARED_DATA("gguf/ggml-vocab-llama-spm.gguf");
   const std::string p = test::shared_data() + "/gguf/ggml-vocab-llama-spm.gguf";

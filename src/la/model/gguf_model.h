@@ -12,8 +12,9 @@ namespace la {
 std::unique_ptr<ModelWeights> load_gguf(const std::string& path);
 
 // Writes `m` (matrices in their stored types) as GGUF v3 with the llama.* metadata and, when
-// given, the vocabulary as tokenizer.ggml.*. GGUF keeps q/k in the Meta (interleaved-RoPE)
-// layout: rotate-half (Hugging Face) rows are moved back on the way. Atomic.
+// given, the vocabulary as tokenizer.ggml.*, and general.file_type (llama.cpp's llama_ftype of
+// the type most matrices are in). GGUF keeps q/k in the Meta (interleaved-RoPE) layout:
+// rotate-half (Hugging Face) rows are moved back on the way. Atomic.
 void save_gguf(const ModelWeights& m, const BpeVocab* vocab, const std::string& path, const std::string& name);
 
 // `convert`: the same file with every matrix stored as `type` (norms stay f32; a matrix whose
