@@ -262,6 +262,30 @@ TEST_F(BadInput, SafetensorsJsonNotObject) {
   expect_error([&] { la::SafetensorsFile::open(r); }, r, {"__metadata__"});
 }
 
+// nlohmann keeps the last of repeated keys: a tensor named twice must be an error, not a tensor
+// silently dropped (here the second 'w' would shadow the first).
+TEST_F(BadInput, SafetensorsDuplicateTensorName) {
+  const std::string p =
+      file("a.safetensors", safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                                  "v": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]},
+                                                  "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})",
+                                              std::string(16, '\0')));
+  expect_error([&] { la::SafetensorsFile::open(p); }, p, {"duplicate tensor name 'w'"});
+  // Repeated keys inside a tensor's entry or in __metadata__ are rejected too.
+  const std::string q =
+      file("b.safetensors",
+           safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [2], "shape": [4], "data_offsets": [0, 16]}})",
+                             std::string(16, '\0')));
+  expect_error([&] { la::SafetensorsFile::open(q); }, q, {"duplicate key 'shape'"});
+  const std::string r = file("c.safetensors", safetensors_bytes(R"({"__metadata__": {"k": "a", "k": "b"}})", ""));
+  expect_error([&] { la::SafetensorsFile::open(r); }, r, {"duplicate key 'k'"});
+  // Control: the same name in two different objects is no repeat.
+  const std::string ok = file("d.safetensors", safetensors_bytes(R"({"__metadata__": {"w": "x"},
+                                             "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})",
+                                                                 std::string(16, '\0')));
+  EXPECT_EQ(la::SafetensorsFile::open(ok).tensors().size(), 1u);
+}
+
 TEST_F(BadInput, SafetensorsUnknownDtype) {
   const std::string p = file(
       "a.safetensors", safetensors_bytes(R"({"w": {"dtype": "Q7", "shape": [4], "data_offsets": [0, 16]}})",
@@ -349,6 +373,11 @@ TEST_F(BadInput, SafetensorsDamageThroughTheCli) {
   write_text(st, safetensors_bytes(R"({"w": {"dtype": "F8", "shape": [4], "data_offsets": [0, 4]}})",
                                    std::string(4, '\0')));
   expect_cli_error("info" + model_arg(dir), st, {"unknown dtype"});
+  // A tensor named twice.
+  write_text(st, safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+                                      "w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}})",
+                                   std::string(8, '\0')));
+  expect_cli_error("info" + model_arg(dir), st, {"duplicate tensor name 'w'"});
 }
 
 // ================================================================================================

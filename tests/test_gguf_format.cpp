@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <random>
 #include <string>
@@ -254,6 +255,48 @@ TEST(GgufWriter, HonoursGeneralAlignment) {
   EXPECT_EQ(f.data_offset() % 64, 0u);
   EXPECT_EQ(f.tensors()[1].offset, 64u);
   EXPECT_EQ(std::memcmp(f.tensors()[1].data, b.data(), b.size()), 0);
+}
+
+// Tensors whose bytes are produced while the file is written (a streamed `convert`): each fill
+// runs once, in order, and the file is serialize()'s bytes; a copied tensor keeps the bytes it
+// had when added. A fill that fails leaves the previous file in place and no temporary file.
+TEST(GgufWriter, FilledTensorsAreProducedWhileWriting) {
+  TempDir dir;
+  GgufWriter w;
+  w.set_string("general.architecture", "llama");
+  std::vector<uint8_t> copied = random_bytes(20, 3);
+  const std::vector<uint8_t> original = copied;
+  w.add_tensor("copied", {5}, DType::F32, copied.data(), copied.size());
+  copied.assign(copied.size(), 0);
+  const std::vector<uint8_t> q = random_bytes(34 * 2, 4), h = random_bytes(6, 5);
+  std::vector<std::string> calls;
+  w.add_tensor("q", {32, 2}, DType::Q8_0, q.size(), [&](uint8_t* dst) {
+    calls.push_back("q");
+    std::memcpy(dst, q.data(), q.size());
+  });
+  w.add_tensor("h", {3}, DType::F16, h.size(), [&](uint8_t* dst) {
+    calls.push_back("h");
+    std::memcpy(dst, h.data(), h.size());
+  });
+  const std::string path = dir.file("filled.gguf");
+  w.write(path);
+  EXPECT_EQ(calls, (std::vector<std::string>{"q", "h"}));
+  EXPECT_EQ(test::read_text(path), w.serialize());
+  GgufFile f = GgufFile::open(path);
+  ASSERT_EQ(f.tensors().size(), 3u);
+  EXPECT_EQ(std::memcmp(f.find_tensor("copied")->data, original.data(), original.size()), 0);
+  EXPECT_EQ(std::memcmp(f.find_tensor("q")->data, q.data(), q.size()), 0);
+  EXPECT_EQ(std::memcmp(f.find_tensor("h")->data, h.data(), h.size()), 0);
+  EXPECT_THROW(w.add_tensor("bad", {4}, DType::F32, 15, [](uint8_t*) {}), Error);  // nbytes checked up front
+
+  const std::string before = test::read_text(path);
+  GgufWriter failing;
+  failing.add_tensor("a", {4}, DType::F32, 16, [](uint8_t*) { fail("conversion failed"); });
+  EXPECT_THROW(failing.write(path), Error);
+  EXPECT_EQ(test::read_text(path), before);
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++files;
+  EXPECT_EQ(files, 1u);  // no temporary file left behind
 }
 
 TEST(GgufReader, AcceptsVersion2AndZeroTensors) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "la/core/error.h"
 #include "la/formats/gguf.h"
@@ -102,6 +103,108 @@ TEST(GgufModel, QuantisedFileReloadsExactly) {
     EXPECT_EQ(back->layers[1].w2.type, t);
     EXPECT_EQ(greedy_logits(*q, 12), greedy_logits(*back, 12)) << dtype_name(t);
   }
+}
+
+// The former `convert`, whole in memory: Hugging Face q/k rows moved to the Meta layout in an f32
+// copy of the model, then every matrix converted into a second copy, then written.
+void convert_then_save(const ModelWeights& src, DType type, const std::string& path) {
+  std::unique_ptr<ModelWeights> meta;
+  const ModelWeights* m = &src;
+  if (src.config.rope_style == RopeStyle::Half) {
+    meta = dequantized_copy(src);
+    const ModelConfig& c = meta->config;
+    for (auto& l : meta->layers)
+      for (auto [w, heads] : {std::pair{&l.wq, c.n_heads}, std::pair{&l.wk, c.n_kv_heads}}) {
+        meta->owned.emplace_back(static_cast<size_t>(w->rows * w->cols));
+        permute_hf_to_meta(static_cast<const float*>(w->data), meta->owned.back().data(), heads, c.head_dim(), w->cols);
+        w->data = meta->owned.back().data();
+      }
+    meta->config.rope_style = RopeStyle::Interleaved;
+    m = meta.get();
+  }
+  save_gguf(*convert_weights(*m, type, false, DType::F16), nullptr, path, "test");
+}
+
+// convert_to_gguf converts one matrix at a time while it writes; the file must be the one the
+// whole-model path wrote, byte for byte: every target type, the F16 fallback (hidden 80 does
+// not fill Q8_0/Q4_0 blocks), a quantised source, an untied classifier, and rotate-half rows.
+TEST(GgufModel, StreamedConvertWritesTheSameBytes) {
+  ModelConfig c;
+  c.dim = 64;
+  c.hidden_dim = 80;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 96;
+  c.max_seq_len = 32;
+  c.tied_classifier = false;
+  test::TempDir tmp;
+  for (DType stored : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
+    ModelConfig sc = c;
+    if (stored == DType::Q8_0) sc.hidden_dim = 96;
+    // Hugging Face checkpoints hold f32/f16/bf16 only; the tied case once.
+    for (RopeStyle rope : {RopeStyle::Interleaved, RopeStyle::Half}) {
+      if (rope == RopeStyle::Half && dtype_is_quantized(stored)) continue;
+      sc.rope_style = rope;
+      sc.tied_classifier = stored == DType::F16;
+      auto base = random_model(sc, 11, stored);
+      for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+        SCOPED_TRACE(fmt::format("{} -> {}, {}", dtype_name(stored), dtype_name(t),
+                                 rope == RopeStyle::Half ? "rotate-half" : "interleaved"));
+        convert_then_save(*base, t, tmp.file("whole.gguf"));
+        convert_to_gguf(*base, t, DType::F16, nullptr, tmp.file("streamed.gguf"), "test");
+        const std::string whole = test::read_text(tmp.file("whole.gguf"));
+        ASSERT_GT(whole.size(), 1000u);
+        EXPECT_TRUE(whole == test::read_text(tmp.file("streamed.gguf")));
+      }
+    }
+  }
+  // Without a fallback, rows that do not fill whole blocks fail before anything is written.
+  auto base = random_model(c, 11);
+  EXPECT_THROW(convert_to_gguf(*base, DType::Q8_0, std::nullopt, nullptr, tmp.file("no.gguf"), "test"), Error);
+  EXPECT_FALSE(file_exists(tmp.file("no.gguf")));
+}
+
+// general.file_type as llama.cpp numbers it (enum llama_ftype, a UINT32): without it llama.cpp
+// labels our files "(guessed)". The type most matrices are in: norms (f32) do not count, nor do
+// the few matrices a conversion stores as F16 because their rows do not fill whole blocks.
+TEST(GgufModel, FilesCarryLlamaCppFileType) {
+  auto file_type = [](const std::string& path) -> int64_t {
+    GgufFile f = GgufFile::open(path);
+    const GgufValue* v = f.find("general.file_type");
+    if (!v) return -1;
+    EXPECT_EQ(v->type, GgufType::UINT32);
+    return f.get_int("general.file_type");
+  };
+  ModelConfig c;
+  c.dim = 256;
+  c.hidden_dim = 80;  // w2's rows of 80 fall back to F16 for Q8_0/Q4_0
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 64;
+  c.max_seq_len = 32;
+  auto base = random_model(c, 3);
+  test::TempDir tmp;
+  const std::pair<DType, int64_t> want[] = {
+      {DType::F32, 0}, {DType::F16, 1}, {DType::Q4_0, 2}, {DType::Q8_0, 7}, {DType::BF16, 32}};
+  for (auto [t, ftype] : want) {
+    convert_to_gguf(*base, t, DType::F16, nullptr, tmp.file("c.gguf"), "test");
+    EXPECT_EQ(file_type(tmp.file("c.gguf")), ftype) << dtype_name(t);
+  }
+  // save_gguf: the stored types, K-quants included (LLAMA_FTYPE_MOSTLY_Q4_K_M, _Q6_K).
+  c.hidden_dim = 512;
+  for (auto [t, ftype] : {std::pair{DType::Q8_0, 7}, std::pair{DType::Q4_K, 15}, std::pair{DType::Q6_K, 18}}) {
+    save_gguf(*random_model(c, 3, t), nullptr, tmp.file("s.gguf"), "test");
+    EXPECT_EQ(file_type(tmp.file("s.gguf")), ftype) << dtype_name(t);
+  }
+  // From the CLI, on the real model.
+  REQUIRE_SHARED_DATA("llama2c/stories260K.bin");
+  const std::string d = test::shared_data() + "/llama2c/";
+  auto r = test::run_cli("convert --threads 1 --model " + d + "stories260K.bin --tokenizer " + d +
+                         "tok512.model --type q8_0 --out " + tmp.file("q8.gguf"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(file_type(tmp.file("q8.gguf")), 7);
 }
 
 TEST(GgufModel, VocabularyOnlyFileIsNotAModel) {

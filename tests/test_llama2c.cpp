@@ -178,6 +178,32 @@ TEST(Llama2c, GoldenGreedyCliWithSentencePieceModel) {
                    " --prompt '' --temperature 0 --max-new-tokens 200 --threads 1");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, ref["decoded_text"].get<std::string>() + "\n");
+  EXPECT_EQ(r.err.find("warning"), std::string::npos) << r.err;  // 200 tokens fit the 512 context
+}
+
+// A context that fills before --max-new-tokens cuts the text short: that must not look like the
+// model's own stop (EOS), so a one-line warning names the context and the option that raises it,
+// even with -q.
+TEST(Llama2c, FullContextIsReported) {
+  REQUIRE_SHARED_DATA(kReference);
+  REQUIRE_SHARED_DATA("llama2c/tok512.bin");
+  const std::string golden = reference()["decoded_text"].get<std::string>();
+  const std::string args = "generate -q --threads 1 --model " + shell_quote(data(kStories)) + " --tokenizer " +
+                           shell_quote(data("llama2c/tok512.bin")) + " --prompt '' --temperature 0 --context 64";
+  auto r = run_cli(args + " --max-new-tokens 200");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_GT(r.out.size(), 1u);
+  EXPECT_TRUE(golden.starts_with(r.out.substr(0, r.out.size() - 1))) << r.out;
+  EXPECT_LT(r.out.size(), golden.size());
+  EXPECT_TRUE(r.err.starts_with("warning: ")) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("after 64 of 200 new tokens"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("context of 64 tokens"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--context"), std::string::npos) << r.err;
+  // Stopping at --max-new-tokens inside the context is no reason to warn.
+  r = run_cli(args + " --max-new-tokens 20");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
 }
 
 TEST(Llama2c, GoldenGreedyIdsAndDecodeViaLibrary) {

@@ -6,33 +6,12 @@
 #include "commands.h"
 #include "la/core/error.h"
 #include "la/model/adapter_file.h"
-#include "la/model/convert.h"
 #include "la/model/gguf_model.h"
 #include "la/model/loader.h"
 #include "la/tokenizer/bpe_tokenizer.h"
 #include "la/tokenizer/sp_tokenizer.h"
 
 namespace la::cli {
-
-namespace {
-
-// Hugging Face q/k rows are in rotate-half order; GGUF (like Meta and llama2.c) uses the
-// interleaved order. Returns an f32 model with those rows moved back.
-std::unique_ptr<ModelWeights> to_meta_layout(const ModelWeights& src) {
-  auto m = dequantized_copy(src);
-  const ModelConfig& c = m->config;
-  for (auto& l : m->layers) {
-    for (auto [w, heads] : {std::pair{&l.wq, c.n_heads}, std::pair{&l.wk, c.n_kv_heads}}) {
-      m->owned.emplace_back(static_cast<size_t>(w->rows * w->cols));
-      permute_hf_to_meta(static_cast<const float*>(w->data), m->owned.back().data(), heads, c.head_dim(), w->cols);
-      w->data = m->owned.back().data();
-    }
-  }
-  m->config.rope_style = RopeStyle::Interleaved;
-  return m;
-}
-
-}  // namespace
 
 void register_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand("convert", "Convert a model to GGUF (F32/F16/BF16/Q8_0/Q4_0), or an adapter to GGUF");
@@ -66,17 +45,12 @@ void register_convert(CLI::App& app) {
       vocab = sp->to_vocab();
     else
       fail("{}: this tokenizer cannot be embedded in GGUF", a->model.tokenizer);
-    std::unique_ptr<ModelWeights> meta;
-    const ModelWeights* src = lm.weights.get();
-    if (src->config.rope_style == RopeStyle::Half) {
-      meta = to_meta_layout(*src);
-      src = meta.get();
-    }
-    // Rows that do not fill whole blocks (e.g. stories260K's hidden size 172) stay F16.
-    auto converted = convert_weights(*src, type, false, DType::F16);
-    save_gguf(*converted, &vocab, a->out, a->model.model);
+    // Streamed: one converted matrix in memory at a time, the input stays a mapping (Hugging Face
+    // q/k rows are moved to GGUF's Meta layout on the way). Rows that do not fill whole blocks
+    // (e.g. stories260K's hidden size 172) stay F16.
+    convert_to_gguf(*lm.weights, type, DType::F16, &vocab, a->out, a->model.model);
     std::fprintf(stderr, "wrote %s (%s, %s matrices, %zu-piece vocabulary)\n", a->out.c_str(),
-                 converted->config.shape_string().c_str(), dtype_name(type), vocab.pieces.size());
+                 lm.weights->config.shape_string().c_str(), dtype_name(type), vocab.pieces.size());
   });
 }
 

@@ -59,6 +59,12 @@ void run_generate(const GenerateArgs& a) {
            },
            &st);
   std::fputs("\n", stdout);
+  // Not silenced by --quiet: the text was cut short, which the user must not mistake for EOS.
+  if (st.stopped_at_context)
+    std::fprintf(stderr,
+                 "warning: generation stopped after %lld of %d new tokens: the context of %lld tokens (KV cache) is "
+                 "full; raise it with --context\n",
+                 static_cast<long long>(st.generated), a.max_new_tokens, static_cast<long long>(context));
   if (!a.quiet)
     std::fprintf(stderr, "[prompt %lld tokens, %.1f tok/s | generated %lld tokens, %.1f tok/s]\n",
                  static_cast<long long>(st.prompt_tokens), static_cast<double>(st.prompt_tokens) / st.prefill_s,

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "la/core/error.h"
@@ -71,32 +72,60 @@ std::string read_file(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const void* bytes, size_t n) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("{}: cannot create: {}", tmp, std::strerror(errno));
+  AtomicFileWriter f(path);
+  f.write(bytes, n);
+  f.commit();
+}
+
+AtomicFileWriter::AtomicFileWriter(const std::string& path)
+    : path_(path), tmp_(path + ".tmp." + std::to_string(::getpid())) {
+  fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("{}: cannot create: {}", tmp_, std::strerror(errno));
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  discard();
+}
+
+void AtomicFileWriter::discard() {
+  if (fd_ < 0) return;
+  ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+}
+
+void AtomicFileWriter::write(const void* bytes, size_t n) {
+  if (fd_ < 0) fail("{}: internal error: write after commit", path_);
   const char* p = static_cast<const char*>(bytes);
   size_t left = n;
   while (left > 0) {
-    ssize_t w = ::write(fd, p, left);
+    ssize_t w = ::write(fd_, p, left);
     if (w < 0) {
       if (errno == EINTR) continue;
       int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail("{}: write error: {}", path, std::strerror(e));
+      discard();
+      fail("{}: write error: {}", path_, std::strerror(e));
     }
     p += w;
     left -= static_cast<size_t>(w);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    fail("{}: cannot flush: {}", path, std::strerror(e));
+  written_ += n;
+}
+
+void AtomicFileWriter::commit() {
+  if (fd_ < 0) fail("{}: internal error: commit twice", path_);
+  const int fd = fd_;
+  fd_ = -1;
+  int e = ::fsync(fd) != 0 ? errno : 0;
+  if (::close(fd) != 0 && e == 0) e = errno;
+  if (e != 0) {
+    ::unlink(tmp_.c_str());
+    fail("{}: cannot flush: {}", path_, std::strerror(e));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
     int e = errno;
-    ::unlink(tmp.c_str());
-    fail("{}: cannot rename into place: {}", path, std::strerror(e));
+    ::unlink(tmp_.c_str());
+    fail("{}: cannot rename into place: {}", path_, std::strerror(e));
   }
 }
 

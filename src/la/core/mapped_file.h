@@ -32,6 +32,28 @@ std::string read_file(const std::string& path);
 // Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
 void write_file_atomic(const std::string& path, const void* bytes, size_t n);
 
+// The same, for a file written piece by piece (a converted model, one tensor at a time): the
+// pieces go to a temporary file beside `path`; commit() fsyncs it and renames it over `path`.
+// Destroyed without commit() (an error on the way), it removes the temporary file and `path` is
+// untouched. Throws la::Error naming the path.
+class AtomicFileWriter {
+ public:
+  explicit AtomicFileWriter(const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  void write(const void* bytes, size_t n);
+  void commit();
+  uint64_t written() const { return written_; }
+
+ private:
+  void discard();
+  std::string path_, tmp_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+};
+
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
 

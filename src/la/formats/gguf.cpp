@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <type_traits>
 
 #include "la/core/error.h"
@@ -501,6 +502,15 @@ void GgufWriter::set_i32s(const std::string& key, const std::vector<int32_t>& v)
 
 void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>& dims, DType type, const void* data,
                             size_t nbytes) {
+  auto bytes = std::make_shared<std::vector<uint8_t>>(static_cast<const uint8_t*>(data),
+                                                      static_cast<const uint8_t*>(data) + nbytes);
+  add_tensor(name, dims, type, nbytes, [bytes](uint8_t* dst) {
+    if (!bytes->empty()) std::memcpy(dst, bytes->data(), bytes->size());
+  });
+}
+
+void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>& dims, DType type, size_t nbytes,
+                            Fill fill) {
   if (name.size() > kMaxNameLength)
     fail("gguf writer: tensor name '{}' is {} bytes long; ggml allows at most {}", name, name.size(), kMaxNameLength);
   for (const auto& t : tensors_)
@@ -519,12 +529,10 @@ void GgufWriter::add_tensor(const std::string& name, const std::vector<int64_t>&
   if (nbytes != want)
     fail("gguf writer: tensor '{}' has {} bytes but {} {} elements need {}", name, nbytes, numel, dtype_name(type),
          want);
-  Tensor t{name, dims, type, {}};
-  t.bytes.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + nbytes);
-  tensors_.push_back(std::move(t));
+  tensors_.push_back({name, dims, type, nbytes, std::move(fill)});
 }
 
-std::string GgufWriter::serialize() const {
+std::string GgufWriter::header() const {
   std::string out;
   out.append(kMagic, 4);
   put_u32(out, 3);
@@ -541,21 +549,36 @@ std::string GgufWriter::serialize() const {
     for (int64_t d : t.dims) put_u64(out, static_cast<uint64_t>(d));
     put_u32(out, ggml_type_id(t.type));
     put_u64(out, off);
-    off = align_up(off + t.bytes.size(), alignment_);
+    off = align_up(off + t.nbytes, alignment_);
   }
-  if (!tensors_.empty()) {
+  if (!tensors_.empty()) out.resize(align_up(out.size(), alignment_), '\0');
+  return out;
+}
+
+std::string GgufWriter::serialize() const {
+  std::string out = header();
+  for (const auto& t : tensors_) {
+    const size_t at = out.size();
+    out.resize(at + t.nbytes);
+    t.fill(reinterpret_cast<uint8_t*>(out.data() + at));
     out.resize(align_up(out.size(), alignment_), '\0');
-    for (const auto& t : tensors_) {
-      out.append(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size());
-      out.resize(align_up(out.size(), alignment_), '\0');
-    }
   }
   return out;
 }
 
 void GgufWriter::write(const std::string& path) const {
-  const std::string bytes = serialize();
-  write_file_atomic(path, bytes.data(), bytes.size());
+  AtomicFileWriter f(path);
+  const std::string head = header();
+  f.write(head.data(), head.size());
+  std::vector<uint8_t> buf;  // one tensor at a time
+  const std::vector<uint8_t> zeros(alignment_, 0);
+  for (const auto& t : tensors_) {
+    buf.resize(t.nbytes);
+    t.fill(buf.data());
+    f.write(buf.data(), buf.size());
+    f.write(zeros.data(), align_up(f.written(), alignment_) - f.written());
+  }
+  f.commit();
 }
 
 }  // namespace la

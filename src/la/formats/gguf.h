@@ -2,9 +2,11 @@
 // metadata count, metadata key/values (typed, arrays allowed), tensor infos (name, n_dims,
 // dims[], ggml type, offset), padding to general.alignment (default 32), then tensor data.
 // Little-endian. The reader maps the file and validates every count, length, type and offset
-// before use; the writer builds a file in memory and writes it atomically.
+// before use; the writer holds the metadata and, per tensor, either a copy of its bytes or a
+// function that produces them, and writes the file atomically one tensor at a time.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -89,21 +91,27 @@ class GgufWriter {
   // dims in ggml order (dims[0] contiguous). Copies the bytes; nbytes must match type and dims.
   void add_tensor(const std::string& name, const std::vector<int64_t>& dims, DType type, const void* data,
                   size_t nbytes);
+  // The same, with the bytes produced only when the file is written: `fill(dst)` writes exactly
+  // nbytes. write() calls the fills one at a time, in order, into one reused buffer, so a
+  // converted model is never whole in memory.
+  using Fill = std::function<void(uint8_t* dst)>;
+  void add_tensor(const std::string& name, const std::vector<int64_t>& dims, DType type, size_t nbytes, Fill fill);
   std::string serialize() const;  // version 3, alignment 32
-  void write(const std::string& path) const;
+  void write(const std::string& path) const;  // the bytes of serialize(), streamed
 
  private:
-  struct Entry;
   std::vector<std::pair<std::string, std::string>> kv_bytes_;  // key -> encoded (type + value)
   struct Tensor {
     std::string name;
     std::vector<int64_t> dims;
     DType type;
-    std::vector<uint8_t> bytes;
+    size_t nbytes;
+    Fill fill;
   };
   std::vector<Tensor> tensors_;
   uint32_t alignment_ = 32;  // set_u32("general.alignment", n) changes it (a power of two)
   void set_encoded(const std::string& key, std::string encoded);
+  std::string header() const;  // everything before the first tensor's data, padding included
 };
 
 // "UINT32", "STRING", "ARRAY", ... ("?" for an unknown id).

@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -53,8 +57,27 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   if (n > size - 8) fail("{}: safetensors header length {} runs past the end of the file ({} bytes)", path, n, size);
   if (n > kMaxHeader) fail("{}: safetensors header length {} exceeds the 100 MB limit", path, n);
   const char* hdr = reinterpret_cast<const char*>(f.file_->data() + 8);
-  nlohmann::json j = nlohmann::json::parse(hdr, hdr + n, nullptr, false);
+  // nlohmann keeps the last of repeated keys, so a header naming a tensor twice would silently
+  // lose one of them: the parser callback sees every key and we keep the first repeat we meet.
+  std::vector<std::set<std::string>> open_objects;          // keys seen so far in each enclosing object
+  std::optional<std::pair<std::string, size_t>> duplicate;  // key, depth of its object
+  auto watch_keys = [&](int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) open_objects.emplace_back();
+    if (event == E::object_end && !open_objects.empty()) open_objects.pop_back();
+    if (event == E::key && !open_objects.empty() && !duplicate &&
+        !open_objects.back().insert(parsed.get<std::string>()).second)
+      duplicate.emplace(parsed.get<std::string>(), open_objects.size());
+    return true;
+  };
+  nlohmann::json j = nlohmann::json::parse(hdr, hdr + n, watch_keys, false);
   if (j.is_discarded() || !j.is_object()) fail("{}: safetensors header is not a JSON object", path);
+  if (duplicate) {
+    const auto& [key, depth] = *duplicate;
+    if (depth == 1 && key != "__metadata__")
+      fail("{}: duplicate tensor name '{}' in the safetensors header", path, key);
+    fail("{}: duplicate key '{}' in the safetensors header", path, key);
+  }
   const uint8_t* base = f.file_->data() + 8 + n;
   const size_t data_size = size - 8 - n;
   for (auto it = j.begin(); it != j.end(); ++it) {

@@ -18,33 +18,49 @@ void* own_bytes(ModelWeights& m, size_t bytes) {
   return m.owned.back().data();
 }
 
-WeightMatrix convert_matrix(ModelWeights& m, const WeightMatrix& w, DType type, const std::string& name,
-                            const std::string& source) {
-  const int64_t bs = dtype_block_size(type);
-  if (w.cols % bs != 0)
-    fail("{}: cannot store {} [{} x {}] as {}: its rows of {} values are not a multiple of the {}-value block",
-         source, name, w.rows, w.cols, dtype_name(type), w.cols, bs);
+// `type` is a converted_type(): the rows fill whole blocks.
+WeightMatrix convert_matrix(ModelWeights& m, const WeightMatrix& w, DType type) {
   WeightMatrix out{type, nullptr, w.rows, w.cols};
-  auto* dst = static_cast<uint8_t*>(own_bytes(m, out.bytes()));
+  void* dst = own_bytes(m, out.bytes());
+  convert_matrix_to(w, type, dst);
   out.data = dst;
-  if (w.type == type) {
-    if (out.bytes() > 0) std::memcpy(dst, w.data, out.bytes());
-    return out;
-  }
+  return out;
+}
+
+}  // namespace
+
+DType converted_type(const WeightMatrix& w, DType type, std::optional<DType> fallback, const std::string& name,
+                     const std::string& source) {
+  const int64_t bs = dtype_block_size(type);
+  if (w.cols % bs == 0) return type;
+  if (fallback) return converted_type(w, *fallback, std::nullopt, name, source);  // as llama.cpp's quantize does
+  fail("{}: cannot store {} [{} x {}] as {}: its rows of {} values are not a multiple of the {}-value block", source,
+       name, w.rows, w.cols, dtype_name(type), w.cols, bs);
+}
+
+void convert_matrix_to(const WeightMatrix& w, DType type, void* dst,
+                       const std::function<int64_t(int64_t)>& source_row) {
+  auto* out = static_cast<uint8_t*>(dst);
   const size_t row_bytes = dtype_row_bytes(type, w.cols);
+  if (w.type == type && !source_row) {
+    if (w.bytes() > 0) std::memcpy(out, w.data, w.bytes());
+    return;
+  }
+  if (w.type == type) {
+    for (int64_t r = 0; r < w.rows; ++r)
+      std::memcpy(out + static_cast<size_t>(r) * row_bytes, w.row_ptr(source_row(r)), row_bytes);
+    return;
+  }
 #pragma omp parallel
   {
     std::vector<float> row(static_cast<size_t>(w.cols));
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < w.rows; ++r) {
-      dequantize_row(w, r, row.data());
-      quantize(type, row.data(), dst + static_cast<size_t>(r) * row_bytes, w.cols);
+      dequantize_row(w, source_row ? source_row(r) : r, row.data());
+      quantize(type, row.data(), out + static_cast<size_t>(r) * row_bytes, w.cols);
     }
   }
-  return out;
 }
-
-}  // namespace
 
 std::unique_ptr<ModelWeights> convert_weights(const ModelWeights& src, DType type, bool keep_embeddings_f32,
                                              std::optional<DType> fallback) {
@@ -56,8 +72,7 @@ std::unique_ptr<ModelWeights> convert_weights(const ModelWeights& src, DType typ
   const int64_t D = src.config.dim;
   auto norm = [&](const float* v) -> const float* { return v ? m->own_f32(DType::F32, v, D) : nullptr; };
   auto conv = [&](const WeightMatrix& w, DType t, const std::string& name) {
-    if (fallback && w.cols % dtype_block_size(t) != 0) t = *fallback;  // as llama.cpp's quantize does
-    return convert_matrix(*m, w, t, name, source);
+    return convert_matrix(*m, w, converted_type(w, t, fallback, name, source));
   };
 
   const DType emb_type = keep_embeddings_f32 ? DType::F32 : type;

@@ -2,9 +2,16 @@
 // blk.{i}.attn_{norm,q,k,v,output}, blk.{i}.ffn_{norm,gate,down,up}, output_norm, output. GGUF
 // stores q/k in the Meta (interleaved-RoPE) layout; matrices are used in place in their stored
 // type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K).
+#include "la/model/gguf_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <map>
+
 #include "la/core/error.h"
 #include "la/formats/gguf.h"
-#include "la/model/gguf_model.h"
+#include "la/model/convert.h"
 #include "la/model/loader.h"
 #include "la/tokenizer/gguf_vocab.h"
 
@@ -80,14 +87,34 @@ std::unique_ptr<ModelWeights> load_gguf(const std::string& path) {
   return m;
 }
 
-void save_gguf(const ModelWeights& m, const BpeVocab* vocab, const std::string& path, const std::string& name) {
+namespace {
+
+// llama.cpp's general.file_type (enum llama_ftype) for a file whose matrices are mostly `t`;
+// without the key llama.cpp labels the file's type "(guessed)".
+uint32_t llama_file_type(DType t) {
+  switch (t) {
+    case DType::F32: return 0;    // LLAMA_FTYPE_ALL_F32
+    case DType::F16: return 1;    // LLAMA_FTYPE_MOSTLY_F16
+    case DType::Q4_0: return 2;   // LLAMA_FTYPE_MOSTLY_Q4_0
+    case DType::Q8_0: return 7;   // LLAMA_FTYPE_MOSTLY_Q8_0
+    case DType::Q4_K: return 15;  // LLAMA_FTYPE_MOSTLY_Q4_K_M, as llama.cpp guesses for mostly Q4_K
+    case DType::Q6_K: return 18;  // LLAMA_FTYPE_MOSTLY_Q6_K
+    case DType::BF16: return 32;  // LLAMA_FTYPE_MOSTLY_BF16
+  }
+  fail("internal error: no llama.cpp file type for {}", dtype_name(t));
+}
+
+// save_gguf and convert_to_gguf: matrices in their stored types, or each converted to `type`
+// (or `fallback`) as the file is written.
+void write_gguf(const ModelWeights& m, const BpeVocab* vocab, const std::string& path, const std::string& name,
+                std::optional<DType> type, std::optional<DType> fallback) {
   const ModelConfig& c = m.config;
-  if (c.rope_style != RopeStyle::Interleaved)
-    fail("{}: internal error: rotate-half weights must be permuted to the Meta layout before writing GGUF", path);
+  const std::string source = m.path.empty() ? std::string("model") : m.path;
   GgufWriter w;
   w.set_string("general.architecture", "llama");
   w.set_string("general.name", name);
   w.set_u32("general.alignment", 32);
+  w.set_u32("general.file_type", 0);  // here in the key order; its value once the matrices' types are known
   w.set_u32("llama.context_length", static_cast<uint32_t>(c.max_seq_len));
   w.set_u32("llama.embedding_length", static_cast<uint32_t>(c.dim));
   w.set_u32("llama.block_count", static_cast<uint32_t>(c.n_layers));
@@ -99,29 +126,55 @@ void save_gguf(const ModelWeights& m, const BpeVocab* vocab, const std::string& 
   w.set_f32("llama.rope.freq_base", c.rope_theta);
   w.set_u32("llama.vocab_size", static_cast<uint32_t>(c.vocab_size));
   if (vocab) write_gguf_vocab(w, *vocab);
-  auto put = [&](const std::string& name, const WeightMatrix& x) {
-    w.add_tensor(name, {x.cols, x.rows}, x.type, x.data, x.bytes());
+  std::map<DType, int64_t> matrices_of_type;
+  // `what` names the matrix in errors as convert_weights does. Rows move from the rotate-half
+  // to the Meta order when `rope_rows` (q and k of a Hugging Face model).
+  auto put = [&](const std::string& tensor, const WeightMatrix& x, const std::string& what, bool rope_rows = false) {
+    const DType t = type ? converted_type(x, *type, fallback, what, source) : x.type;
+    ++matrices_of_type[t];
+    std::function<int64_t(int64_t)> source_row;
+    if (rope_rows && c.rope_style == RopeStyle::Half)
+      source_row = [hd = c.head_dim()](int64_t r) { return hf_row_of_meta_row(r, hd); };
+    w.add_tensor(tensor, {x.cols, x.rows}, t, static_cast<size_t>(x.rows) * dtype_row_bytes(t, x.cols),
+                 [x, t, source_row](uint8_t* dst) { convert_matrix_to(x, t, dst, source_row); });
   };
-  auto put_vec = [&](const std::string& name, const float* p) {
-    w.add_tensor(name, {c.dim}, DType::F32, p, static_cast<size_t>(c.dim) * 4);
+  auto put_vec = [&](const std::string& tensor, const float* p) {
+    w.add_tensor(tensor, {c.dim}, DType::F32, static_cast<size_t>(c.dim) * 4,
+                 [p, n = static_cast<size_t>(c.dim)](uint8_t* dst) { std::memcpy(dst, p, n * 4); });
   };
-  put("token_embd.weight", m.tok_embeddings);
+  put("token_embd.weight", m.tok_embeddings, "tok_embeddings");
   for (int64_t i = 0; i < c.n_layers; ++i) {
-    const std::string p = fmt::format("blk.{}.", i);
+    const std::string p = fmt::format("blk.{}.", i), ours = fmt::format("layers.{}.", i);
     const LayerWeights& l = m.layers[static_cast<size_t>(i)];
     put_vec(p + "attn_norm.weight", l.rms_att);
-    put(p + "attn_q.weight", l.wq);
-    put(p + "attn_k.weight", l.wk);
-    put(p + "attn_v.weight", l.wv);
-    put(p + "attn_output.weight", l.wo);
+    put(p + "attn_q.weight", l.wq, ours + "wq", true);
+    put(p + "attn_k.weight", l.wk, ours + "wk", true);
+    put(p + "attn_v.weight", l.wv, ours + "wv");
+    put(p + "attn_output.weight", l.wo, ours + "wo");
     put_vec(p + "ffn_norm.weight", l.rms_ffn);
-    put(p + "ffn_gate.weight", l.w1);
-    put(p + "ffn_down.weight", l.w2);
-    put(p + "ffn_up.weight", l.w3);
+    put(p + "ffn_gate.weight", l.w1, ours + "w1");
+    put(p + "ffn_down.weight", l.w2, ours + "w2");
+    put(p + "ffn_up.weight", l.w3, ours + "w3");
   }
   put_vec("output_norm.weight", m.rms_final);
-  if (!c.tied_classifier) put("output.weight", m.output);
-  w.write(path);
+  if (!c.tied_classifier) put("output.weight", m.output, "output");
+  // The type most matrices are in (the first of equals in DType order), as llama.cpp guesses a
+  // file type when the key is missing -- counting matrices only, norms are f32 in every file.
+  const auto most = std::max_element(matrices_of_type.begin(), matrices_of_type.end(),
+                                     [](const auto& a, const auto& b) { return a.second < b.second; });
+  w.set_u32("general.file_type", llama_file_type(most->first));
+  w.write(path);  // one tensor in memory at a time
+}
+
+}  // namespace
+
+void save_gguf(const ModelWeights& m, const BpeVocab* vocab, const std::string& path, const std::string& name) {
+  write_gguf(m, vocab, path, name, std::nullopt, std::nullopt);
+}
+
+void convert_to_gguf(const ModelWeights& m, DType type, std::optional<DType> fallback, const BpeVocab* vocab,
+                     const std::string& path, const std::string& name) {
+  write_gguf(m, vocab, path, name, type, fallback);
 }
 
 }  // namespace la

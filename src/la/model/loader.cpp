@@ -39,4 +39,10 @@ void permute_hf_to_meta(const float* src, float* dst, int64_t n_heads, int64_t h
                     static_cast<size_t>(cols) * sizeof(float));
 }
 
+int64_t hf_row_of_meta_row(int64_t r, int64_t head_dim) {
+  // Meta row h*hd + 2i + c  <-  HF row h*hd + c*hd/2 + i.
+  const int64_t h = r / head_dim, j = r % head_dim;
+  return h * head_dim + (j % 2) * (head_dim / 2) + j / 2;
+}
+
 }  // namespace la

@@ -20,5 +20,7 @@ std::unique_ptr<ModelWeights> load_hf_directory(const std::string& dir);
 // layouts (row length `cols`, `n_heads` heads of `head_dim` rows each).
 void permute_meta_to_hf(const float* src, float* dst, int64_t n_heads, int64_t head_dim, int64_t cols);
 void permute_hf_to_meta(const float* src, float* dst, int64_t n_heads, int64_t head_dim, int64_t cols);
+// The same one row at a time, for any stored type: the HF row that becomes Meta row `r`.
+int64_t hf_row_of_meta_row(int64_t r, int64_t head_dim);
 
 }  // namespace la

@@ -36,7 +36,10 @@ std::string generate(InferenceModel& model, const Tokenizer& tok, const std::vec
     }
     ++st.generated;
     emit(dec.push(next));
-    if (model.pos() >= model.context()) break;
+    if (model.pos() >= model.context()) {
+      st.stopped_at_context = st.generated < max_new_tokens;
+      break;
+    }
     logits = model.forward(&next, 1);
   }
   emit(dec.flush());

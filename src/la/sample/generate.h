@@ -16,6 +16,7 @@ struct GenerationStats {
   int64_t prompt_tokens = 0, generated = 0;
   double prefill_s = 0, decode_s = 0;
   bool stopped_at_eos = false;
+  bool stopped_at_context = false;  // the KV cache filled before max_new_tokens were generated
 };
 
 // `model` is reset first. `on_text` receives each newly completed piece of text (may be null).
