@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Every issue-4 measurement in one go, one after the other on the same machine:
+#   1. training step vs PyTorch eager (110M and stories260K, fp32), and our bf16-base number
+#   2. prefill/decode vs llama.cpp's llama-bench on TinyLlama-shaped GGUFs (F32, F16, Q8_0, Q4_0)
+#   3. adapter overhead on decode (K=10, all layers) and the bandwidth roofline of decode
+#   4. a 7B-shaped Q4_0 fine-tuning step (K=10, L=30, 1 x 512): seconds and peak RSS
+#   LLAMA_BENCH=/tmp/llama.cpp/build/bin/llama-bench bench/run_issue4.sh [out.md]
+# The GGUF files are made in $WORK (default /tmp/la-issue4) on the first run. Skip parts with
+# SKIP="torch llamacpp 7b". Env as in the scripts it calls (THREADS=2, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-/dev/stdout}
+WORK=${WORK:-/tmp/la-issue4} THREADS=${THREADS:-2} SKIP=${SKIP:-}
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} THREADS
+B=build/bin/llama-adapter
+mkdir -p "$WORK"
+skip() { [[ " $SKIP " == *" $1 "* ]]; }
+{
+  echo "# issue 4 benchmarks, $(date -u +%FT%TZ), $(nproc) cores, threads=$THREADS, load $(cut -d' ' -f1 /proc/loadavg)"
+  echo
+  if ! skip torch; then
+    echo "## training step vs PyTorch eager (fp32)"
+    bench/compare_pytorch.sh 110m stories260k
+    echo
+    echo "## training step, 110M with a bf16 base (frozen weights stored as bf16)"
+    $B bench --shape 110m --type bf16 --threads "$THREADS" --no-infer --repeat 5 --json
+    echo
+  fi
+  if ! skip llamacpp; then
+    tok=../shared/data/tokenizer/tokenizer.model  # the 32,000-piece LLaMA vocabulary
+    [ -f "$WORK/tl.bin" ] || $B bench --shape tinyllama-1.1b --save-model "$WORK/tl.bin" >/dev/null
+    files=()
+    for t in f32 f16 q8_0 q4_0; do
+      f="$WORK/tl-$t.gguf"
+      [ -f "$f" ] || $B convert --model "$WORK/tl.bin" --tokenizer "$tok" --type "$t" --out "$f" >/dev/null
+      files+=("$f")
+    done
+    echo "## prefill / decode vs llama.cpp"
+    bench/compare_llamacpp.sh "${files[@]}"
+    echo
+    echo "## adapter overhead on decode (Q4_0, K=10, all 22 layers), 3 pairs back to back"
+    for i in 1 2 3; do
+      for a in "" --adapter-decode; do
+        $B bench --model "$WORK/tl-q4_0.gguf" --threads "$THREADS" --no-train --prompt-tokens 16 --gen-tokens 64 \
+          --repeat 3 $a --json | python3 -c "import json,sys; d=json.load(sys.stdin); print('adapter' if d['decode_with_adapter'] else 'plain  ', round(d['decode_tok_s'], 2))"
+      done
+    done
+    echo
+  fi
+  if ! skip 7b; then
+    echo "## 7B-shaped Q4_0 fine-tuning step (K=10, L=30, batch 1 x 512)"
+    $B bench --shape 7b --type q4_0 --threads "$THREADS" --no-infer --train-batch 1 --train-seq 512 \
+      --adapter-layers 30 --repeat 1 --json
+    echo
+  fi
+  echo "# done $(date -u +%FT%TZ), load $(cut -d' ' -f1 /proc/loadavg)"
+} | tee "$out"
