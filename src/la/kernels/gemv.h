@@ -1,0 +1,55 @@
+// Products of F16 / BF16 (and F32) weight matrices with a few activation rows: matmul_nt's path for
+// decode. Memory-bound, so the weights are read once and never written anywhere: each SIMD load of
+// stored weights is widened to f32 in registers (vcvtph2ps for F16, a 16-bit shift for BF16) and
+// FMA'd against every activation row at once, into several independent accumulators per row.
+//
+// The stored weights convert to f32 exactly, so the result is the f32 dot product of x with the
+// stored values; only the summation order differs from other paths. When a product x_k w_k goes
+// through at most d roundings (its own, if not an FMA, and the additions it takes part in),
+//   |y - Σ_k x_k w_k| <= γ_d Σ_k |x_k w_k|,   γ_d = d u / (1 - d u),  u = 2^-24
+// (Higham, Accuracy and Stability of Numerical Algorithms, §3.1); d = K + 1 covers any order. In
+// every variant here d <= ceil(K/16) + 7 (16 or more partial sums, then a pairwise reduction);
+// tests/test_gemv.cpp checks that bound.
+//
+// Measured (AMD EPYC Zen 5, 2 cores of a shared VM, F16 TinyLlama-shaped matrices streamed from
+// DRAM, 1 thread, GB/s of weights read): one activation row 26-28 with the hardware prefetcher
+// alone, 31-34 with the software prefetch of isa/gemv_impl.inc, against 9-11 for the former
+// convert-a-row-to-f32-then-dot; 8 rows 14 (tiles of 4 weight rows x 3 activation rows) against
+// 3.5-4 for convert + sgemm. F32 weights: 1 row ties with the f32 dot when W is 64-byte aligned
+// and is ~15% faster when it is 16- or 32-byte aligned (GGUF aligns to 32); 2-8 rows 12-20
+// against 8 for sgemm (2 threads: 18-33 against 11-15). Hence matmul_nt sends F32 here too.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "la/kernels/dtype.h"
+
+namespace la {
+
+// matmul_nt takes this path for M <= kGemvMaxRows rows of x (decode, short products); larger M
+// go through convert + sgemm, which is compute-bound.
+constexpr int64_t kGemvMaxRows = 8;
+
+// F32, F16 and BF16 (the quantised types have quant_dot.h).
+bool gemv_supports(DType t);
+
+// out[m*N + n] = x[m,:] · W[n,:] for m < M (any M >= 0; each weight row is read from memory once
+// for all M rows), weight rows split over threads. x is [M, K] row-major.
+void gemv_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);
+
+// One instruction-set variant. Every variant gives each output the same value whatever M, n0, n1
+// and the thread count are (a row's sum does not depend on which rows share the pass); variants
+// differ from each other only in summation order.
+struct GemvKernels {
+  const char* name;  // "generic", "avx2" (AVX2 + FMA + F16C, 8 lanes), "avx512" (16 lanes)
+  // out[m*ldo + n] for n in [n0, n1), m < M; serial (gemv_nt does the threading).
+  void (*rows)(float* out, int64_t ldo, const WeightMatrix& w, int64_t n0, int64_t n1, const float* x, int64_t M);
+};
+
+// The variants this CPU can run, generic first.
+std::vector<const GemvKernels*> gemv_variants();
+// The variant gemv_nt uses: the best by CPUID; LA_ISA=generic|avx2|avx512 forces one the CPU can
+// run (any other value, e.g. quant_dot's avx512vnni, leaves the best).
+const GemvKernels& gemv_kernels();
+
+}  // namespace la
