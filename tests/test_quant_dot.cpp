@@ -146,7 +146,7 @@ TEST(QuantDot, ActivationQuantisation) {
 TEST(QuantDot, VariantsMatchGenericBitForBitInTheIntegers) {
   const auto variants = quant_dot_variants();
   const QuantDotKernels& gen = *variants.front();
-  const int64_t M = 10;  // AVX-512: two groups of 4 rows against prepared weight pairs, then 2 single rows
+  const int64_t M = 10;  // two passes of 4 rows and one of 2
   for (DType t : kTypes)
     for (int64_t K : {32, 64, 96, 4096 + 32})
       for (int64_t N : {1, 3, 17, 130}) {
