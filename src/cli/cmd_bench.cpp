@@ -26,7 +26,7 @@ struct BenchArgs {
   std::string shape, save_model, type = "f32";
   int64_t prompt_tokens = 128, gen_tokens = 64, repeat = 5;
   int64_t train_batch = 4, train_seq = 256, adapter_len = 10, adapter_layers = -1;
-  bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false;
+  bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false, bandwidth = false;
 };
 
 double median(std::vector<double> v) {
@@ -96,6 +96,17 @@ void run_bench(const BenchArgs& a) {
     out["decode_tokens"] = a.gen_tokens;
     out["decode_tok_s"] = median(dec);
     out["decode_with_adapter"] = a.adapter_decode;
+    // Every matrix is read once per decoded token (the embedding table only one row).
+    size_t bytes = w->output.bytes();
+    for (const LayerWeights& l : w->layers)
+      for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) bytes += m->bytes();
+    out["decode_weight_mib"] = static_cast<double>(bytes) / (1 << 20);
+    if (a.bandwidth) {
+      const double bw = measure_read_bandwidth();
+      out["read_gb_s"] = bw / 1e9;
+      out["decode_roofline_tok_s"] = bw / static_cast<double>(bytes);
+      out["decode_roofline_fraction"] = median(dec) * static_cast<double>(bytes) / bw;
+    }
     out["rss_after_inference_mib"] = static_cast<double>(current_rss_bytes()) / (1 << 20);
   }
   if (!a.no_train) {
@@ -156,6 +167,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--adapter-layers", a->adapter_layers, "L (default: all layers)")->check(CLI::PositiveNumber);
   cmd->add_flag("--adapter-decode", a->adapter_decode, "Decode with a K, L adapter attached");
   cmd->add_flag("--no-infer", a->no_infer, "Skip prefill/decode");
+  cmd->add_flag("--bandwidth", a->bandwidth,
+                "Also measure the memory read bandwidth and report decode as a fraction of its roofline");
   cmd->add_flag("--no-train", a->no_train, "Skip the training step");
   cmd->add_flag("--recompute", a->recompute, "Training with activation recomputation");
   cmd->add_flag("--json", a->json, "One JSON object");

@@ -1,4 +1,4 @@
-// Process memory as the kernel counts it (for benchmarks and `info`).
+// Process memory as the kernel counts it, and how fast it reads (for benchmarks and `info`).
 #pragma once
 #include <cstddef>
 
@@ -6,5 +6,10 @@ namespace la {
 
 size_t peak_rss_bytes();     // high-water mark of resident memory (getrusage ru_maxrss)
 size_t current_rss_bytes();  // resident now (/proc/self/statm)
+
+// Memory read bandwidth in bytes/s: all threads summing a buffer of `bytes` (far larger than the
+// caches), median of `passes` timed passes after one untimed. The roofline of decode, which reads
+// every weight once per token.
+double measure_read_bandwidth(size_t bytes = size_t{512} << 20, int passes = 5);
 
 }  // namespace la
