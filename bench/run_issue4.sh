@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/dev/stdout}
 WORK=${WORK:-/tmp/la-issue4} THREADS=${THREADS:-2} SKIP=${SKIP:-}
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} THREADS
+export THREADS  # compare_pytorch.sh runs both sides with OMP_WAIT_POLICY=passive, the rest with the default
 B=build/bin/llama-adapter
 mkdir -p "$WORK"
 skip() { [[ " $SKIP " == *" $1 "* ]]; }

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <vector>
 
+#include <omp.h>
+
 namespace la {
 
 size_t peak_rss_bytes() {
@@ -35,9 +37,25 @@ double measure_read_bandwidth(size_t bytes, int passes) {
   for (int p = 0; p <= passes; ++p) {
     const auto t0 = std::chrono::steady_clock::now();
     float total = 0;
-    const float* b = buf.data();
-#pragma omp parallel for simd schedule(static) reduction(+ : total)
-    for (int64_t i = 0; i < n; ++i) total += b[i];
+#pragma omp parallel reduction(+ : total)
+    {
+      // Each thread reads its slice as 4 interleaved streams with prefetch 8 KiB ahead, the way
+      // the decode kernels read weights (the hardware prefetcher alone leaves ~1/3 unused here).
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t lo = n * t / nt, hi = n * (t + 1) / nt, q = (hi - lo) / 4 / 16 * 16;
+      const float* s0 = buf.data() + lo;
+      float acc[4][16] = {};
+      for (int64_t i = 0; i < q; i += 16)
+        for (int k = 0; k < 4; ++k) {
+          const float* src = s0 + k * q + i;
+          __builtin_prefetch(src + 2048);
+#pragma omp simd
+          for (int j = 0; j < 16; ++j) acc[k][j] += src[j];
+        }
+      for (int k = 0; k < 4; ++k)
+        for (int j = 0; j < 16; ++j) total += acc[k][j];
+      for (int64_t i = lo + 4 * q; i < hi; ++i) total += buf[static_cast<size_t>(i)];
+    }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     sink = sink + total;
     if (p > 0) rates.push_back(static_cast<double>(bytes) / s);
