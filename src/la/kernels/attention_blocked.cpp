@@ -16,18 +16,26 @@ namespace {
 constexpr int64_t kBlockRows = 128;  // query rows per block: S and P are kBlockRows x keys
 constexpr int64_t kMinRows = 32;     // below this the per-pair kernels are as fast
 
-// Source column of canonical column c: pairs (2i, 2i+1) of the interleaved layout; the rotate-half
-// layout keeps pair i at (i, i + hd/2).
-std::vector<int64_t> pair_order(int64_t hd, bool rope_half) {
-  std::vector<int64_t> perm(static_cast<size_t>(hd));
-  for (int64_t c = 0; c < hd; ++c) perm[c] = c;
-  if (rope_half)
-    for (int64_t i = 0; i < hd / 2; ++i) {
-      perm[2 * i] = i;
-      perm[2 * i + 1] = i + hd / 2;
+// Sizes of one attention call, and the column order Q and K are copied in: canonical column c
+// comes from perm[c] (pairs (2i, 2i+1) of the interleaved layout; the rotate-half layout keeps
+// pair i at (i, i + hd/2)); no permutation for the interleaved layout itself.
+struct Heads {
+  int64_t H, KV, hd, qdim, kvdim, group;
+  float scale;
+  std::vector<int64_t> order;
+  const int64_t* perm;
+  explicit Heads(const AttentionDims& d)
+      : H(d.n_heads), KV(d.n_kv_heads), hd(d.head_dim), qdim(d.q_dim()), kvdim(d.kv_dim()),
+        group(d.n_heads / d.n_kv_heads), scale(1.0f / std::sqrt(static_cast<float>(d.head_dim))),
+        order(static_cast<size_t>(d.head_dim)) {
+    for (int64_t c = 0; c < hd; ++c) order[static_cast<size_t>(c)] = c;
+    for (int64_t i = 0; d.rope_half && i < hd / 2; ++i) {
+      order[static_cast<size_t>(2 * i)] = i;
+      order[static_cast<size_t>(2 * i + 1)] = i + hd / 2;
     }
-  return perm;
-}
+    perm = d.rope_half ? order.data() : nullptr;
+  }
+};
 
 // rows x hd block of a [*, stride] matrix starting at column col0, columns reordered by perm.
 void gather(float* dst, const float* src, int64_t rows, int64_t stride, int64_t col0, const int64_t* perm, int64_t hd) {
@@ -92,11 +100,9 @@ bool attention_blocked_applies(int64_t T) { return T >= kMinRows && gemm_availab
 
 void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q, const float* k, const float* v,
                                       int64_t T, int64_t pos0, const AttentionDims& d) {
-  const int64_t H = d.n_heads, KV = d.n_kv_heads, hd = d.head_dim, qdim = d.q_dim(), kvdim = d.kv_dim();
-  const int64_t group = H / KV, S = pos0 + T;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const std::vector<int64_t> order = pair_order(hd, d.rope_half);
-  const int64_t* perm = d.rope_half ? order.data() : nullptr;
+  const Heads heads(d);
+  const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const int64_t S = pos0 + T;
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, S))
   for (int64_t g = 0; g < KV; ++g) {
     thread_local Buffers b;
@@ -142,11 +148,8 @@ void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q
 void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                        const float* k, const float* v, const float* lse_tok, int64_t T,
                                        const AttentionDims& d) {
-  const int64_t H = d.n_heads, KV = d.n_kv_heads, hd = d.head_dim, qdim = d.q_dim(), kvdim = d.kv_dim();
-  const int64_t group = H / KV;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const std::vector<int64_t> order = pair_order(hd, d.rope_half);
-  const int64_t* perm = d.rope_half ? order.data() : nullptr;
+  const Heads heads(d);
+  const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, T))
   for (int64_t g = 0; g < KV; ++g) {
     thread_local Buffers b;
