@@ -32,7 +32,7 @@ using la::test::write_text;
 
 constexpr const char* kStories = "llama2c/stories260K.bin";
 
-std::string data(const std::string& rel) { return la::test::shared_data() + "/" + rel; }
+std::string data(const std::string& rel) { return la::test::shared_path(rel); }
 
 // Runs `f`, which must throw la::Error whose message is one line, contains `path` and every
 // one of `needles`. Any other exception (or none) fails the test.

@@ -31,20 +31,15 @@ using la::test::run_cli;
 using la::test::shared_data;
 using la::test::shell_quote;
 
-// The library runs here use one thread: these models are tiny, and OpenMP barriers on a busy
-// machine can make a 200-token decode take seconds. (The default thread count is exercised by
-// the CLI golden run in test_llama2c.)
-class OneThread : public ::testing::Environment {
- public:
-  void SetUp() override { la::set_num_threads(1); }
-};
-[[maybe_unused]] ::testing::Environment* const kOneThread = ::testing::AddGlobalTestEnvironment(new OneThread);
+// The library runs here use one thread (the default thread count is exercised by the CLI golden
+// run in test_llama2c).
+[[maybe_unused]] const bool kOneThread = la::test::run_library_on_one_thread();
 
 constexpr const char* kStories = "llama2c/stories260K.bin";
 constexpr const char* kReference = "llama2c/stories260K_greedy_reference.json";
 constexpr const char* kTokModel = "llama2c/tok512.model";
 
-std::string data(const std::string& rel) { return shared_data() + "/" + rel; }
+std::string data(const std::string& rel) { return la::test::shared_path(rel); }
 
 const float* f32(const la::WeightMatrix& m) {
   EXPECT_EQ(m.type, la::DType::F32);

@@ -37,7 +37,7 @@ constexpr const char* kVocabInp = "gguf/ggml-vocab-llama-spm.gguf.inp";
 constexpr const char* kVocabOut = "gguf/ggml-vocab-llama-spm.gguf.out";
 constexpr const char* kAlpaca = "alpaca/alpaca_data_1k_subset.json";
 
-std::string data(const std::string& rel) { return shared_data() + "/" + rel; }
+std::string data(const std::string& rel) { return la::test::shared_path(rel); }
 
 std::string show(const std::vector<int>& ids) {
   std::string s = "[";

@@ -1,5 +1,7 @@
 #include "support/test_support.h"
 
+#include "la/core/cpu.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +16,17 @@ namespace la::test {
 std::string shared_data() {
   if (const char* p = std::getenv("LA_SHARED_DATA")) return p;
   return LA_SHARED_DATA_DEFAULT;
+}
+
+std::string shared_path(const std::string& rel) { return shared_data() + "/" + rel; }
+
+bool run_library_on_one_thread() {
+  class OneThread : public ::testing::Environment {
+   public:
+    void SetUp() override { set_num_threads(1); }
+  };
+  ::testing::AddGlobalTestEnvironment(new OneThread);
+  return true;
 }
 
 bool shared_file_exists(const std::string& rel) { return std::filesystem::exists(shared_data() + "/" + rel); }

@@ -9,6 +9,12 @@ namespace la::test {
 // ../shared/data (or $LA_SHARED_DATA). Tests that need it call REQUIRE_SHARED_DATA(...) first.
 std::string shared_data();
 bool shared_file_exists(const std::string& rel);
+std::string shared_path(const std::string& rel);  // shared_data() + "/" + rel
+
+// Library runs in the calling test binary on one thread (tiny models: OpenMP barriers on a busy
+// machine can make a 200-token decode take seconds). Call from a namespace-scope initialiser:
+//   [[maybe_unused]] const bool kOneThread = la::test::run_library_on_one_thread();
+bool run_library_on_one_thread();
 
 #define REQUIRE_SHARED_DATA(rel)                                                             \
   do {                                                                                       \

@@ -87,7 +87,7 @@ void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {  // d
 }
 
 struct Buffers {
-  std::vector<float> kc, vc, dkc, dvc, qb, ob, s, s2, t;
+  std::vector<float> kc, vc, dkc, dvc, qb, ob, dqb, s, s2, t;
 };
 
 bool run_parallel(const AttentionDims& d, int64_t T, int64_t S) {
@@ -164,7 +164,7 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
     b.t.resize(static_cast<size_t>(kBlockRows * T));    // a transposed block
     gather(b.kc.data(), k, T, kvdim, g * hd, perm, hd);
     gather(b.vc.data(), v, T, kvdim, g * hd, nullptr, hd);
-    std::vector<float> dqb(static_cast<size_t>(kBlockRows * hd));
+    b.dqb.resize(static_cast<size_t>(kBlockRows * hd));
     for (int64_t h = g * group; h < (g + 1) * group; ++h)
       for (int64_t t0 = 0; t0 < T; t0 += kBlockRows) {
         const int64_t bq = std::min(kBlockRows, T - t0), n = t0 + bq;
@@ -191,8 +191,8 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
           std::fill(p + valid, p + n, 0.0f);
           std::fill(ds + valid, ds + n, 0.0f);
         }
-        gemm_nn(dqb.data(), dS, kw, bq, false);  // dQ = dS K
-        scatter(dq + t0 * qdim, dqb.data(), bq, qdim, h * hd, perm, hd);
+        gemm_nn(b.dqb.data(), dS, kw, bq, false);  // dQ = dS K
+        scatter(dq + t0 * qdim, b.dqb.data(), bq, qdim, h * hd, perm, hd);
         transpose(b.t.data(), dS, bq, n);  // dK += dS^T Q
         gemm_nn(b.dkc.data(), b.t.data(), f32_matrix(b.qb.data(), bq, hd), n, true);
         transpose(b.t.data(), P, bq, n);  // dV += P^T dO
