@@ -4,6 +4,7 @@
 // decoding written here from quant.h's layouts, and the products against the exact f32 ones
 // within the bound the activation rounding allows (and llama.cpp's test-quantize-fns bound).
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdint>
@@ -229,7 +230,7 @@ TEST(QuantDot, VariantsMatchGenericBitForBitInTheIntegers) {
 TEST(QuantDot, ProductIsWithinTheActivationRoundingBound) {
   for (DType t : kTypes)
     for (int64_t K : {32, 96, 4096 + 32})
-      for (int64_t M : {1, 2, 8}) {
+      for (int64_t M : {1, 2, 8, 13}) {
         const int64_t N = 37, nb = K / 32;
         const Weights w = make_weights(t, N, K, static_cast<uint32_t>(K + M));
         const auto x = make_activations(M, K, static_cast<uint32_t>(3 * K + M));
@@ -354,19 +355,69 @@ TEST(QuantDot, Q8_0HandMadeBlocksIncludingMinus128) {
   }
 }
 
+// The integer GEMM's result, operation for operation (quant_gemm_kernels.h): each block's exact
+// integer sum, then y = fma(float(isum), fl(d_w d_x), y) with the blocks in order.
+std::vector<float> gemm_reference(const Weights& w, const Quantised& q, int64_t M, int64_t N, int64_t K) {
+  const int64_t nb = K / 32;
+  const size_t row_bytes = dtype_row_bytes(w.w.type, K);
+  std::vector<float> y(static_cast<size_t>(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      const uint8_t* row = w.q.data() + n * row_bytes;
+      float acc = 0.0f;
+      for (int64_t b = 0; b < nb; ++b) {
+        int32_t isum = 0;
+        for (int64_t j = b * 32; j < b * 32 + 32; ++j) isum += weight_int(w.w.type, row, j) * q.qs[m * K + j];
+        const float s = weight_scale(w.w.type, row, b) * q.d[static_cast<size_t>(m * nb + b)];
+        acc = std::fma(static_cast<float>(isum), s, acc);
+      }
+      y[static_cast<size_t>(m * N + n)] = acc;
+    }
+  return y;
+}
+
+// The integer GEMM (prefill on VNNI CPUs) against its operation-for-operation reference, bit for
+// bit: row counts around the 6-row tile, weight rows cutting the 32-row panels, one block and
+// many, Q8_0's -128, on 1 and 2 threads.
+TEST(QuantDot, IntegerGemmMatchesItsReferenceBitForBit) {
+  if (!quant_gemm_available()) GTEST_SKIP() << "no AVX512-VNNI (or LA_ISA forces another variant)";
+  for (DType t : kTypes)
+    for (int64_t K : {32, 160, 2048 + 64})
+      for (int64_t N : {1, 17, 32, 45, 97})
+        for (int64_t M : {6, 7, 8, 9, 10, 11, 12, 13, 16, 24}) {
+          if (M < quant_gemm_min_rows(t)) continue;  // every remainder of the 6-row tile
+          Weights w = make_weights(t, N, K, static_cast<uint32_t>(N * 7 + K));
+          if (t == DType::Q8_0) reinterpret_cast<BlockQ8_0*>(w.q.data())[0].qs[3] = -128;
+          const auto x = make_activations(M, K, static_cast<uint32_t>(M + K));
+          const Quantised q = quantise(quant_dot_kernels(), x, M, K);
+          const std::vector<float> ref = gemm_reference(w, q, M, N, K);
+          for (int threads : {1, 2}) {
+            const int saved = omp_get_max_threads();
+            omp_set_num_threads(threads);
+            std::vector<float> y(ref.size());
+            quant_matmul_nt(y.data(), x.data(), w.w, M);
+            omp_set_num_threads(saved);
+            ASSERT_EQ(y, ref) << dtype_name(t) << " K=" << K << " N=" << N << " M=" << M << " threads=" << threads;
+          }
+        }
+}
+
 // matmul_nt takes the path for any number of rows of Q8_0/Q4_0 weights; under ExactActivations
 // it gives the exact product; threads change nothing.
 TEST(QuantDot, MatmulNtRouting) {
   const int64_t N = 130, K = 4096 + 32;  // N·K above the threading threshold
   for (DType t : kTypes) {
     const Weights w = make_weights(t, N, K, 5);
-    for (int64_t M : {1, 2, 8, 9, 64}) {
+    for (int64_t M : {1, 2, 8, 9, 12, 64}) {
       const auto x = make_activations(M, K, static_cast<uint32_t>(M));
       std::vector<float> y(static_cast<size_t>(M * N)), yq(y.size()), ys(y.size()), ye(y.size()), yr(y.size());
       matmul_nt(y.data(), x.data(), w.w, M);
       quant_matmul_nt(yq.data(), x.data(), w.w, M);
       Quantised q = quantise(quant_dot_kernels(), x, M, K);
-      quant_dot_kernels().rows(ys.data(), N, w.w, 0, N, q.view(), M);
+      if (M >= quant_gemm_min_rows(t) && quant_gemm_available())
+        ys = gemm_reference(w, q, M, N, K);  // the integer GEMM
+      else
+        quant_dot_kernels().rows(ys.data(), N, w.w, 0, N, q.view(), M);
       EXPECT_EQ(yq, ys) << "threaded vs serial, M=" << M;
       {
         ExactActivations exact;

@@ -1,9 +1,14 @@
 #include "la/kernels/quant_dot.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "la/core/cpu.h"
+#include "la/kernels/isa/quant_gemm_kernels.h"
 
 namespace la {
 
@@ -25,6 +30,54 @@ namespace {
 thread_local bool t_quantized_activations = true;
 
 constexpr int64_t kRowChunk = 16;  // weight rows per task (~50 KiB of Q4_0 at K = 5632)
+
+// A 64-byte aligned buffer that only grows (per thread: a server may run several models at once).
+struct AlignedScratch {
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::unique_ptr<void, Free> buf;
+  size_t size = 0;
+  void* get(size_t n) {
+    if (n > size) {
+      buf.reset(std::aligned_alloc(64, (n + 63) / 64 * 64));
+      if (!buf) throw std::bad_alloc();
+      size = n;
+    }
+    return buf.get();
+  }
+};
+
+// The integer GEMM (isa/quant_gemm_kernels.h) on activations already quantised into `a`:
+// 32-row panels of W split over threads, each packed once and used by all M rows.
+void quant_gemm_nt(float* out, const Q8Activations& a, const WeightMatrix& w, int64_t M) {
+  namespace qg = quant_gemm_detail;
+  const int64_t N = w.rows, K = w.cols, nb = K / kQ8ActBlock;
+  // corr[m,b] = -offset x Σ_j q_x: turns the unsigned weight bytes back into the signed q_w.
+  thread_local std::vector<int32_t> corr;
+  if (corr.size() < static_cast<size_t>(M * nb)) corr.resize(static_cast<size_t>(M * nb));
+  const int32_t offset = w.type == DType::Q8_0 ? 128 : 8;
+  for (int64_t i = 0; i < M * nb; ++i) {
+    int32_t s = 0;
+    for (int64_t j = 0; j < kQ8ActBlock; ++j) s += a.qs[i * kQ8ActBlock + j];
+    corr[static_cast<size_t>(i)] = -offset * s;
+  }
+  const int64_t panels = (N + qg::kNR - 1) / qg::kNR;
+  const size_t bytes = static_cast<size_t>(qg::panel_bytes(w.type, nb));
+  const int32_t* c = corr.data();
+  const int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), panels));
+#pragma omp parallel num_threads(threads) if (threads > 1 && M * N * K >= (1 << 20))
+  {
+    thread_local AlignedScratch panel;
+    void* p = panel.get(bytes);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < panels; ++i) {
+      const int64_t n0 = i * qg::kNR, nr = std::min(qg::kNR, N - n0);
+      qg::pack_panel(w, n0, nr, p);
+      qg::panel_product(w.type, p, nb, a.qs, a.d, c, M, out + n0, N, static_cast<int>(nr));
+    }
+  }
+}
 
 }  // namespace
 
@@ -51,6 +104,16 @@ std::vector<const QuantDotKernels*> quant_dot_variants() {
   if (has512) v.push_back(&avx512::kQuantDot);
   if (has512 && f.avx512_vnni) v.push_back(&avx512vnni::kQuantDot);
   return v;
+}
+
+bool quant_gemm_available() {
+  static const bool ok = [] {
+    const CpuFeatures& f = cpu_features();
+    const char* forced = std::getenv("LA_ISA");
+    if (forced && std::string(forced) != "avx512vnni") return false;
+    return f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni && f.fma && f.f16c;
+  }();
+  return ok;
 }
 
 const QuantDotKernels& quant_dot_kernels() {
@@ -83,6 +146,7 @@ void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t 
     k.quantize_row(x + m * K,
                    {qs.data() + m * K, d.data() + m * nb, d8.data() + m * K / 4, off4.data() + m * K / 4, K});
   const Q8Activations a{qs.data(), d.data(), d8.data(), off4.data(), K};
+  if (M >= quant_gemm_min_rows(w.type) && quant_gemm_available()) return quant_gemm_nt(out, a, w, M);
   const int64_t chunks = (N + kRowChunk - 1) / kRowChunk;
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
   for (int64_t c = 0; c < chunks; ++c) {

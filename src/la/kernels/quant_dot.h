@@ -42,7 +42,19 @@ struct Q8Activations {
 
 // out[m*N + n] = x[m,:] · W[n,:] for m < M with x quantised as above (once per call, into
 // per-thread scratch that only grows), weight rows split over threads. W is Q8_0 or Q4_0.
+// From quant_gemm_min_rows(type) rows on, where quant_gemm_available(), the products are an integer GEMM
+// on weights repacked per call (isa/quant_gemm_kernels.h: each block's integer sum whole, then
+// one fma per block); below, or without VNNI, the kernels of quant_dot_kernels() (per-lane sums).
+// Both are within the bound above; they differ only in float rounding.
 void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);
+
+// Where the integer GEMM's per-call repacking pays (measured at K = N = 2048, one thread: Q4_0
+// 1.2x the per-row kernels at 6 rows, 3.8x at 64; Q8_0, twice the bytes to repack, 1.07x at 12).
+inline int64_t quant_gemm_min_rows(DType t) {
+  return t == DType::Q8_0 ? 12 : 6;
+}
+// AVX512-F/BW/VL + VNNI + F16C, and LA_ISA unset or avx512vnni.
+bool quant_gemm_available();
 
 // Whether matmul_nt may quantise activations (per thread; on by default). Training must turn it
 // off around its passes (TrainGraph::run: the adapter prompt projections have M = adapter length

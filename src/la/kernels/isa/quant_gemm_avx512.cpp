@@ -1,0 +1,178 @@
+// The integer Q8_0 / Q4_0 GEMM of quant_gemm_kernels.h, built with the AVX-512 flags of
+// src/CMakeLists.txt plus VNNI for this file; quant_dot.cpp calls it only where CPUID reports
+// AVX512-VNNI. Only intrinsics and plain loops here (no std:: templates: code instantiated with
+// these flags must not leak into other translation units).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#endif
+// GCC 12 warns about the deliberately undefined upper lanes inside its own AVX-512 intrinsics
+// (GCC bug 105593, fixed in 13) wherever they are inlined: off for this file.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstring>
+
+#include "la/kernels/isa/quant_gemm_kernels.h"
+#include "la/kernels/quant.h"
+
+namespace la::quant_gemm_detail {
+
+namespace {
+
+inline int32_t load32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// One 16-row half of a block column: for each 4-byte step s < steps, the register whose lane l is
+// the 4 bytes at byte offset `first + 4 s` of row l's block (rows at `stride` bytes, `valid` mask).
+inline void gather_half(const uint8_t* block0, int64_t stride, __mmask16 valid, int steps, int first, bool flip,
+                        uint8_t* dst) {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                         _mm512_set1_epi32(static_cast<int>(stride)));
+  const __m512i x80 = _mm512_set1_epi32(static_cast<int>(0x80808080u));
+  for (int s = 0; s < steps; ++s) {
+    __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, idx, block0 + first + 4 * s, 1);
+    if (flip) v = _mm512_mask_xor_epi32(v, valid, v, x80);  // q + 128 as unsigned bytes
+    _mm512_store_si512(dst + s * 64, v);
+  }
+}
+
+template <class Block, bool Q4>
+void pack_t(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
+  const int64_t nb = w.cols / 32;
+  const auto* W = static_cast<const Block*>(w.data);
+  const int64_t row_bytes = nb * static_cast<int64_t>(sizeof(Block));
+  constexpr int steps = Q4 ? 4 : 8;  // 4-byte steps per block per half
+  constexpr int64_t block_bytes = kNR * 4 + kNR * (Q4 ? 16 : 32);
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* pb = panel + b * block_bytes;
+    auto* scales = reinterpret_cast<float*>(pb);
+    for (int64_t j = 0; j < kNR; ++j) scales[j] = j < nr ? _cvtsh_ss(W[(n0 + j) * nb + b].d) : 0.0f;
+    for (int h = 0; h < 2; ++h) {
+      const int64_t rows = nr - 16 * h;
+      const __mmask16 valid = rows >= 16 ? static_cast<__mmask16>(0xFFFF)
+                              : rows <= 0 ? static_cast<__mmask16>(0)
+                                          : static_cast<__mmask16>((1u << rows) - 1u);
+      uint8_t* dst = pb + kNR * 4 + h * steps * 64;
+      if (valid == 0) {
+        std::memset(dst, 0, static_cast<size_t>(steps) * 64);
+        continue;
+      }
+      const auto* block0 = reinterpret_cast<const uint8_t*>(W + (n0 + 16 * h) * nb + b);
+      gather_half(block0, row_bytes, valid, steps, static_cast<int>(offsetof(Block, qs)), !Q4, dst);
+    }
+  }
+}
+
+// MR activation rows x 32 weight rows over all blocks (see quant_gemm_kernels.h).
+template <int MR, bool Q4>
+void tile(const uint8_t* panel, int64_t nb, const int8_t* qs, int64_t K, const float* d, const int32_t* corr,
+          float* out, int64_t ldo, int nr) {
+  constexpr int steps = Q4 ? 4 : 8;
+  constexpr int64_t block_bytes = kNR * 4 + kNR * (Q4 ? 16 : 32);
+  __m512 f[MR][2];
+  for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* pb = panel + b * block_bytes;
+    const uint8_t* q = pb + kNR * 4;
+    __m512i a[MR][2];
+    for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_set1_epi32(corr[r * nb + b]);
+    const int8_t* xb = qs + b * 32;
+    if (Q4) {
+      for (int s = 0; s < steps; ++s) {
+        const __m512i raw0 = _mm512_load_si512(q + s * 64), raw1 = _mm512_load_si512(q + (steps + s) * 64);
+        const __m512i lo0 = _mm512_and_si512(raw0, low4), lo1 = _mm512_and_si512(raw1, low4);
+        const __m512i hi0 = _mm512_and_si512(_mm512_srli_epi16(raw0, 4), low4);
+        const __m512i hi1 = _mm512_and_si512(_mm512_srli_epi16(raw1, 4), low4);
+        for (int r = 0; r < MR; ++r) {
+          // Low nibbles are columns 4s..4s+3 of the block, high nibbles 16+4s..16+4s+3.
+          const __m512i xl = _mm512_set1_epi32(load32(xb + r * K + 4 * s));
+          const __m512i xh = _mm512_set1_epi32(load32(xb + r * K + 16 + 4 * s));
+          a[r][0] = _mm512_dpbusd_epi32(a[r][0], lo0, xl);
+          a[r][1] = _mm512_dpbusd_epi32(a[r][1], lo1, xl);
+          a[r][0] = _mm512_dpbusd_epi32(a[r][0], hi0, xh);
+          a[r][1] = _mm512_dpbusd_epi32(a[r][1], hi1, xh);
+        }
+      }
+    } else {
+      for (int s = 0; s < steps; ++s) {
+        const __m512i w0 = _mm512_load_si512(q + s * 64), w1 = _mm512_load_si512(q + (steps + s) * 64);
+        for (int r = 0; r < MR; ++r) {
+          const __m512i x = _mm512_set1_epi32(load32(xb + r * K + 4 * s));
+          a[r][0] = _mm512_dpbusd_epi32(a[r][0], w0, x);
+          a[r][1] = _mm512_dpbusd_epi32(a[r][1], w1, x);
+        }
+      }
+    }
+    const __m512 dw0 = _mm512_load_ps(pb), dw1 = _mm512_load_ps(pb + 64);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 dx = _mm512_set1_ps(d[r * nb + b]);
+      f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r][0]), _mm512_mul_ps(dw0, dx), f[r][0]);
+      f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r][1]), _mm512_mul_ps(dw1, dx), f[r][1]);
+    }
+  }
+  const __mmask16 m0 = nr >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << nr) - 1u);
+  const __mmask16 m1 = nr >= 32 ? static_cast<__mmask16>(0xFFFF)
+                       : nr <= 16 ? static_cast<__mmask16>(0)
+                                  : static_cast<__mmask16>((1u << (nr - 16)) - 1u);
+  for (int r = 0; r < MR; ++r) {
+    _mm512_mask_storeu_ps(out + r * ldo, m0, f[r][0]);
+    _mm512_mask_storeu_ps(out + r * ldo + 16, m1, f[r][1]);
+  }
+}
+
+template <bool Q4>
+void product_t(const uint8_t* panel, int64_t nb, const int8_t* qs, const float* d, const int32_t* corr, int64_t M,
+               float* out, int64_t ldo, int nr) {
+  const int64_t K = nb * 32;
+  int64_t m = 0;
+  for (; m + kMR <= M; m += kMR)
+    tile<kMR, Q4>(panel, nb, qs + m * K, K, d + m * nb, corr + m * nb, out + m * ldo, ldo, nr);
+  static_assert(kMR == 6, "one case per remainder below");
+  const int8_t* xq = qs + m * K;
+  const float* xd = d + m * nb;
+  const int32_t* xc = corr + m * nb;
+  float* o = out + m * ldo;
+  switch (M - m) {
+    case 1: tile<1, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
+    case 2: tile<2, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
+    case 3: tile<3, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
+    case 4: tile<4, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
+    case 5: tile<5, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+void pack_panel(const WeightMatrix& w, int64_t n0, int64_t nr, void* panel) {
+  if (w.type == DType::Q8_0)
+    pack_t<BlockQ8_0, false>(w, n0, nr, static_cast<uint8_t*>(panel));
+  else
+    pack_t<BlockQ4_0, true>(w, n0, nr, static_cast<uint8_t*>(panel));
+}
+
+void panel_product(DType t, const void* panel, int64_t nb, const int8_t* qs, const float* d, const int32_t* corr,
+                   int64_t M, float* out, int64_t ldo, int nr) {
+  const auto* p = static_cast<const uint8_t*>(panel);
+  if (t == DType::Q8_0)
+    product_t<false>(p, nb, qs, d, corr, M, out, ldo, nr);
+  else
+    product_t<true>(p, nb, qs, d, corr, M, out, ldo, nr);
+}
+
+}  // namespace la::quant_gemm_detail
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
