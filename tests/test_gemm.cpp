@@ -121,6 +121,14 @@ TEST(Gemm, FloatTypesAwkwardShapes) {
   for (DType t : {DType::F32, DType::F16, DType::BF16}) check_type(t, shapes);
 }
 
+// The kernel is specialised for each row count of the last register tile (1 .. 14).
+TEST(Gemm, EveryRowCountOfTheLastTile) {
+  REQUIRE_GEMM();
+  std::vector<Shape> shapes;
+  for (int64_t M = 15; M <= 28; ++M) shapes.push_back({M, 33, 19});
+  check_type(DType::F32, shapes);
+}
+
 TEST(Gemm, QuantizedTypesAwkwardShapes) {
   REQUIRE_GEMM();
   // K is a count of stored columns (whole blocks); nn rounds N up to whole blocks too.

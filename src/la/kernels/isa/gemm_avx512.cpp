@@ -152,20 +152,23 @@ void pack_b_nn(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_
   }
 }
 
-void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add) {
-  __m512 c0[MR], c1[MR];
-  for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+// R rows of the MR-row tile (the packed A panel is always MR wide; rows past R are padding):
+// a short last tile costs R rows of FMAs, not MR (M = 64: 5 tiles of 70 rows' work before).
+template <int R>
+void kernel_rows(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int nr, bool add) {
+  __m512 c0[R], c1[R];
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
     const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < R; ++r) {
       const __m512 av = _mm512_set1_ps(a[r]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
   }
   const __mmask16 m0 = first(nr), m1 = first(nr - 16);
-  for (int r = 0; r < mr; ++r) {
+  for (int r = 0; r < R; ++r) {
     float* c = C + r * ldc;
     if (add) {
       c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, c));
@@ -173,6 +176,26 @@ void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, i
     }
     _mm512_mask_storeu_ps(c, m0, c0[r]);
     _mm512_mask_storeu_ps(c + 16, m1, c1[r]);
+  }
+}
+
+void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add) {
+  static_assert(MR == 14, "one case per row count below");
+  switch (mr) {
+    case 1: return kernel_rows<1>(kc, a, b, C, ldc, nr, add);
+    case 2: return kernel_rows<2>(kc, a, b, C, ldc, nr, add);
+    case 3: return kernel_rows<3>(kc, a, b, C, ldc, nr, add);
+    case 4: return kernel_rows<4>(kc, a, b, C, ldc, nr, add);
+    case 5: return kernel_rows<5>(kc, a, b, C, ldc, nr, add);
+    case 6: return kernel_rows<6>(kc, a, b, C, ldc, nr, add);
+    case 7: return kernel_rows<7>(kc, a, b, C, ldc, nr, add);
+    case 8: return kernel_rows<8>(kc, a, b, C, ldc, nr, add);
+    case 9: return kernel_rows<9>(kc, a, b, C, ldc, nr, add);
+    case 10: return kernel_rows<10>(kc, a, b, C, ldc, nr, add);
+    case 11: return kernel_rows<11>(kc, a, b, C, ldc, nr, add);
+    case 12: return kernel_rows<12>(kc, a, b, C, ldc, nr, add);
+    case 13: return kernel_rows<13>(kc, a, b, C, ldc, nr, add);
+    default: return kernel_rows<14>(kc, a, b, C, ldc, nr, add);
   }
 }
 
