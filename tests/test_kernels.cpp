@@ -24,6 +24,7 @@
 #include "la/core/half.h"
 #include "la/kernels/attention.h"
 #include "la/kernels/dtype.h"
+#include "la/kernels/fast_exp.h"
 #include "la/kernels/matmul.h"
 #include "la/kernels/ops.h"
 #include "la/kernels/vec.h"
@@ -689,6 +690,25 @@ TEST(Rope, BackwardIsInverseRotation) {
 
 // ---------------------------------------------------------------------------------------------
 // ops.h: SwiGLU and softmax
+
+// fast_exp against double exp over its whole range (a dense sweep, every rounding step of n),
+// and its edges: exactly 0 below -87 and for -inf, capped at exp(88), NaN stays NaN.
+TEST(FastExp, RelativeErrorAndEdges) {
+  double worst = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.000731f) {
+    const double want = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::fabs(fast_exp(x) - want) / want);
+  }
+  EXPECT_LT(worst, 3e-7);
+  std::printf("  fast_exp worst relative error on [-87, 88]: %.3g\n", worst);
+  EXPECT_EQ(fast_exp(0.0f), 1.0f);
+  EXPECT_EQ(fast_exp(-87.5f), 0.0f);
+  EXPECT_EQ(fast_exp(-1000.0f), 0.0f);
+  EXPECT_EQ(fast_exp(-INFINITY), 0.0f);
+  EXPECT_NEAR(fast_exp(1000.0f), std::exp(88.0), 1e-6 * std::exp(88.0));
+  EXPECT_TRUE(std::isfinite(fast_exp(INFINITY)));
+  EXPECT_TRUE(std::isnan(fast_exp(NAN)));
+}
 
 TEST(SwiGlu, MatchesReference) {
   std::mt19937 rng(17);

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "la/kernels/fast_exp.h"
 #include "la/kernels/gemm.h"
 
 namespace la {
@@ -58,24 +59,6 @@ void scatter(float* dst, const float* src, int64_t rows, int64_t stride, int64_t
     else
       std::memcpy(d, s, static_cast<size_t>(hd) * sizeof(float));
   }
-}
-
-// exp(x) for x <= 0, vectorisable (the per-ISA kernels' polynomial: relative error ~2e-7).
-inline float exp_neg(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const int32_t e = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &e, 4);
-  return p * scale;
 }
 
 WeightMatrix f32_matrix(const float* data, int64_t rows, int64_t cols) { return {DType::F32, data, rows, cols}; }
@@ -130,7 +113,7 @@ void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q
           float sum = 0;
 #pragma omp simd reduction(+ : sum)
           for (int64_t j = 0; j < valid; ++j) {
-            row[j] = exp_neg(row[j] - m);
+            row[j] = fast_exp(row[j] - m);
             sum += row[j];
           }
           const float inv = 1.0f / sum;
@@ -183,7 +166,7 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
           float D = 0;
 #pragma omp simd reduction(+ : D)
           for (int64_t j = 0; j < valid; ++j) {
-            p[j] = exp_neg(scale * p[j] - lse);
+            p[j] = fast_exp(scale * p[j] - lse);
             D += p[j] * ds[j];
           }
 #pragma omp simd

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "la/kernels/fast_exp.h"
 #include "la/kernels/vec.h"
 
 namespace la {
@@ -119,15 +120,17 @@ void rope_apply_ref(float* x, int64_t rows, int64_t n_heads, int64_t head_dim, c
     }
 }
 
+// fast_exp (vectorised) instead of libm's scalar expf: these run over every hidden unit of every
+// token (training: 25M values a step at 110M, each way).
 void swiglu_forward(float* out, const float* a, const float* b, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) out[i] = a[i] / (1.0f + std::exp(-a[i])) * b[i];
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] / (1.0f + fast_exp(-a[i])) * b[i];
 }
 
 void swiglu_backward(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
-    const float sig = 1.0f / (1.0f + std::exp(-a[i]));
+    const float sig = 1.0f / (1.0f + fast_exp(-a[i]));
     const float silu = a[i] * sig;
     db[i] = dout[i] * silu;
     da[i] = dout[i] * b[i] * sig * (1.0f + a[i] * (1.0f - sig));
@@ -150,8 +153,9 @@ float softmax_inplace(float* x, int64_t n) {
   float m = x[0];
   for (int64_t i = 1; i < n; ++i) m = x[i] > m ? x[i] : m;
   float s = 0;
+#pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - m);
+    x[i] = fast_exp(x[i] - m);
     s += x[i];
   }
   const float inv = 1.0f / s;
