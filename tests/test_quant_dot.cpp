@@ -65,10 +65,12 @@ struct Quantised {
   std::vector<int8_t> qs;
   std::vector<float> d, d8;
   std::vector<int16_t> off4;
+  std::vector<int32_t> bsum;
   int64_t cols = 0;
   Q8Activations row(int64_t m) {  // row m and those after it
     const int64_t K = cols;
-    return {qs.data() + m * K, d.data() + m * (K / 32), d8.data() + m * (K / 4), off4.data() + m * (K / 4), K};
+    return {qs.data() + m * K,         d.data() + m * (K / 32),    d8.data() + m * (K / 4),
+            off4.data() + m * (K / 4), bsum.data() + m * (K / 32), K};
   }
   Q8Activations view() { return row(0); }
 };
@@ -79,6 +81,7 @@ Quantised quantise(const QuantDotKernels& k, const std::vector<float>& x, int64_
   q.d.resize(static_cast<size_t>(M * K / 32));
   q.d8.resize(static_cast<size_t>(M * K / 4));
   q.off4.resize(q.d8.size());
+  q.bsum.resize(q.d.size());
   q.cols = K;
   for (int64_t m = 0; m < M; ++m) k.quantize_row(x.data() + m * K, q.row(m));
   return q;
@@ -222,15 +225,62 @@ TEST(QuantDot, VariantsMatchGenericBitForBitInTheIntegers) {
       }
 }
 
+// Q4_K and Q6_K (super-blocks of 256, per-row kernels only): every variant against the stored
+// weights (dequantised as ggml does) times the quantised activations d_x q_x, within the float
+// rounding of the scalings; rows independent of M; a sub-range writes exactly its rows.
+TEST(QuantDot, KQuantsMatchTheDequantisedProductOfTheQuantisedActivations) {
+  const int64_t M = 10;
+  for (DType t : {DType::Q4_K, DType::Q6_K})
+    for (int64_t K : {256, 512, 2048 + 256})
+      for (int64_t N : {1, 3, 17}) {
+        const Weights w = make_weights(t, N, K, static_cast<uint32_t>(N * 5 + K));
+        const auto x = make_activations(M, K, static_cast<uint32_t>(K + 3));
+        for (const QuantDotKernels* k : quant_dot_variants()) {
+          SCOPED_TRACE(std::string(k->name) + " " + dtype_name(t) + " N=" + std::to_string(N) + " K=" +
+                       std::to_string(K));
+          Quantised q = quantise(*k, x, M, K);
+          std::vector<float> out(static_cast<size_t>(M * N));
+          k->rows(out.data(), N, w.w, 0, N, q.view(), M);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+              double ref = 0, mag = 0;
+              for (int64_t j = 0; j < K; ++j) {
+                const double xq = static_cast<double>(q.d[static_cast<size_t>(m * (K / 32) + j / 32)]) *
+                                  q.qs[static_cast<size_t>(m * K + j)];
+                ref += xq * w.f[static_cast<size_t>(n * K + j)];
+                mag += std::fabs(xq * w.f[static_cast<size_t>(n * K + j)]);
+              }
+              ASSERT_NEAR(out[static_cast<size_t>(m * N + n)], ref, 2e-6 * mag + 1e-30) << "m=" << m << " n=" << n;
+            }
+          for (int64_t m = 0; m < M; m += 3) {
+            Quantised one = quantise(*k, std::vector<float>(x.begin() + m * K, x.begin() + (m + 1) * K), 1, K);
+            std::vector<float> o1(static_cast<size_t>(N));
+            k->rows(o1.data(), N, w.w, 0, N, one.view(), 1);
+            for (int64_t n = 0; n < N; ++n) ASSERT_EQ(o1[static_cast<size_t>(n)], out[static_cast<size_t>(m * N + n)]);
+          }
+          if (N >= 3) {
+            std::vector<float> part(static_cast<size_t>(M * N), -7.0f);
+            k->rows(part.data(), N, w.w, 1, N - 1, q.view(), M);
+            for (int64_t m = 0; m < M; ++m)
+              for (int64_t n = 0; n < N; ++n) {
+                const size_t i = static_cast<size_t>(m * N + n);
+                ASSERT_EQ(part[i], n == 0 || n == N - 1 ? -7.0f : out[i]) << "m=" << m << " n=" << n;
+              }
+          }
+        }
+      }
+}
+
 // Against the exact product of the stored weights with the f32 activations: with
 // x_j = d_x q_j + e_j and |e_j| <= d_x/2 the integer result is Σ_j w_j (x_j - e_j), so
 //   |y - x·w| <= Σ_b d_x[b]/2 · Σ_{j in b} |w_j|
 // (d_x·(1/d_x) is not exactly 1 in f32: a relative 1e-5 on the half step covers it), plus the
 // float rounding of the block scalings and the sum: 1e-6 · Σ |x_j w_j|.
 TEST(QuantDot, ProductIsWithinTheActivationRoundingBound) {
-  for (DType t : kTypes)
-    for (int64_t K : {32, 96, 4096 + 32})
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K})
+    for (int64_t K : {32, 96, 256, 4096 + 32, 2048 + 256})
       for (int64_t M : {1, 2, 8, 13}) {
+        if (K % dtype_block_size(t) != 0) continue;
         const int64_t N = 37, nb = K / 32;
         const Weights w = make_weights(t, N, K, static_cast<uint32_t>(K + M));
         const auto x = make_activations(M, K, static_cast<uint32_t>(3 * K + M));

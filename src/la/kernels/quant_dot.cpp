@@ -57,11 +57,7 @@ void quant_gemm_nt(float* out, const Q8Activations& a, const WeightMatrix& w, in
   thread_local std::vector<int32_t> corr;
   if (corr.size() < static_cast<size_t>(M * nb)) corr.resize(static_cast<size_t>(M * nb));
   const int32_t offset = w.type == DType::Q8_0 ? 128 : 8;
-  for (int64_t i = 0; i < M * nb; ++i) {
-    int32_t s = 0;
-    for (int64_t j = 0; j < kQ8ActBlock; ++j) s += a.qs[i * kQ8ActBlock + j];
-    corr[static_cast<size_t>(i)] = -offset * s;
-  }
+  for (int64_t i = 0; i < M * nb; ++i) corr[static_cast<size_t>(i)] = -offset * a.bsum[i];
   const int64_t panels = (N + qg::kNR - 1) / qg::kNR;
   const size_t bytes = static_cast<size_t>(qg::panel_bytes(w.type, nb));
   const int32_t* c = corr.data();
@@ -82,7 +78,7 @@ void quant_gemm_nt(float* out, const Q8Activations& a, const WeightMatrix& w, in
 }  // namespace
 
 bool quant_dot_supports(DType t) {
-  return t == DType::Q8_0 || t == DType::Q4_0;
+  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q6_K;
 }
 
 bool quantized_activations_allowed() {
@@ -136,17 +132,20 @@ void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t 
   thread_local std::vector<int8_t> qs;
   thread_local std::vector<float> d, d8;
   thread_local std::vector<int16_t> off4;
+  thread_local std::vector<int32_t> bsum;
   if (qs.size() < static_cast<size_t>(M * K)) {
     qs.resize(static_cast<size_t>(M * K));
     d.resize(static_cast<size_t>(M * nb));
     d8.resize(static_cast<size_t>(M * K / 4));
     off4.resize(static_cast<size_t>(M * K / 4));
+    bsum.resize(static_cast<size_t>(M * nb));
   }
   for (int64_t m = 0; m < M; ++m)
-    k.quantize_row(x + m * K,
-                   {qs.data() + m * K, d.data() + m * nb, d8.data() + m * K / 4, off4.data() + m * K / 4, K});
-  const Q8Activations a{qs.data(), d.data(), d8.data(), off4.data(), K};
-  if (M >= quant_gemm_min_rows(w.type) && quant_gemm_available()) return quant_gemm_nt(out, a, w, M);
+    k.quantize_row(x + m * K, {qs.data() + m * K, d.data() + m * nb, d8.data() + m * K / 4, off4.data() + m * K / 4,
+                               bsum.data() + m * nb, K});
+  const Q8Activations a{qs.data(), d.data(), d8.data(), off4.data(), bsum.data(), K};
+  const bool gemm_type = w.type == DType::Q8_0 || w.type == DType::Q4_0;
+  if (gemm_type && M >= quant_gemm_min_rows(w.type) && quant_gemm_available()) return quant_gemm_nt(out, a, w, M);
   const int64_t chunks = (N + kRowChunk - 1) / kRowChunk;
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
   for (int64_t c = 0; c < chunks; ++c) {

@@ -21,7 +21,7 @@ constexpr int64_t kQ8ActBlock = 32;
 // unless ExactActivations is in force (training, evaluation): integer dots read the weights in
 // their stored form, and a weight row's unpacked blocks serve several activation rows at once.
 
-// Q8_0 and Q4_0.
+// Q8_0, Q4_0, Q4_K and Q6_K (the K-quants: per-row kernels only, no integer GEMM).
 bool quant_dot_supports(DType t);
 
 // Quantised activations, M rows of `cols` values stored back to back, nb = cols / 32 blocks a
@@ -31,12 +31,14 @@ bool quant_dot_supports(DType t);
 //   d8   [m*cols/4, (m+1)*cols/4)   each d repeated 8 times (one per s32 lane of the SIMD kernels)
 //   off4 [m*cols/4, (m+1)*cols/4)   -8 x the sum of each 4 consecutive q: Q4_0's per-lane offset,
 //                                   Σ (nibble - 8) q = Σ nibble q + off4 (|off4| <= 4064)
+//   bsum [m*nb, (m+1)*nb)           the sum of each block's 32 q (Q4_K's mins, the integer GEMM)
 // The kernels only read it; quantize_row writes one row.
 struct Q8Activations {
   int8_t* qs = nullptr;
   float* d = nullptr;
   float* d8 = nullptr;
   int16_t* off4 = nullptr;
+  int32_t* bsum = nullptr;
   int64_t cols = 0;
 };
 
