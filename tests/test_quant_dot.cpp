@@ -407,6 +407,19 @@ TEST(QuantDot, Q8_0HandMadeBlocksIncludingMinus128) {
 
 // The integer GEMM's result, operation for operation (quant_gemm_kernels.h): each block's exact
 // integer sum, then y = fma(float(isum), fl(d_w d_x), y) with the blocks in order.
+// Q4_K block b (32 values) of a row, decoded here from quant.h's layout: the nibbles, d·sc and
+// dmin·m of its sub-block.
+void q4k_block(const uint8_t* row, int64_t b, int* nib, float* dw, float* mw) {
+  const BlockQ4_K& blk = reinterpret_cast<const BlockQ4_K*>(row)[b / 8];
+  const int s = static_cast<int>(b % 8);
+  const uint8_t* q = blk.scales;
+  const int sc = s < 4 ? q[s] & 63 : (q[s + 4] & 0x0F) | ((q[s - 4] >> 6) << 4);
+  const int m = s < 4 ? q[s + 4] & 63 : (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
+  *dw = f16_to_f32(blk.d) * static_cast<float>(sc);
+  *mw = f16_to_f32(blk.dmin) * static_cast<float>(m);
+  for (int l = 0; l < 32; ++l) nib[l] = s % 2 == 0 ? blk.qs[32 * (s / 2) + l] & 0x0F : blk.qs[32 * (s / 2) + l] >> 4;
+}
+
 std::vector<float> gemm_reference(const Weights& w, const Quantised& q, int64_t M, int64_t N, int64_t K) {
   const int64_t nb = K / 32;
   const size_t row_bytes = dtype_row_bytes(w.w.type, K);
@@ -416,9 +429,19 @@ std::vector<float> gemm_reference(const Weights& w, const Quantised& q, int64_t 
       const uint8_t* row = w.q.data() + n * row_bytes;
       float acc = 0.0f;
       for (int64_t b = 0; b < nb; ++b) {
+        const float dx = q.d[static_cast<size_t>(m * nb + b)];
         int32_t isum = 0;
+        if (w.w.type == DType::Q4_K) {
+          int nib[32];
+          float dw, mw;
+          q4k_block(row, b, nib, &dw, &mw);
+          for (int l = 0; l < 32; ++l) isum += nib[l] * q.qs[static_cast<size_t>(m * K + b * 32 + l)];
+          acc = std::fma(static_cast<float>(isum), dw * dx, acc);
+          acc = std::fma(-mw, dx * static_cast<float>(q.bsum[static_cast<size_t>(m * nb + b)]), acc);
+          continue;
+        }
         for (int64_t j = b * 32; j < b * 32 + 32; ++j) isum += weight_int(w.w.type, row, j) * q.qs[m * K + j];
-        const float s = weight_scale(w.w.type, row, b) * q.d[static_cast<size_t>(m * nb + b)];
+        const float s = weight_scale(w.w.type, row, b) * dx;
         acc = std::fma(static_cast<float>(isum), s, acc);
       }
       y[static_cast<size_t>(m * N + n)] = acc;
@@ -428,11 +451,12 @@ std::vector<float> gemm_reference(const Weights& w, const Quantised& q, int64_t 
 
 // The integer GEMM (prefill on VNNI CPUs) against its operation-for-operation reference, bit for
 // bit: row counts around the 6-row tile, weight rows cutting the 32-row panels, one block and
-// many, Q8_0's -128, on 1 and 2 threads.
+// many (Q4_K: one super-block and nine), Q8_0's -128, on 1 and 2 threads.
 TEST(QuantDot, IntegerGemmMatchesItsReferenceBitForBit) {
   if (!quant_gemm_available()) GTEST_SKIP() << "no AVX512-VNNI (or LA_ISA forces another variant)";
-  for (DType t : kTypes)
-    for (int64_t K : {32, 160, 2048 + 64})
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K})
+    for (int64_t K : {32, 160, 256, 2048 + 256}) {
+      if (K % dtype_block_size(t) != 0) continue;
       for (int64_t N : {1, 17, 32, 45, 97})
         for (int64_t M : {6, 7, 8, 9, 10, 11, 12, 13, 16, 24}) {
           if (M < quant_gemm_min_rows(t)) continue;  // every remainder of the 6-row tile
@@ -450,6 +474,7 @@ TEST(QuantDot, IntegerGemmMatchesItsReferenceBitForBit) {
             ASSERT_EQ(y, ref) << dtype_name(t) << " K=" << K << " N=" << N << " M=" << M << " threads=" << threads;
           }
         }
+    }
 }
 
 // matmul_nt takes the path for any number of rows of Q8_0/Q4_0 weights; under ExactActivations

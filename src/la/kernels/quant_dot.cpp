@@ -56,7 +56,7 @@ void quant_gemm_nt(float* out, const Q8Activations& a, const WeightMatrix& w, in
   // corr[m,b] = -offset x Σ_j q_x: turns the unsigned weight bytes back into the signed q_w.
   thread_local std::vector<int32_t> corr;
   if (corr.size() < static_cast<size_t>(M * nb)) corr.resize(static_cast<size_t>(M * nb));
-  const int32_t offset = w.type == DType::Q8_0 ? 128 : 8;
+  const int32_t offset = qg::quant_gemm_offset(w.type);
   for (int64_t i = 0; i < M * nb; ++i) corr[static_cast<size_t>(i)] = -offset * a.bsum[i];
   const int64_t panels = (N + qg::kNR - 1) / qg::kNR;
   const size_t bytes = static_cast<size_t>(qg::panel_bytes(w.type, nb));
@@ -70,7 +70,7 @@ void quant_gemm_nt(float* out, const Q8Activations& a, const WeightMatrix& w, in
     for (int64_t i = 0; i < panels; ++i) {
       const int64_t n0 = i * qg::kNR, nr = std::min(qg::kNR, N - n0);
       qg::pack_panel(w, n0, nr, p);
-      qg::panel_product(w.type, p, nb, a.qs, a.d, c, M, out + n0, N, static_cast<int>(nr));
+      qg::panel_product(w.type, p, nb, a.qs, a.d, c, a.bsum, M, out + n0, N, static_cast<int>(nr));
     }
   }
 }
@@ -144,8 +144,8 @@ void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t 
     k.quantize_row(x + m * K, {qs.data() + m * K, d.data() + m * nb, d8.data() + m * K / 4, off4.data() + m * K / 4,
                                bsum.data() + m * nb, K});
   const Q8Activations a{qs.data(), d.data(), d8.data(), off4.data(), bsum.data(), K};
-  const bool gemm_type = w.type == DType::Q8_0 || w.type == DType::Q4_0;
-  if (gemm_type && M >= quant_gemm_min_rows(w.type) && quant_gemm_available()) return quant_gemm_nt(out, a, w, M);
+  if (quant_gemm_detail::quant_gemm_type(w.type) && M >= quant_gemm_min_rows(w.type) && quant_gemm_available())
+    return quant_gemm_nt(out, a, w, M);
   const int64_t chunks = (N + kRowChunk - 1) / kRowChunk;
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
   for (int64_t c = 0; c < chunks; ++c) {

@@ -109,18 +109,61 @@ void pack_t(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
   }
 }
 
+// Q4_K: per super-block (8 blocks of 32), each row's scales d·sc and mins dmin·m, and its
+// nibbles widened to one byte each in a 32-row scratch, from which each block is transposed as
+// Q8_0's bytes are (rows past nr stay zero).
+void pack_q4k(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
+  const int64_t nsb = w.cols / 256;
+  const auto* W = static_cast<const BlockQ4_K*>(w.data);
+  constexpr int64_t block_bytes = kNR * 8 + kNR * 32;
+  alignas(64) uint8_t bytes[8][kNR][32];
+  std::memset(bytes, 0, sizeof(bytes));
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int64_t i = 0; i < nsb; ++i) {
+    uint8_t* pb0 = panel + 8 * i * block_bytes;
+    for (int64_t j = 0; j < kNR; ++j) {
+      float* dw = reinterpret_cast<float*>(pb0) + j;  // block s: dw at s * block_bytes, mw 32 floats on
+      if (j >= nr) {
+        for (int s = 0; s < 8; ++s) dw[s * block_bytes / 4] = dw[s * block_bytes / 4 + kNR] = 0.0f;
+        continue;
+      }
+      const BlockQ4_K& blk = W[(n0 + j) * nsb + i];
+      const float d = _cvtsh_ss(blk.d), dmin = _cvtsh_ss(blk.dmin);
+      const uint8_t* q = blk.scales;
+      for (int s = 0; s < 8; ++s) {
+        const int sc = s < 4 ? q[s] & 63 : (q[s + 4] & 0x0F) | ((q[s - 4] >> 6) << 4);
+        const int m = s < 4 ? q[s + 4] & 63 : (q[s + 4] >> 4) | ((q[s] >> 6) << 4);
+        dw[s * block_bytes / 4] = d * static_cast<float>(sc);
+        dw[s * block_bytes / 4 + kNR] = dmin * static_cast<float>(m);
+      }
+      for (int p = 0; p < 4; ++p) {  // sub-block 2p in the low nibbles of 32 bytes, 2p+1 in the high
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs + 32 * p));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(bytes[2 * p][j]), _mm256_and_si256(raw, low4));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(bytes[2 * p + 1][j]),
+                           _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4));
+      }
+    }
+    for (int s = 0; s < 8; ++s)
+      for (int h = 0; h < 2; ++h)
+        transpose_half(bytes[s][16 * h], 32, 8, 0, false, pb0 + s * block_bytes + kNR * 8 + h * 8 * 64);
+  }
+}
+
 // MR activation rows x 32 weight rows over all blocks (see quant_gemm_kernels.h).
-template <int MR, bool Q4>
+enum class Kind { kQ4_0, kQ8_0, kQ4_K };
+
+template <int MR, Kind kind>
 void tile(const uint8_t* panel, int64_t nb, const int8_t* qs, int64_t K, const float* d, const int32_t* corr,
-          float* out, int64_t ldo, int nr) {
+          const int32_t* bsum, float* out, int64_t ldo, int nr) {
+  constexpr bool Q4 = kind == Kind::kQ4_0, mins = kind == Kind::kQ4_K;
   constexpr int steps = Q4 ? 4 : 8;
-  constexpr int64_t block_bytes = kNR * 4 + kNR * (Q4 ? 16 : 32);
+  constexpr int64_t scale_bytes = kNR * (mins ? 8 : 4), block_bytes = scale_bytes + kNR * (Q4 ? 16 : 32);
   __m512 f[MR][2];
   for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* pb = panel + b * block_bytes;
-    const uint8_t* q = pb + kNR * 4;
+    const uint8_t* q = pb + scale_bytes;
     __m512i a[MR][2];
     for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_set1_epi32(corr[r * nb + b]);
     const int8_t* xb = qs + b * 32;
@@ -156,6 +199,14 @@ void tile(const uint8_t* panel, int64_t nb, const int8_t* qs, int64_t K, const f
       f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r][0]), _mm512_mul_ps(dw0, dx), f[r][0]);
       f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r][1]), _mm512_mul_ps(dw1, dx), f[r][1]);
     }
+    if (mins) {
+      const __m512 mw0 = _mm512_load_ps(pb + 128), mw1 = _mm512_load_ps(pb + 192);
+      for (int r = 0; r < MR; ++r) {
+        const __m512 xs = _mm512_set1_ps(d[r * nb + b] * static_cast<float>(bsum[r * nb + b]));
+        f[r][0] = _mm512_fnmadd_ps(mw0, xs, f[r][0]);
+        f[r][1] = _mm512_fnmadd_ps(mw1, xs, f[r][1]);
+      }
+    }
   }
   const __mmask16 m0 = nr >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << nr) - 1u);
   const __mmask16 m1 = nr >= 32 ? static_cast<__mmask16>(0xFFFF)
@@ -167,24 +218,25 @@ void tile(const uint8_t* panel, int64_t nb, const int8_t* qs, int64_t K, const f
   }
 }
 
-template <bool Q4>
-void product_t(const uint8_t* panel, int64_t nb, const int8_t* qs, const float* d, const int32_t* corr, int64_t M,
-               float* out, int64_t ldo, int nr) {
+template <Kind kind>
+void product_t(const uint8_t* panel, int64_t nb, const int8_t* qs, const float* d, const int32_t* corr,
+               const int32_t* bsum, int64_t M, float* out, int64_t ldo, int nr) {
   const int64_t K = nb * 32;
   int64_t m = 0;
   for (; m + kMR <= M; m += kMR)
-    tile<kMR, Q4>(panel, nb, qs + m * K, K, d + m * nb, corr + m * nb, out + m * ldo, ldo, nr);
+    tile<kMR, kind>(panel, nb, qs + m * K, K, d + m * nb, corr + m * nb, bsum + m * nb, out + m * ldo, ldo, nr);
   static_assert(kMR == 6, "one case per remainder below");
   const int8_t* xq = qs + m * K;
   const float* xd = d + m * nb;
   const int32_t* xc = corr + m * nb;
+  const int32_t* xs = bsum + m * nb;
   float* o = out + m * ldo;
   switch (M - m) {
-    case 1: tile<1, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
-    case 2: tile<2, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
-    case 3: tile<3, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
-    case 4: tile<4, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
-    case 5: tile<5, Q4>(panel, nb, xq, K, xd, xc, o, ldo, nr); break;
+    case 1: tile<1, kind>(panel, nb, xq, K, xd, xc, xs, o, ldo, nr); break;
+    case 2: tile<2, kind>(panel, nb, xq, K, xd, xc, xs, o, ldo, nr); break;
+    case 3: tile<3, kind>(panel, nb, xq, K, xd, xc, xs, o, ldo, nr); break;
+    case 4: tile<4, kind>(panel, nb, xq, K, xd, xc, xs, o, ldo, nr); break;
+    case 5: tile<5, kind>(panel, nb, xq, K, xd, xc, xs, o, ldo, nr); break;
     default: break;
   }
 }
@@ -192,19 +244,24 @@ void product_t(const uint8_t* panel, int64_t nb, const int8_t* qs, const float* 
 }  // namespace
 
 void pack_panel(const WeightMatrix& w, int64_t n0, int64_t nr, void* panel) {
+  auto* p = static_cast<uint8_t*>(panel);
   if (w.type == DType::Q8_0)
-    pack_t<BlockQ8_0, false>(w, n0, nr, static_cast<uint8_t*>(panel));
+    pack_t<BlockQ8_0, false>(w, n0, nr, p);
+  else if (w.type == DType::Q4_0)
+    pack_t<BlockQ4_0, true>(w, n0, nr, p);
   else
-    pack_t<BlockQ4_0, true>(w, n0, nr, static_cast<uint8_t*>(panel));
+    pack_q4k(w, n0, nr, p);
 }
 
 void panel_product(DType t, const void* panel, int64_t nb, const int8_t* qs, const float* d, const int32_t* corr,
-                   int64_t M, float* out, int64_t ldo, int nr) {
+                   const int32_t* bsum, int64_t M, float* out, int64_t ldo, int nr) {
   const auto* p = static_cast<const uint8_t*>(panel);
   if (t == DType::Q8_0)
-    product_t<false>(p, nb, qs, d, corr, M, out, ldo, nr);
+    product_t<Kind::kQ8_0>(p, nb, qs, d, corr, bsum, M, out, ldo, nr);
+  else if (t == DType::Q4_0)
+    product_t<Kind::kQ4_0>(p, nb, qs, d, corr, bsum, M, out, ldo, nr);
   else
-    product_t<true>(p, nb, qs, d, corr, M, out, ldo, nr);
+    product_t<Kind::kQ4_K>(p, nb, qs, d, corr, bsum, M, out, ldo, nr);
 }
 
 }  // namespace la::quant_gemm_detail
