@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every issue-4 measurement in one go, one after the other on the same machine:
 #   1. training step vs PyTorch eager (110M and stories260K, fp32), and our bf16-base number
-#   2. prefill/decode vs llama.cpp's llama-bench on TinyLlama-shaped GGUFs (F32, F16, Q8_0, Q4_0)
+#   2. prefill/decode vs llama.cpp's llama-bench on TinyLlama-shaped GGUFs (F32, F16, Q8_0, Q4_0, and
+#      Q4_K_M made by llama.cpp's llama-quantize when it is built next to llama-bench)
 #   3. adapter overhead on decode (K=10, all layers) and the bandwidth roofline of decode
 #   4. a 7B-shaped Q4_0 fine-tuning step (K=10, L=30, 1 x 512): seconds and peak RSS
 #   LLAMA_BENCH=/tmp/llama.cpp/build/bin/llama-bench bench/run_issue4.sh [out.md]
@@ -35,6 +36,12 @@ skip() { [[ " $SKIP " == *" $1 "* ]]; }
       [ -f "$f" ] || $B convert --model "$WORK/tl.bin" --tokenizer "$tok" --type "$t" --out "$f" >/dev/null
       files+=("$f")
     done
+    # A Q4_K_M file as people download them (Q4_K + Q6_K), made by llama.cpp's own quantiser.
+    quantize=$(dirname "${LLAMA_BENCH:-/nonexistent}")/llama-quantize
+    if [ -x "$quantize" ]; then
+      [ -f "$WORK/tl-q4_k_m.gguf" ] || "$quantize" "$WORK/tl-f16.gguf" "$WORK/tl-q4_k_m.gguf" Q4_K_M >/dev/null 2>&1
+      files+=("$WORK/tl-q4_k_m.gguf")
+    fi
     echo "## prefill / decode vs llama.cpp"
     bench/compare_llamacpp.sh "${files[@]}"
     echo
