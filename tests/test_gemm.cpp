@@ -121,12 +121,41 @@ TEST(Gemm, FloatTypesAwkwardShapes) {
   for (DType t : {DType::F32, DType::F16, DType::BF16}) check_type(t, shapes);
 }
 
-// The kernel is specialised for each row count of the last register tile (1 .. 14).
+// The packed kernel is specialised for each row count of the last register tile (1 .. 14), the
+// broadcast one (nt up to kGemmBroadcastMaxRows rows) for each count of weight rows.
 TEST(Gemm, EveryRowCountOfTheLastTile) {
   REQUIRE_GEMM();
   std::vector<Shape> shapes;
-  for (int64_t M = 15; M <= 28; ++M) shapes.push_back({M, 33, 19});
+  for (int64_t M = kGemmBroadcastMaxRows + 1; M <= kGemmBroadcastMaxRows + 14; ++M) shapes.push_back({M, 33, 19});
+  for (int64_t N = 1; N <= 14; ++N) shapes.push_back({40, N, 19});
   check_type(DType::F32, shapes);
+}
+
+// Up to kGemmBroadcastMaxRows rows gemm_nt broadcasts an f32 weight against a packed A^T; above,
+// it packs the weight (other types: always). Both take K in the same blocks with the same operations per element: a row's
+// result is the same bits whichever form the call's row count picks.
+TEST(Gemm, BroadcastFormGivesTheSameBitsAsThePackedForm) {
+  REQUIRE_GEMM();
+  std::mt19937 rng(5);
+  for (DType t : {DType::F32, DType::F16, DType::BF16})
+    for (int64_t N : {1, 13, 14, 15, 45})
+      for (int64_t K : {1, 255, 256, 257, 600}) {
+        SCOPED_TRACE(testing::Message() << dtype_name(t) << " N=" << N << " K=" << K);
+        const Stored W(rng, t, N, K);
+        const int64_t Mbig = kGemmBroadcastMaxRows + 3;
+        const std::vector<float> x = random_vec(rng, Mbig * K);
+        std::vector<float> big(static_cast<size_t>(Mbig * N));
+        gemm_nt(big.data(), x.data(), W.w, Mbig, false);
+        for (int64_t M : {int64_t{1}, int64_t{17}, int64_t{32}, int64_t{33}, kGemmBroadcastMaxRows}) {
+          std::vector<float> small(static_cast<size_t>(M * N));
+          gemm_nt(small.data(), x.data(), W.w, M, false);
+          ASSERT_EQ(0, std::memcmp(small.data(), big.data(), small.size() * sizeof(float))) << "M=" << M;
+          std::vector<float> acc(small.size(), 0.5f), acc_big(big.size(), 0.5f);
+          gemm_nt(acc.data(), x.data(), W.w, M, true);
+          gemm_nt(acc_big.data(), x.data(), W.w, Mbig, true);
+          ASSERT_EQ(0, std::memcmp(acc.data(), acc_big.data(), acc.size() * sizeof(float))) << "accumulate M=" << M;
+        }
+      }
 }
 
 TEST(Gemm, QuantizedTypesAwkwardShapes) {

@@ -199,7 +199,69 @@ void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, i
   }
 }
 
-const Kernels kAvx512{pack_a, pack_b_nt, pack_b_nn, kernel};
+void pack_at(const float* A, int64_t lda, int64_t M, int64_t k0, int64_t kc, float* at, int64_t ldat) {
+  for (int64_t m0 = 0; m0 < ldat; m0 += 16)
+    for (int64_t kk = 0; kk < kc; kk += 16) {
+      const int64_t n = kc - kk < 16 ? kc - kk : 16;
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = m0 + i < M ? _mm512_maskz_loadu_ps(first(n), A + (m0 + i) * lda + k0 + kk) : _mm512_setzero_ps();
+      transpose16_regs(r);
+      for (int64_t j = 0; j < n; ++j) _mm512_storeu_ps(at + (kk + j) * ldat + m0, r[j]);
+    }
+}
+
+// R weight rows (broadcast) x 32 rows of A (two vectors of A^T): 2R accumulators; the tile is
+// transposed back through two 16 x 16 transposes when stored.
+template <int R>
+void kernel_wb_rows(int64_t kc, const float* w, int64_t ldw, const float* at, int64_t ldat, float* C, int64_t ldc,
+                    int mr, bool add) {
+  __m512 c0[R], c1[R];
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, at += ldat) {
+    const __m512 a0 = _mm512_loadu_ps(at), a1 = _mm512_loadu_ps(at + 16);
+#pragma GCC unroll 14
+    for (int r = 0; r < R; ++r) {
+      const __m512 wv = _mm512_set1_ps(w[r * ldw + k]);
+      c0[r] = _mm512_fmadd_ps(wv, a0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(wv, a1, c1[r]);
+    }
+  }
+  const __mmask16 cols = first(R);
+  for (int h = 0; h < 2; ++h) {
+    __m512 t[16];
+    for (int r = 0; r < 16; ++r) t[r] = r < R ? (h == 0 ? c0[r] : c1[r]) : _mm512_setzero_ps();
+    transpose16_regs(t);
+    for (int j = 0; j < 16 && 16 * h + j < mr; ++j) {
+      float* c = C + (16 * h + j) * ldc;
+      const __m512 v = add ? _mm512_add_ps(t[j], _mm512_maskz_loadu_ps(cols, c)) : t[j];
+      _mm512_mask_storeu_ps(c, cols, v);
+    }
+  }
+}
+
+void kernel_wb(int64_t kc, const float* w, int64_t ldw, int nr, const float* at, int64_t ldat, float* C, int64_t ldc,
+               int mr, bool add) {
+  static_assert(kWR == 14, "one case per row count below");
+  switch (nr) {
+    case 1: return kernel_wb_rows<1>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 2: return kernel_wb_rows<2>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 3: return kernel_wb_rows<3>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 4: return kernel_wb_rows<4>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 5: return kernel_wb_rows<5>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 6: return kernel_wb_rows<6>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 7: return kernel_wb_rows<7>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 8: return kernel_wb_rows<8>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 9: return kernel_wb_rows<9>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 10: return kernel_wb_rows<10>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 11: return kernel_wb_rows<11>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 12: return kernel_wb_rows<12>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    case 13: return kernel_wb_rows<13>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+    default: return kernel_wb_rows<14>(kc, w, ldw, at, ldat, C, ldc, mr, add);
+  }
+}
+
+const Kernels kAvx512{pack_a, pack_b_nt, pack_b_nn, kernel, pack_at, kernel_wb};
 
 }  // namespace
 

@@ -12,6 +12,11 @@ namespace la::gemm_detail {
 // block sizes MC (packed A, ~112 KiB, stays in L2) and NC (packed B, 512 KiB, L2).
 constexpr int64_t kMR = 14, kNR = 32, kKC = 256, kMC = 8 * kMR, kNC = 512;
 
+// The weight-broadcast form for few rows of A and an f32 weight (prefill): C^T = W · A^T with the
+// weight rows broadcast in place and A^T packed instead of W, so no transpose of the weight. Tile: kWR weight rows x 32 rows of A; K in kKC blocks, as the
+// packed form, so both give the same bits.
+constexpr int64_t kWR = 14;
+
 struct Kernels {
   // A[mc, kc] (row stride lda) -> ceil(mc/MR) panels [kc][MR], rows past mc zero.
   void (*pack_a)(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap);
@@ -23,6 +28,11 @@ struct Kernels {
   void (*pack_b_nn)(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* bp, float* tmp);
   // C[mr, nr] (+)= a-panel · b-panel over kc (ldc: C's row stride).
   void (*kernel)(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add);
+  // A[m][k0 + k] -> at[k * ldat + m] for m < M, k < kc; columns M .. ldat-1 zero (ldat % 32 == 0).
+  void (*pack_at)(const float* A, int64_t lda, int64_t M, int64_t k0, int64_t kc, float* at, int64_t ldat);
+  // C[m][j] (+)= Σ_k w[j * ldw + k] at[k * ldat + m] for j < nr (<= kWR), m < mr (<= 32).
+  void (*kernel_wb)(int64_t kc, const float* w, int64_t ldw, int nr, const float* at, int64_t ldat, float* C,
+                    int64_t ldc, int mr, bool add);
 };
 
 const Kernels& kernels();  // the AVX-512 build; call only when gemm_available()
