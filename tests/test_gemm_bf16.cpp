@@ -1,6 +1,6 @@
 // The bf16-arithmetic GEMM (gemm.h's gemm_bf16_nt/nn, AVX512-BF16) against a plain double
 // reference computed on the same bf16-rounded activations and the stored bf16 weights, on shapes
-// that cut every block (MR = 14, NR = 32, KC = 512, MC = 112, NC = 512) and odd depths; the
+// that cut every block (MR = 14, NR = 32, KC = 768, MC = 112, NC = 512) and odd depths; the
 // rounding of the packed activations against a scalar round-to-nearest-even; thread-count
 // independence; and the matmul switch (off: the f32 paths, bit for bit).
 #include <gtest/gtest.h>
@@ -141,9 +141,9 @@ TEST(GemmBf16, AwkwardShapesAgainstReference) {
   REQUIRE_BF16_GEMM();
   // M: 1, around a register tile, past an MC block. N: 1, around a panel, past NC.
   // K: 1, 2, odd, around KC (one pair short, one value past), 2 KC + 1.
-  const std::vector<Shape> shapes = {{1, 1, 1},     {13, 31, 2},    {14, 32, 17},   {15, 33, 511},
-                                     {13, 33, 257}, {113, 65, 513}, {29, 600, 64},  {130, 70, 1025},
-                                     {3, 1030, 40}, {1, 7, 1024},   {129, 257, 33}};
+  const std::vector<Shape> shapes = {{1, 1, 1},     {13, 31, 2},    {14, 32, 17},   {15, 33, 767},
+                                     {13, 33, 257}, {113, 65, 769}, {29, 600, 64},  {130, 70, 1537},
+                                     {3, 1030, 40}, {1, 7, 1536},   {129, 257, 33}};
   check_shapes(shapes);
 }
 
