@@ -2,7 +2,7 @@
 // reference computed on the same bf16-rounded activations and the stored bf16 weights, on shapes
 // that cut every block (MR = 14, NR = 32, KC = 768, MC = 112, NC = 512) and odd depths; the
 // rounding of the packed activations against a scalar round-to-nearest-even; thread-count
-// independence; and the matmul switch (off: the f32 paths, bit for bit).
+// independence; the matmul switch (off: the f32 paths, bit for bit) and that training sees it.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -17,6 +17,9 @@
 #include "la/kernels/gemv.h"
 #include "la/kernels/isa/gemm_kernels.h"
 #include "la/kernels/matmul.h"
+#include "la/model/shapes.h"
+#include "la/model/train_graph.h"
+#include "support/grad_check.h"
 
 namespace la {
 namespace {
@@ -223,6 +226,37 @@ TEST(GemmBf16, MatmulSwitch) {
       EXPECT_FALSE(same_bits(y_bf16, y_f32)) << "the activations really are rounded";
     }
   }
+}
+
+// The switch reaches training (whose passes hold ExactActivations): a step on a bf16 base gives
+// other bits with it on, and a loss and gradient within bf16 rounding of the f32 ones.
+TEST(GemmBf16, TrainingStepFollowsTheSwitch) {
+  REQUIRE_BF16_GEMM();
+  ModelConfig c;
+  c.dim = 128, c.hidden_dim = 352, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2, c.vocab_size = 300;
+  c.max_seq_len = 64;
+  const auto w = random_model(c, 7, DType::BF16);
+  std::mt19937 rng(21);
+  Adapter a = Adapter::create(c, 10, 2, GateMode::Tanh, 5);
+  for (float& g : a.gate) g = 0.5f;
+  const PackedBatch b = test::make_batch(c.vocab_size, rng);
+  TrainGraph g(*w, a, b.rows(), 32, false);
+  AdapterGrads off{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())}, on = off;
+  const LossResult l_off = g.run(b, a, &off, 1.0f);
+  set_bf16_compute(true);
+  const LossResult l_on = g.run(b, a, &on, 1.0f);
+  set_bf16_compute(false);
+  EXPECT_NE(l_on.loss_sum, l_off.loss_sum) << "bf16 arithmetic was not used";
+  EXPECT_NEAR(l_on.loss_sum, l_off.loss_sum, 1e-2 * std::fabs(l_off.loss_sum));
+  double dot = 0, n_on = 0, n_off = 0;
+  for (size_t i = 0; i < off.query.size(); ++i) {
+    dot += static_cast<double>(on.query[i]) * off.query[i];
+    n_on += static_cast<double>(on.query[i]) * on.query[i];
+    n_off += static_cast<double>(off.query[i]) * off.query[i];
+  }
+  ASSERT_GT(n_off, 0.0);
+  EXPECT_GT(dot / std::sqrt(n_on * n_off), 0.999) << "cosine of the adapter gradients";
+  EXPECT_NEAR(std::sqrt(n_on), std::sqrt(n_off), 1e-2 * std::sqrt(n_off));
 }
 
 }  // namespace
