@@ -10,6 +10,7 @@
 #include "la/core/cpu.h"
 #include "la/core/error.h"
 #include "la/core/memory.h"
+#include "la/kernels/matmul.h"
 #include "la/model/inference.h"
 #include "la/model/loader.h"
 #include "la/model/shapes.h"
@@ -27,6 +28,7 @@ struct BenchArgs {
   int64_t prompt_tokens = 128, gen_tokens = 64, repeat = 5;
   int64_t train_batch = 4, train_seq = 256, adapter_len = 10, adapter_layers = -1;
   bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false, bandwidth = false;
+  bool bf16_compute = false;
 };
 
 double median(std::vector<double> v) {
@@ -41,6 +43,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 void run_bench(const BenchArgs& a) {
   set_num_threads(a.model.threads);
+  if (a.bf16_compute) set_bf16_compute(true);
   std::unique_ptr<ModelWeights> w;
   if (!a.shape.empty()) {
     auto c = named_shape(a.shape);
@@ -61,6 +64,7 @@ void run_bench(const BenchArgs& a) {
   out["model"] = a.shape.empty() ? a.model.model : "shape:" + a.shape;
   out["threads"] = num_threads();
   out["blas_core"] = blas_core_name();
+  out["bf16_compute"] = bf16_compute_enabled();
   out["params"] = c.parameter_count();
   out["rss_after_load_mib"] = static_cast<double>(current_rss_bytes()) / (1 << 20);
   std::vector<int> tokens(static_cast<size_t>(std::max(a.prompt_tokens, a.train_seq + 1)));
@@ -172,6 +176,9 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--no-train", a->no_train, "Skip the training step");
   cmd->add_flag("--recompute", a->recompute, "Training with activation recomputation");
   cmd->add_flag("--json", a->json, "One JSON object");
+  cmd->add_flag("--bf16-compute", a->bf16_compute,
+                "Products with bf16-stored matrices (prefill, training) in bf16 arithmetic: activations "
+                "rounded to bf16, f32 sums (AVX512-BF16 CPUs; changes the numbers slightly)");
   cmd->add_option("--type", a->type, "With --shape: store the random matrices as f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
       ->default_val("f32")
       ->needs(s);

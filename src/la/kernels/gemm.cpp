@@ -10,6 +10,7 @@
 #include <string>
 
 #include "la/core/cpu.h"
+#include "la/core/error.h"
 #include "la/kernels/isa/gemm_kernels.h"
 
 namespace la {
@@ -20,18 +21,18 @@ namespace {
 // models on several threads, so they are per thread, not global).
 struct Scratch {
   struct Free {
-    void operator()(float* p) const { std::free(p); }
+    void operator()(void* p) const { std::free(p); }
   };
-  std::unique_ptr<float[], Free> buf;
-  size_t size = 0;
-  float* get(size_t n) {
-    if (n > size) {
-      const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-      buf.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  std::unique_ptr<void, Free> buf;
+  size_t bytes = 0;
+  template <class T>
+  T* get(size_t n) {
+    if (n * sizeof(T) > bytes) {
+      bytes = (n * sizeof(T) + 63) / 64 * 64;
+      buf.reset(std::aligned_alloc(64, bytes));
       if (!buf) throw std::bad_alloc();
-      size = n;
     }
-    return buf.get();
+    return static_cast<T*>(buf.get());
   }
 };
 
@@ -56,9 +57,9 @@ void gemm(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, b
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
     const int64_t lo = std::min(Ng, units * t / nth * align), hi = std::min(Ng, units * (t + 1) / nth * align);
     thread_local Scratch bp_s, ap_s, tmp_s;
-    float* bp = bp_s.get(static_cast<size_t>(kNC * kKC));
-    float* ap = ap_s.get(static_cast<size_t>(kMC * kKC));
-    float* tmp = tmp_s.get(static_cast<size_t>(std::max(kNR * kKC, kNC)));
+    float* bp = bp_s.get<float>(static_cast<size_t>(kNC * kKC));
+    float* ap = ap_s.get<float>(static_cast<size_t>(kMC * kKC));
+    float* tmp = tmp_s.get<float>(static_cast<size_t>(std::max(kNR * kKC, kNC)));
     const Kernels& k = kernels();
     for (int64_t jc = lo; jc < hi; jc += kNC) {
       const int64_t nc = std::min(kNC, hi - jc), panels = ceil_div(nc, kNR);
@@ -100,7 +101,7 @@ void gemm_nt_wb(float* C, const float* A, const WeightMatrix& w, int64_t M, bool
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
     const int64_t lo = std::min(N, units * t / nth * kWR), hi = std::min(N, units * (t + 1) / nth * kWR);
     thread_local Scratch at_s;
-    float* at = at_s.get(static_cast<size_t>(ldat * kKC));
+    float* at = at_s.get<float>(static_cast<size_t>(ldat * kKC));
     const Kernels& k = kernels();
     for (int64_t pc = 0; pc < K && lo < hi; pc += kKC) {
       const int64_t kc = std::min(kKC, K - pc);
@@ -120,6 +121,50 @@ void gemm_nt_wb(float* C, const float* A, const WeightMatrix& w, int64_t M, bool
   }
 }
 
+// The same blocking with the bf16 kernels (isa/gemm_kernels.h): packed elements are k-pairs, so a
+// block of depth kc holds ceil(kc/2) of them; W is BF16.
+void gemm_bf16(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
+  using namespace gemm_detail;
+  constexpr int64_t MR = kBf16MR, NR = kBf16NR, KC = kBf16KC, MC = kBf16MC, NC = kBf16NC;
+  const int64_t Ng = nt ? w.rows : w.cols, Kg = nt ? w.cols : w.rows;
+  if (M <= 0 || Ng <= 0) return;
+  if (Kg <= 0) {
+    if (!accumulate) std::memset(C, 0, static_cast<size_t>(M * Ng) * sizeof(float));
+    return;
+  }
+  const int64_t units = ceil_div(Ng, NR);
+  const bool big = static_cast<double>(M) * Ng * Kg >= 4e6;
+  const int threads = big ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), units)) : 1;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    const int64_t lo = std::min(Ng, units * t / nth * NR), hi = std::min(Ng, units * (t + 1) / nth * NR);
+    thread_local Scratch bp_s, ap_s;
+    uint32_t* bp = bp_s.get<uint32_t>(static_cast<size_t>(NC * KC / 2));
+    uint32_t* ap = ap_s.get<uint32_t>(static_cast<size_t>(MC * KC / 2));
+    const Bf16Kernels& k = bf16_kernels();
+    for (int64_t jc = lo; jc < hi; jc += NC) {
+      const int64_t nc = std::min(NC, hi - jc), panels = ceil_div(nc, NR);
+      for (int64_t pc = 0; pc < Kg; pc += KC) {
+        const int64_t kc = std::min(KC, Kg - pc), kp = ceil_div(kc, 2);
+        if (nt)
+          for (int64_t p = 0; p < panels; ++p) k.pack_b_nt(w, jc + p * NR, std::min(NR, nc - p * NR), pc, kc, bp + p * kp * NR);
+        else
+          k.pack_b_nn(w, pc, kc, jc, nc, bp);
+        const bool add = accumulate || pc > 0;
+        for (int64_t ic = 0; ic < M; ic += MC) {
+          const int64_t mc = std::min(MC, M - ic);
+          k.pack_a(A + ic * Kg + pc, Kg, mc, kc, ap);
+          for (int64_t i = 0; i < mc; i += MR)
+            for (int64_t p = 0; p < panels; ++p)
+              k.kernel(kp, ap + i * kp, bp + p * kp * NR, C + (ic + i) * Ng + jc + p * NR, Ng,
+                       static_cast<int>(std::min(MR, mc - i)), static_cast<int>(std::min(NR, nc - p * NR)), add);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 bool gemm_available() {
@@ -130,6 +175,21 @@ bool gemm_available() {
     return f.avx512f && f.avx512bw && f.avx512vl && f.fma && f.f16c;
   }();
   return ok;
+}
+
+bool gemm_bf16_available() {
+  static const bool ok = gemm_available() && cpu_features().avx512_bf16;
+  return ok;
+}
+
+void gemm_bf16_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
+  if (w.type != DType::BF16) fail("gemm_bf16_nt: the weight is {}, not bf16", dtype_name(w.type));
+  gemm_bf16(true, C, A, w, M, accumulate);
+}
+
+void gemm_bf16_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
+  if (w.type != DType::BF16) fail("gemm_bf16_nn: the weight is {}, not bf16", dtype_name(w.type));
+  gemm_bf16(false, C, A, w, M, accumulate);
 }
 
 void gemm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {

@@ -31,4 +31,15 @@ constexpr int64_t kGemmBroadcastMaxRows = 128;
 void gemm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
 void gemm_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
 
+// The same products with bf16 arithmetic, for BF16-stored weights on AVX512-BF16 CPUs (opt-in
+// through matmul.h's set_bf16_compute: the numerics differ). A is rounded to bf16 (nearest,
+// ties to even) while it is packed, W is used as stored, and vdpbf16ps accumulates the products
+// of k-pairs in f32. Against the exact product of the rounded A with W the error is only that
+// f32 accumulation; against the f32 GEMM it is that of rounding A (2^-9 relative per element).
+// Results do not depend on the thread count either. gemm_bf16_available(): gemm_available() and
+// AVX512-BF16.
+bool gemm_bf16_available();
+void gemm_bf16_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
+void gemm_bf16_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
+
 }  // namespace la

@@ -32,31 +32,7 @@ inline __m512 load16(DType t, const void* p, int64_t n) {
 
 inline size_t elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
 
-inline void transpose16_regs(__m512 r[16]) {
-  __m512 t[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  // Per group g of 4 source rows: v[g][c] holds, in 128-bit lane l, column 4l+c of those rows.
-  __m512 v[4][4];
-  for (int g = 0; g < 4; ++g) {
-    const __m512* s = t + 4 * g;
-    v[g][0] = _mm512_shuffle_ps(s[0], s[2], 0x44);
-    v[g][1] = _mm512_shuffle_ps(s[0], s[2], 0xEE);
-    v[g][2] = _mm512_shuffle_ps(s[1], s[3], 0x44);
-    v[g][3] = _mm512_shuffle_ps(s[1], s[3], 0xEE);
-  }
-  // 4 x 4 transpose of 128-bit lanes: output row 4l+c = lane l of v[0..3][c].
-  for (int c = 0; c < 4; ++c) {
-    const __m512 x0 = _mm512_shuffle_f32x4(v[0][c], v[1][c], 0x88), x1 = _mm512_shuffle_f32x4(v[0][c], v[1][c], 0xDD);
-    const __m512 x2 = _mm512_shuffle_f32x4(v[2][c], v[3][c], 0x88), x3 = _mm512_shuffle_f32x4(v[2][c], v[3][c], 0xDD);
-    r[c] = _mm512_shuffle_f32x4(x0, x2, 0x88);
-    r[4 + c] = _mm512_shuffle_f32x4(x1, x3, 0x88);
-    r[8 + c] = _mm512_shuffle_f32x4(x0, x2, 0xDD);
-    r[12 + c] = _mm512_shuffle_f32x4(x1, x3, 0xDD);
-  }
-}
+#include "la/kernels/isa/transpose16.inc"
 
 // Rows of 14 are gathered 16 at a time through the transpose (the 2 extra rows are zero and not
 // stored): 16 loads, 64 shuffles and 16 stores per 224 elements.
