@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every issue-4 measurement in one go, one after the other on the same machine:
-#   1. training step vs PyTorch eager (110M and stories260K, fp32), and our bf16-base number
+#   1. training step vs PyTorch eager (110M and stories260K, fp32), and our bf16-base numbers
+#      (bf16 storage, and bf16 arithmetic with --bf16-compute where the CPU has AVX512-BF16)
 #   2. prefill/decode vs llama.cpp's llama-bench on TinyLlama-shaped GGUFs (F32, F16, Q8_0, Q4_0, and
 #      Q4_K_M made by llama.cpp's llama-quantize when it is built next to llama-bench)
 #   3. adapter overhead on decode (K=10, all layers) and the bandwidth roofline of decode
@@ -23,8 +24,15 @@ skip() { [[ " $SKIP " == *" $1 "* ]]; }
     echo "## training step vs PyTorch eager (fp32)"
     bench/compare_pytorch.sh 110m stories260k
     echo
-    echo "## training step, 110M with a bf16 base (frozen weights stored as bf16)"
-    $B bench --shape 110m --type bf16 --threads "$THREADS" --no-infer --repeat 5 --json
+    echo "## training step, 110M: fp32 / bf16 base / bf16 base with bf16 arithmetic (--bf16-compute), interleaved"
+    kinds=("--type f32" "--type bf16")
+    grep -qw avx512_bf16 /proc/cpuinfo && kinds+=("--type bf16 --bf16-compute")
+    for i in 1 2 3; do
+      for a in "${kinds[@]}"; do
+        $B bench --shape 110m $a --threads "$THREADS" --no-infer --repeat 3 --json |
+          python3 -c "import json,sys; d=json.load(sys.stdin); print('$a'.ljust(28), round(d['train_tok_s'], 1), 'tok/s', round(d['peak_rss_mib']), 'MiB')"
+      done
+    done
     echo
   fi
   if ! skip llamacpp; then
