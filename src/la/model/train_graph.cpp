@@ -6,9 +6,9 @@
 #include <fmt/format.h>
 
 #include "la/core/error.h"
-#include "la/kernels/fast_exp.h"
 #include "la/kernels/matmul.h"
 #include "la/kernels/quant_dot.h"
+#include "la/kernels/rowwise.h"
 #include "la/kernels/vec.h"
 
 namespace la {
@@ -237,6 +237,7 @@ LossResult TrainGraph::loss_and_grad(const PackedBatch& b, bool want_grad, float
   LossResult res;
   res.tokens = S;
   double loss = 0;
+  const RowwiseKernels& xent = rowwise_kernels();
   for (int64_t c0 = 0; c0 < S; c0 += logit_rows_) {
     const int64_t n = std::min(logit_rows_, S - c0);
     matmul_nt(logits_, x_final_ + c0 * D, w_.output, n);
@@ -244,23 +245,9 @@ LossResult TrainGraph::loss_and_grad(const PackedBatch& b, bool want_grad, float
     for (int64_t i = 0; i < n; ++i) {
       float* lg = logits_ + i * V;
       const int target = b.targets[static_cast<size_t>(rows[static_cast<size_t>(c0 + i)])];
-      // Vectorised float exps (fast_exp, relative error ~2e-7) summed in double: two passes
-      // over the vocabulary per row were libm's scalar double exp before.
-      float m = lg[0];
-#pragma omp simd reduction(max : m)
-      for (int64_t j = 1; j < V; ++j) m = std::max(m, lg[j]);
-      double z = 0;
-#pragma omp simd reduction(+ : z)
-      for (int64_t j = 0; j < V; ++j) z += static_cast<double>(fast_exp(lg[j] - m));
-      const double lse = static_cast<double>(m) + std::log(z);
-      loss += lse - static_cast<double>(lg[target]);
-      if (want_grad) {
-        // dloss/dlogit = softmax - onehot, scaled by 1 / supervised tokens of the step.
-        const auto scale = static_cast<float>(loss_scale / z);
-#pragma omp simd
-        for (int64_t j = 0; j < V; ++j) lg[j] = fast_exp(lg[j] - m) * scale;
-        lg[target] -= loss_scale;
-      }
+      // fast_exp at the CPU's full width, summed in double (rowwise.h); dloss/dlogit = softmax -
+      // onehot, scaled by 1 / supervised tokens of the step.
+      loss += xent.cross_entropy(lg, V, target, loss_scale, want_grad);
     }
     if (want_grad) matmul_nn(dxn_ + c0 * D, logits_, w_.output, n, false);
   }
