@@ -122,17 +122,17 @@ TEST(Gemm, FloatTypesAwkwardShapes) {
 }
 
 // The packed kernel is specialised for each row count of the last register tile (1 .. 14), the
-// broadcast one (nt up to kGemmBroadcastMaxRows rows) for each count of weight rows.
+// broadcast one (nt, gemm_broadcast_form rows) for each count of weight rows.
 TEST(Gemm, EveryRowCountOfTheLastTile) {
   REQUIRE_GEMM();
   std::vector<Shape> shapes;
   for (int64_t M = kGemmBroadcastMaxRows + 1; M <= kGemmBroadcastMaxRows + 14; ++M) shapes.push_back({M, 33, 19});
-  for (int64_t N = 1; N <= 14; ++N) shapes.push_back({40, N, 19});
+  for (int64_t N = 1; N <= 14; ++N) shapes.push_back({30, N, 19});
   check_type(DType::F32, shapes);
 }
 
-// Up to kGemmBroadcastMaxRows rows gemm_nt broadcasts an f32 weight against a packed A^T; above,
-// it packs the weight (other types: always). Both take K in the same blocks with the same operations per element: a row's
+// For prefill-sized row counts (gemm_broadcast_form) gemm_nt broadcasts an f32 weight against a
+// packed A^T; otherwise it packs the weight (other types: always). Both take K in the same blocks with the same operations per element: a row's
 // result is the same bits whichever form the call's row count picks.
 TEST(Gemm, BroadcastFormGivesTheSameBitsAsThePackedForm) {
   REQUIRE_GEMM();
@@ -146,7 +146,7 @@ TEST(Gemm, BroadcastFormGivesTheSameBitsAsThePackedForm) {
         const std::vector<float> x = random_vec(rng, Mbig * K);
         std::vector<float> big(static_cast<size_t>(Mbig * N));
         gemm_nt(big.data(), x.data(), W.w, Mbig, false);
-        for (int64_t M : {int64_t{1}, int64_t{17}, int64_t{32}, int64_t{33}, kGemmBroadcastMaxRows}) {
+        for (int64_t M : {int64_t{1}, int64_t{17}, int64_t{32}, int64_t{33}, int64_t{60}, kGemmBroadcastMaxRows}) {
           std::vector<float> small(static_cast<size_t>(M * N));
           gemm_nt(small.data(), x.data(), W.w, M, false);
           ASSERT_EQ(0, std::memcmp(small.data(), big.data(), small.size() * sizeof(float))) << "M=" << M;

@@ -193,7 +193,7 @@ void gemm_bf16_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bo
 }
 
 void gemm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
-  if (w.type == DType::F32 && M <= kGemmBroadcastMaxRows && w.cols > 0 && w.rows > 0 && M > 0)
+  if (w.type == DType::F32 && gemm_broadcast_form(M) && w.cols > 0 && w.rows > 0)
     return gemm_nt_wb(C, A, w, M, accumulate);
   gemm(true, C, A, w, M, accumulate);
 }

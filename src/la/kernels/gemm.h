@@ -21,11 +21,17 @@ namespace la {
 
 bool gemm_available();
 
-// Up to this many rows of A, gemm_nt on an F32 weight broadcasts the weight rows in place against
-// a packed A^T instead of packing (transposing) the weight: prefill-sized products, where the
-// packing of W was a third of the kernel time (M = 64: 173 vs 152 GFLOP/s on one core). Same
-// bits either way.
-constexpr int64_t kGemmBroadcastMaxRows = 128;
+// For prefill-sized products gemm_nt on an F32 weight broadcasts the weight rows in place against
+// a packed A^T (32 rows of A per panel) instead of packing (transposing) the weight. Measured on
+// one core, GFLOP/s broadcast vs packed: M = 64 170 vs 140 (N = K = 2048); M = 65 122 vs 142 and
+// 48 142 vs 139 (the last panel mostly padding); M = 128 at N = 32000, K = 768 163 vs 175. So:
+// up to 64 rows, where at most 1/8 of the panel rows would be padding (or a single panel).
+// Same bits either way.
+constexpr int64_t kGemmBroadcastMaxRows = 64;
+inline bool gemm_broadcast_form(int64_t M) {
+  const int64_t pad = (M + 31) / 32 * 32 - M;
+  return M > 0 && M <= kGemmBroadcastMaxRows && (M <= 32 || pad * 8 <= M);
+}
 
 // `accumulate`: C += product instead of C = product.
 void gemm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
