@@ -14,6 +14,7 @@
 #include "la/kernels/isa/gemm_kernels.h"
 #include "la/kernels/matmul.h"
 #include "la/kernels/quant.h"
+#include "support/test_support.h"
 
 namespace la {
 namespace {
@@ -23,12 +24,7 @@ namespace {
     if (!gemm_available()) GTEST_SKIP() << "no AVX-512 on this CPU (or LA_ISA forces another)"; \
   } while (0)
 
-std::vector<float> random_vec(std::mt19937& rng, int64_t n) {
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using test::random_vec;
 
 // A [rows, cols] weight matrix stored in `type`, made from uniform random values.
 struct Stored {

@@ -19,6 +19,7 @@
 #include "la/kernels/matmul.h"
 #include "la/model/shapes.h"
 #include "la/model/train_graph.h"
+#include "support/test_support.h"
 #include "support/grad_check.h"
 
 namespace la {
@@ -29,12 +30,7 @@ namespace {
     if (!gemm_bf16_available()) GTEST_SKIP() << "no AVX512-BF16 on this CPU (or LA_ISA forbids AVX-512)"; \
   } while (0)
 
-std::vector<float> random_vec(std::mt19937& rng, int64_t n) {
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = u(rng);
-  return v;
-}
+using test::random_vec;
 
 // vcvtne2ps2bf16 on one value: subnormal inputs become a zero of the same sign, NaNs are
 // quieted, everything else rounds to the nearest bf16 with ties to even.

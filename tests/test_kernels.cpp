@@ -36,12 +36,7 @@ namespace {
 
 using Vec = std::vector<float>;
 
-Vec random_vec(std::mt19937& rng, int64_t n, float lo = -1.0f, float hi = 1.0f) {
-  std::uniform_real_distribution<float> u(lo, hi);
-  Vec v(static_cast<size_t>(n));
-  for (auto& x : v) x = u(rng);
-  return v;
-}
+using test::random_vec;
 
 // Passes when max_i |got_i - ref_i| <= rel * max_i |ref_i| + abs and nothing is NaN.
 template <class A, class B>

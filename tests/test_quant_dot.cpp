@@ -100,6 +100,28 @@ float weight_scale(DType t, const uint8_t* row, int64_t b) {
                                      : reinterpret_cast<const BlockQ4_0*>(row)[b].d);
 }
 
+// Of a variant's M-row result `out` (from q, x quantised): every `mstep`-th row computed alone
+// gives the same bits (the M loop only reuses the weights), and a sub-range of weight rows
+// writes exactly its columns.
+void expect_rows_independent_and_ranged(const QuantDotKernels& k, const Weights& w, const std::vector<float>& x,
+                                        Quantised& q, const std::vector<float>& out, int64_t M, int64_t N, int64_t K,
+                                        int64_t mstep) {
+  for (int64_t m = 0; m < M; m += mstep) {
+    Quantised one = quantise(k, std::vector<float>(x.begin() + m * K, x.begin() + (m + 1) * K), 1, K);
+    std::vector<float> o1(static_cast<size_t>(N));
+    k.rows(o1.data(), N, w.w, 0, N, one.view(), 1);
+    for (int64_t n = 0; n < N; ++n) ASSERT_EQ(o1[static_cast<size_t>(n)], out[static_cast<size_t>(m * N + n)]);
+  }
+  if (N < 3) return;
+  std::vector<float> part(static_cast<size_t>(M * N), -7.0f);
+  k.rows(part.data(), N, w.w, 1, N - 1, q.view(), M);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      const size_t i = static_cast<size_t>(m * N + n);
+      ASSERT_EQ(part[i], n == 0 || n == N - 1 ? -7.0f : out[i]) << "m=" << m << " n=" << n;
+    }
+}
+
 TEST(QuantDot, VariantsAreListed) {
   const auto v = quant_dot_variants();
   ASSERT_FALSE(v.empty());
@@ -204,23 +226,7 @@ TEST(QuantDot, VariantsMatchGenericBitForBitInTheIntegers) {
             ASSERT_NEAR(out[i], out_gen[i], tol) << "vs generic at " << i;
             ASSERT_NEAR(out[i], val[i], tol) << "vs Σ d_w d_x isum at " << i;
           }
-          // One row of x at a time gives the same numbers (the M loop only reuses the weights).
-          for (int64_t m = 0; m < M; ++m) {
-            Quantised one = quantise(*k, std::vector<float>(x.begin() + m * K, x.begin() + (m + 1) * K), 1, K);
-            std::vector<float> o1(static_cast<size_t>(N));
-            k->rows(o1.data(), N, w.w, 0, N, one.view(), 1);
-            for (int64_t n = 0; n < N; ++n) ASSERT_EQ(o1[static_cast<size_t>(n)], out[static_cast<size_t>(m * N + n)]);
-          }
-          // A sub-range writes exactly its rows.
-          if (N >= 3) {
-            std::vector<float> part(static_cast<size_t>(M * N), -7.0f);
-            k->rows(part.data(), N, w.w, 1, N - 1, q.view(), M);
-            for (int64_t m = 0; m < M; ++m)
-              for (int64_t n = 0; n < N; ++n) {
-                const size_t i = static_cast<size_t>(m * N + n);
-                ASSERT_EQ(part[i], n == 0 || n == N - 1 ? -7.0f : out[i]) << "m=" << m << " n=" << n;
-              }
-          }
+          expect_rows_independent_and_ranged(*k, w, x, q, out, M, N, K, 1);
         }
       }
 }
@@ -252,21 +258,7 @@ TEST(QuantDot, KQuantsMatchTheDequantisedProductOfTheQuantisedActivations) {
               }
               ASSERT_NEAR(out[static_cast<size_t>(m * N + n)], ref, 2e-6 * mag + 1e-30) << "m=" << m << " n=" << n;
             }
-          for (int64_t m = 0; m < M; m += 3) {
-            Quantised one = quantise(*k, std::vector<float>(x.begin() + m * K, x.begin() + (m + 1) * K), 1, K);
-            std::vector<float> o1(static_cast<size_t>(N));
-            k->rows(o1.data(), N, w.w, 0, N, one.view(), 1);
-            for (int64_t n = 0; n < N; ++n) ASSERT_EQ(o1[static_cast<size_t>(n)], out[static_cast<size_t>(m * N + n)]);
-          }
-          if (N >= 3) {
-            std::vector<float> part(static_cast<size_t>(M * N), -7.0f);
-            k->rows(part.data(), N, w.w, 1, N - 1, q.view(), M);
-            for (int64_t m = 0; m < M; ++m)
-              for (int64_t n = 0; n < N; ++n) {
-                const size_t i = static_cast<size_t>(m * N + n);
-                ASSERT_EQ(part[i], n == 0 || n == N - 1 ? -7.0f : out[i]) << "m=" << m << " n=" << n;
-              }
-          }
+          expect_rows_independent_and_ranged(*k, w, x, q, out, M, N, K, 3);
         }
       }
 }

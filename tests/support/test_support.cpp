@@ -84,4 +84,11 @@ CommandResult run_cli(const std::string& args) {
   return r;
 }
 
+std::vector<float> random_vec(std::mt19937& rng, int64_t n, float lo, float hi) {
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
 }  // namespace la::test

@@ -2,7 +2,10 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <random>
 #include <string>
+#include <vector>
 
 namespace la::test {
 
@@ -21,6 +24,9 @@ bool run_library_on_one_thread();
     if (!::la::test::shared_file_exists(rel))                                                \
       GTEST_SKIP() << "shared data not present: " << ::la::test::shared_data() << "/" << rel; \
   } while (0)
+
+// n values uniform in [lo, hi).
+std::vector<float> random_vec(std::mt19937& rng, int64_t n, float lo = -1.0f, float hi = 1.0f);
 
 // A fresh empty directory under the system temp dir, removed when the object dies.
 class TempDir {
