@@ -412,6 +412,16 @@ void q4k_block(const uint8_t* row, int64_t b, int* nib, float* dw, float* mw) {
   for (int l = 0; l < 32; ++l) nib[l] = s % 2 == 0 ? blk.qs[32 * (s / 2) + l] & 0x0F : blk.qs[32 * (s / 2) + l] >> 4;
 }
 
+// Q6_K element e (0..255) of a super-block, unsigned 0..63, decoded here from quant.h's layout
+// (each half of 128: ql bytes l and l+32 hold elements l, l+32 in their low nibbles and l+64,
+// l+96 in their high ones; qh byte l holds their 2 high bits, in that order).
+int q6k_element(const BlockQ6_K& blk, int e) {
+  const int h = e / 128, r = e % 128, l = r % 32, quarter = r / 32;
+  const uint8_t lo = blk.ql[64 * h + l + (quarter % 2) * 32];
+  const int low4 = quarter < 2 ? lo & 0x0F : lo >> 4;
+  return low4 | (((blk.qh[32 * h + l] >> (2 * quarter)) & 3) << 4);
+}
+
 std::vector<float> gemm_reference(const Weights& w, const Quantised& q, int64_t M, int64_t N, int64_t K) {
   const int64_t nb = K / 32;
   const size_t row_bytes = dtype_row_bytes(w.w.type, K);
@@ -423,6 +433,18 @@ std::vector<float> gemm_reference(const Weights& w, const Quantised& q, int64_t 
       for (int64_t b = 0; b < nb; ++b) {
         const float dx = q.d[static_cast<size_t>(m * nb + b)];
         int32_t isum = 0;
+        if (w.w.type == DType::Q6_K) {  // two groups of 16, each its own scale and fma
+          for (int half = 0; half < 2; ++half) {
+            const BlockQ6_K& blk = reinterpret_cast<const BlockQ6_K*>(row)[b / 8];
+            const int g = static_cast<int>(b % 8) * 2 + half;  // group within the super-block
+            int32_t gsum = 0;
+            for (int l = 0; l < 16; ++l)
+              gsum += (q6k_element(blk, 16 * g + l) - 32) * q.qs[static_cast<size_t>(m * K + b * 32 + 16 * half + l)];
+            const float dw = f16_to_f32(blk.d) * static_cast<float>(blk.scales[g]);
+            acc = std::fma(static_cast<float>(gsum), dw * dx, acc);
+          }
+          continue;
+        }
         if (w.w.type == DType::Q4_K) {
           int nib[32];
           float dw, mw;
@@ -443,10 +465,10 @@ std::vector<float> gemm_reference(const Weights& w, const Quantised& q, int64_t 
 
 // The integer GEMM (prefill on VNNI CPUs) against its operation-for-operation reference, bit for
 // bit: row counts around the 6-row tile, weight rows cutting the 32-row panels, one block and
-// many (Q4_K: one super-block and nine), Q8_0's -128, on 1 and 2 threads.
+// many (Q4_K, Q6_K: one super-block and nine), Q8_0's -128, on 1 and 2 threads.
 TEST(QuantDot, IntegerGemmMatchesItsReferenceBitForBit) {
   if (!quant_gemm_available()) GTEST_SKIP() << "no AVX512-VNNI (or LA_ISA forces another variant)";
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K})
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K})
     for (int64_t K : {32, 160, 256, 2048 + 256}) {
       if (K % dtype_block_size(t) != 0) continue;
       for (int64_t N : {1, 17, 32, 45, 97})

@@ -54,10 +54,19 @@ void quant_gemm_nt(float* out, const Q8Activations& a, const WeightMatrix& w, in
   namespace qg = quant_gemm_detail;
   const int64_t N = w.rows, K = w.cols, nb = K / kQ8ActBlock;
   // corr[m,b] = -offset x Σ_j q_x: turns the unsigned weight bytes back into the signed q_w.
+  const int64_t nbp = qg::panel_blocks(w.type, nb);  // Q6_K: groups of 16
   thread_local std::vector<int32_t> corr;
-  if (corr.size() < static_cast<size_t>(M * nb)) corr.resize(static_cast<size_t>(M * nb));
+  if (corr.size() < static_cast<size_t>(M * nbp)) corr.resize(static_cast<size_t>(M * nbp));
   const int32_t offset = qg::quant_gemm_offset(w.type);
-  for (int64_t i = 0; i < M * nb; ++i) corr[static_cast<size_t>(i)] = -offset * a.bsum[i];
+  if (nbp == nb) {
+    for (int64_t i = 0; i < M * nb; ++i) corr[static_cast<size_t>(i)] = -offset * a.bsum[i];
+  } else {
+    for (int64_t i = 0; i < M * nbp; ++i) {
+      int32_t s = 0;
+      for (int64_t j = 0; j < 16; ++j) s += a.qs[i * 16 + j];
+      corr[static_cast<size_t>(i)] = -offset * s;
+    }
+  }
   const int64_t panels = (N + qg::kNR - 1) / qg::kNR;
   const size_t bytes = static_cast<size_t>(qg::panel_bytes(w.type, nb));
   const int32_t* c = corr.data();

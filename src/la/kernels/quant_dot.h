@@ -21,7 +21,7 @@ constexpr int64_t kQ8ActBlock = 32;
 // unless ExactActivations is in force (training, evaluation): integer dots read the weights in
 // their stored form, and a weight row's unpacked blocks serve several activation rows at once.
 
-// Q8_0, Q4_0, Q4_K and Q6_K (Q6_K: per-row kernels only, no integer GEMM).
+// Q8_0, Q4_0, Q4_K and Q6_K.
 bool quant_dot_supports(DType t);
 
 // Quantised activations, M rows of `cols` values stored back to back, nb = cols / 32 blocks a
@@ -54,7 +54,7 @@ void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t 
 // 0.9x the per-row kernels at 4 rows, 2.0x at 6, 4.1x at 64; Q8_0, twice the bytes to repack,
 // 0.93x at 11 rows, 1.9x at 12, 3.0x at 64; Q4_K 1.0x at 8, 2.6x at 64).
 inline int64_t quant_gemm_min_rows(DType t) {
-  return t == DType::Q8_0 ? 12 : t == DType::Q4_0 ? 6 : 8;
+  return t == DType::Q8_0 ? 12 : t == DType::Q4_0 ? 6 : 8;  // Q4_K, Q6_K: 8
 }
 // AVX512-F/BW/VL + VNNI + F16C, and LA_ISA unset or avx512vnni.
 bool quant_gemm_available();

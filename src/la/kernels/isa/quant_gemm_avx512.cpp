@@ -109,6 +109,17 @@ void pack_t(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
   }
 }
 
+// The K-quant packers read 32 rows a super-block at a time: 32 interleaved streams, too many for
+// the hardware prefetchers. Each row's super-block two ahead is requested while this one is
+// unpacked (`left`: super-blocks left in the row, this one included).
+template <class Block>
+inline void prefetch_ahead(const Block* blk, int64_t left) {
+  if (left <= 2) return;
+  const char* p = reinterpret_cast<const char*>(blk + 2);
+  for (size_t off = 0; off < sizeof(Block); off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+  _mm_prefetch(p + sizeof(Block) - 1, _MM_HINT_T0);
+}
+
 // Q4_K: per super-block (8 blocks of 32), each row's scales d·sc and mins dmin·m, and its
 // nibbles widened to one byte each in a 32-row scratch, from which each block is transposed as
 // Q8_0's bytes are (rows past nr stay zero).
@@ -128,6 +139,7 @@ void pack_q4k(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
         continue;
       }
       const BlockQ4_K& blk = W[(n0 + j) * nsb + i];
+      prefetch_ahead(&blk, nsb - i);
       const float d = _cvtsh_ss(blk.d), dmin = _cvtsh_ss(blk.dmin);
       const uint8_t* q = blk.scales;
       for (int s = 0; s < 8; ++s) {
@@ -149,24 +161,66 @@ void pack_q4k(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
   }
 }
 
+// Q6_K: per super-block (16 groups of 16), each row's 256 six-bit values as bytes (the same
+// unpacking as quant_dot's Q6_K kernel: 64 bytes of ql and 32 of qh give 128 values) and its
+// group scales d·sc; each group is then transposed as 4-byte steps (rows past nr stay zero).
+void pack_q6k(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
+  const int64_t nsb = w.cols / 256;
+  const auto* W = static_cast<const BlockQ6_K*>(w.data);
+  constexpr int64_t block_bytes = kNR * 4 + kNR * 16;
+  alignas(64) uint8_t bytes[kNR][256];
+  std::memset(bytes, 0, sizeof(bytes));
+  const __m512i low4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(3), hi2 = _mm512_set1_epi8(0x30);
+  for (int64_t i = 0; i < nsb; ++i) {
+    uint8_t* pb0 = panel + 16 * i * block_bytes;
+    for (int64_t j = 0; j < kNR; ++j) {
+      float* dw = reinterpret_cast<float*>(pb0) + j;  // group g: at g * block_bytes
+      if (j >= nr) {
+        for (int g = 0; g < 16; ++g) dw[g * block_bytes / 4] = 0.0f;
+        continue;
+      }
+      const BlockQ6_K& blk = W[(n0 + j) * nsb + i];
+      prefetch_ahead(&blk, nsb - i);
+      const float d = _cvtsh_ss(blk.d);
+      for (int g = 0; g < 16; ++g) dw[g * block_bytes / 4] = d * static_cast<float>(blk.scales[g]);
+      for (int h = 0; h < 2; ++h) {
+        const __m512i ql = _mm512_loadu_si512(blk.ql + 64 * h);
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
+        const __m512i hv = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+        const __m512i hb = _mm512_mask_srli_epi16(hv, 0xFFFF0000u, hv, 2);
+        const __m512i qa = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_slli_epi16(_mm512_and_si512(hb, two), 4));
+        const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), _mm512_and_si512(hb, hi2));
+        _mm512_store_si512(bytes[j] + 128 * h, qa);
+        _mm512_store_si512(bytes[j] + 128 * h + 64, qb);
+      }
+    }
+    for (int g = 0; g < 16; ++g)
+      for (int h = 0; h < 2; ++h)
+        transpose_half(&bytes[16 * h][16 * g], 256, 4, 0, false, pb0 + g * block_bytes + kNR * 4 + h * 4 * 64);
+  }
+}
+
 // MR activation rows x 32 weight rows over all blocks (see quant_gemm_kernels.h).
-enum class Kind { kQ4_0, kQ8_0, kQ4_K };
+enum class Kind { kQ4_0, kQ8_0, kQ4_K, kQ6_K };
 
 template <int MR, Kind kind>
 void tile(const uint8_t* panel, int64_t nb, const int8_t* qs, int64_t K, const float* d, const int32_t* corr,
           const int32_t* bsum, float* out, int64_t ldo, int nr) {
-  constexpr bool Q4 = kind == Kind::kQ4_0, mins = kind == Kind::kQ4_K;
-  constexpr int steps = Q4 ? 4 : 8;
-  constexpr int64_t scale_bytes = kNR * (mins ? 8 : 4), block_bytes = scale_bytes + kNR * (Q4 ? 16 : 32);
+  constexpr bool Q4 = kind == Kind::kQ4_0, mins = kind == Kind::kQ4_K, q6 = kind == Kind::kQ6_K;
+  constexpr int steps = Q4 || q6 ? 4 : 8;
+  constexpr int64_t cols = q6 ? 16 : 32;  // columns of a panel block
+  constexpr int64_t scale_bytes = kNR * (mins ? 8 : 4), block_bytes = scale_bytes + kNR * (Q4 || q6 ? 16 : 32);
+  const int64_t nbp = q6 ? 2 * nb : nb;  // panel blocks (nb: blocks of 32 columns)
   __m512 f[MR][2];
   for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  for (int64_t b = 0; b < nb; ++b) {
+  for (int64_t b = 0; b < nbp; ++b) {
     const uint8_t* pb = panel + b * block_bytes;
     const uint8_t* q = pb + scale_bytes;
     __m512i a[MR][2];
-    for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_set1_epi32(corr[r * nb + b]);
-    const int8_t* xb = qs + b * 32;
+    for (int r = 0; r < MR; ++r) a[r][0] = a[r][1] = _mm512_set1_epi32(corr[r * nbp + b]);
+    const int8_t* xb = qs + b * cols;
+    const int64_t bx = q6 ? b / 2 : b;  // the activation block of 32
     if (Q4) {
       for (int s = 0; s < steps; ++s) {
         const __m512i raw0 = _mm512_load_si512(q + s * 64), raw1 = _mm512_load_si512(q + (steps + s) * 64);
@@ -195,7 +249,7 @@ void tile(const uint8_t* panel, int64_t nb, const int8_t* qs, int64_t K, const f
     }
     const __m512 dw0 = _mm512_load_ps(pb), dw1 = _mm512_load_ps(pb + 64);
     for (int r = 0; r < MR; ++r) {
-      const __m512 dx = _mm512_set1_ps(d[r * nb + b]);
+      const __m512 dx = _mm512_set1_ps(d[r * nb + bx]);
       f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r][0]), _mm512_mul_ps(dw0, dx), f[r][0]);
       f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r][1]), _mm512_mul_ps(dw1, dx), f[r][1]);
     }
@@ -222,13 +276,14 @@ template <Kind kind>
 void product_t(const uint8_t* panel, int64_t nb, const int8_t* qs, const float* d, const int32_t* corr,
                const int32_t* bsum, int64_t M, float* out, int64_t ldo, int nr) {
   const int64_t K = nb * 32;
+  const int64_t nbp = kind == Kind::kQ6_K ? 2 * nb : nb;  // corrections per row
   int64_t m = 0;
   for (; m + kMR <= M; m += kMR)
-    tile<kMR, kind>(panel, nb, qs + m * K, K, d + m * nb, corr + m * nb, bsum + m * nb, out + m * ldo, ldo, nr);
+    tile<kMR, kind>(panel, nb, qs + m * K, K, d + m * nb, corr + m * nbp, bsum + m * nb, out + m * ldo, ldo, nr);
   static_assert(kMR == 6, "one case per remainder below");
   const int8_t* xq = qs + m * K;
   const float* xd = d + m * nb;
-  const int32_t* xc = corr + m * nb;
+  const int32_t* xc = corr + m * nbp;
   const int32_t* xs = bsum + m * nb;
   float* o = out + m * ldo;
   switch (M - m) {
@@ -249,8 +304,10 @@ void pack_panel(const WeightMatrix& w, int64_t n0, int64_t nr, void* panel) {
     pack_t<BlockQ8_0, false>(w, n0, nr, p);
   else if (w.type == DType::Q4_0)
     pack_t<BlockQ4_0, true>(w, n0, nr, p);
-  else
+  else if (w.type == DType::Q4_K)
     pack_q4k(w, n0, nr, p);
+  else
+    pack_q6k(w, n0, nr, p);
 }
 
 void panel_product(DType t, const void* panel, int64_t nb, const int8_t* qs, const float* d, const int32_t* corr,
@@ -260,8 +317,10 @@ void panel_product(DType t, const void* panel, int64_t nb, const int8_t* qs, con
     product_t<Kind::kQ8_0>(p, nb, qs, d, corr, bsum, M, out, ldo, nr);
   else if (t == DType::Q4_0)
     product_t<Kind::kQ4_0>(p, nb, qs, d, corr, bsum, M, out, ldo, nr);
-  else
+  else if (t == DType::Q4_K)
     product_t<Kind::kQ4_K>(p, nb, qs, d, corr, bsum, M, out, ldo, nr);
+  else
+    product_t<Kind::kQ6_K>(p, nb, qs, d, corr, bsum, M, out, ldo, nr);
 }
 
 }  // namespace la::quant_gemm_detail
