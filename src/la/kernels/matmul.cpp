@@ -19,7 +19,7 @@ namespace {
 
 constexpr int64_t kRowBlock = 128;  // rows of W converted to f32 at a time (fits in L2)
 
-// GEMV for M == 1 on the types gemv.h does not cover (Q4_K, Q6_K, and Q8_0/Q4_0 under
+// GEMV for M == 1 on the types gemv.h does not cover (the block-quantised ones under
 // ExactActivations): convert a row to f32, then a dot.
 void gemv_typed(float* out, const float* x, const WeightMatrix& w) {
   const int64_t N = w.rows, K = w.cols;
@@ -73,8 +73,9 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K, 0.0f, out, N);
     return;
   }
-  // Decode and other short products of Q8_0/Q4_0 weights are memory-bound: read the weights
-  // once, as integers against 8-bit activations (llama.cpp's scheme; error bound in quant_dot.h).
+  // Q8_0/Q4_0/Q4_K/Q6_K weights at inference: integer products against 8-bit activations
+  // (llama.cpp's scheme; error bound in quant_dot.h), per row for decode (memory-bound: the
+  // weights are read once, as stored) and as an integer GEMM for prefill.
   if (quant_dot_supports(w.type) && quantized_activations_allowed())
     return quant_matmul_nt(out, x, w, M);
   if (M == 1) return gemv_typed(out, x, w);
