@@ -83,6 +83,16 @@ const CpuFeatures& cpu_features() {
   return f;
 }
 
+bool cpu_runs_avx2_build() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx2 && f.fma && f.f16c;
+}
+
+bool cpu_runs_avx512_build() {
+  const CpuFeatures& f = cpu_features();
+  return cpu_runs_avx2_build() && f.avx512f && f.avx512bw && f.avx512vl;
+}
+
 void ensure_openblas_coretype(int argc, char** argv) {
   (void)argc;
   // The project's own variable wins; otherwise the best kernel set for this CPU. An inherited

@@ -1,6 +1,8 @@
 // What this CPU can do (read once through CPUID) and process-wide run-time setup.
 #pragma once
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace la {
 
@@ -13,6 +15,20 @@ struct CpuFeatures {
 };
 
 const CpuFeatures& cpu_features();
+
+// The feature sets the per-ISA kernel builds (kernels/isa/*_avx2.cpp, *_avx512.cpp) are compiled for.
+bool cpu_runs_avx2_build();    // AVX2 + FMA + F16C
+bool cpu_runs_avx512_build();  // that + AVX512-F/BW/VL
+
+// Of a list of kernel variants (each with a `name`, generic first, best last): the one LA_ISA
+// names when the list has it, else the last.
+template <class Kernels>
+const Kernels* pick_variant(const std::vector<const Kernels*>& variants) {
+  if (const char* forced = std::getenv("LA_ISA"))
+    for (const Kernels* k : variants)
+      if (std::string(k->name) == forced) return k;
+  return variants.back();
+}
 
 // Debian's OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, and mis-detects recent
 // AVX-512 CPUs (falling back to slow kernels). Call first thing in main(): it picks SkylakeX on

@@ -1,8 +1,5 @@
 #include "la/kernels/gemv.h"
 
-#include <cstdlib>
-#include <string>
-
 #include "la/core/cpu.h"
 
 namespace la {
@@ -28,9 +25,7 @@ bool gemv_supports(DType t) {
 }
 
 std::vector<const GemvKernels*> gemv_variants() {
-  const CpuFeatures& f = cpu_features();
-  const bool has2 = f.avx2 && f.fma && f.f16c;
-  const bool has512 = has2 && f.avx512f && f.avx512bw && f.avx512vl;
+  const bool has2 = cpu_runs_avx2_build(), has512 = cpu_runs_avx512_build();
   std::vector<const GemvKernels*> v{&generic::kGemv};
   if (has2) v.push_back(&avx2::kGemv);
   if (has512) v.push_back(&avx512::kGemv);
@@ -38,14 +33,7 @@ std::vector<const GemvKernels*> gemv_variants() {
 }
 
 const GemvKernels& gemv_kernels() {
-  static const GemvKernels* k = [] {
-    const auto v = gemv_variants();
-    const char* forced = std::getenv("LA_ISA");
-    if (forced)
-      for (const GemvKernels* c : v)
-        if (std::string(c->name) == forced) return c;
-    return v.back();
-  }();
+  static const GemvKernels* k = pick_variant(gemv_variants());
   return *k;
 }
 

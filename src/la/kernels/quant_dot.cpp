@@ -101,13 +101,11 @@ ExactActivations::~ExactActivations() {
 }
 
 std::vector<const QuantDotKernels*> quant_dot_variants() {
-  const CpuFeatures& f = cpu_features();
-  const bool has2 = f.avx2 && f.fma && f.f16c;
-  const bool has512 = has2 && f.avx512f && f.avx512bw && f.avx512vl;
+  const bool has2 = cpu_runs_avx2_build(), has512 = cpu_runs_avx512_build();
   std::vector<const QuantDotKernels*> v{&generic::kQuantDot};
   if (has2) v.push_back(&avx2::kQuantDot);
   if (has512) v.push_back(&avx512::kQuantDot);
-  if (has512 && f.avx512_vnni) v.push_back(&avx512vnni::kQuantDot);
+  if (has512 && cpu_features().avx512_vnni) v.push_back(&avx512vnni::kQuantDot);
   return v;
 }
 
@@ -122,14 +120,7 @@ bool quant_gemm_available() {
 }
 
 const QuantDotKernels& quant_dot_kernels() {
-  static const QuantDotKernels* k = [] {
-    const auto v = quant_dot_variants();
-    const char* forced = std::getenv("LA_ISA");
-    if (forced)
-      for (const QuantDotKernels* c : v)
-        if (std::string(c->name) == forced) return c;
-    return v.back();
-  }();
+  static const QuantDotKernels* k = pick_variant(quant_dot_variants());
   return *k;
 }
 

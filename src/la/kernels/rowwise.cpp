@@ -1,8 +1,5 @@
 #include "la/kernels/rowwise.h"
 
-#include <cstdlib>
-#include <string>
-
 #include "la/core/cpu.h"
 
 namespace la {
@@ -20,9 +17,7 @@ LA_DECLARE_ROWWISE(avx2)
 LA_DECLARE_ROWWISE(avx512)
 
 std::vector<const RowwiseKernels*> rowwise_variants() {
-  const CpuFeatures& f = cpu_features();
-  const bool has2 = f.avx2 && f.fma && f.f16c;
-  const bool has512 = has2 && f.avx512f && f.avx512bw && f.avx512vl;
+  const bool has2 = cpu_runs_avx2_build(), has512 = cpu_runs_avx512_build();
   std::vector<const RowwiseKernels*> v{&generic::kRowwise};
   if (has2) v.push_back(&avx2::kRowwise);
   if (has512) v.push_back(&avx512::kRowwise);
@@ -30,14 +25,7 @@ std::vector<const RowwiseKernels*> rowwise_variants() {
 }
 
 const RowwiseKernels& rowwise_kernels() {
-  static const RowwiseKernels* k = [] {
-    const auto v = rowwise_variants();
-    const char* forced = std::getenv("LA_ISA");
-    if (forced)
-      for (const RowwiseKernels* c : v)
-        if (std::string(c->name) == forced) return c;
-    return v.back();
-  }();
+  static const RowwiseKernels* k = pick_variant(rowwise_variants());
   return *k;
 }
 
