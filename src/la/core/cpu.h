@@ -20,6 +20,15 @@ const CpuFeatures& cpu_features();
 bool cpu_runs_avx2_build();    // AVX2 + FMA + F16C
 bool cpu_runs_avx512_build();  // that + AVX512-F/BW/VL
 
+// The variants of a per-ISA kernel set this CPU can run, generic first.
+template <class Kernels>
+std::vector<const Kernels*> isa_variants(const Kernels* generic, const Kernels* avx2, const Kernels* avx512) {
+  std::vector<const Kernels*> v{generic};
+  if (cpu_runs_avx2_build()) v.push_back(avx2);
+  if (cpu_runs_avx512_build()) v.push_back(avx512);
+  return v;
+}
+
 // Of a list of kernel variants (each with a `name`, generic first, best last): the one LA_ISA
 // names when the list has it, else the last.
 template <class Kernels>

@@ -9,6 +9,7 @@
 
 #include "la/kernels/fast_exp.h"
 #include "la/kernels/gemm.h"
+#include "la/kernels/ops.h"
 
 namespace la {
 
@@ -105,22 +106,11 @@ void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q
         for (int64_t r = 0; r < bq; ++r) {
           float* row = sc + r * n;
           const int64_t valid = pos0 + t0 + r + 1;
-          float m = -INFINITY;
-          for (int64_t j = 0; j < valid; ++j) {
-            row[j] *= scale;
-            m = row[j] > m ? row[j] : m;
-          }
-          float sum = 0;
-#pragma omp simd reduction(+ : sum)
-          for (int64_t j = 0; j < valid; ++j) {
-            row[j] = fast_exp(row[j] - m);
-            sum += row[j];
-          }
-          const float inv = 1.0f / sum;
 #pragma omp simd
-          for (int64_t j = 0; j < valid; ++j) row[j] *= inv;
+          for (int64_t j = 0; j < valid; ++j) row[j] *= scale;
+          const float lse = softmax_inplace(row, valid);
           std::fill(row + valid, row + n, 0.0f);
-          if (lse_tok) lse_tok[h * T + t0 + r] = m + std::log(sum);
+          if (lse_tok) lse_tok[h * T + t0 + r] = lse;
         }
         gemm_nn(b.ob.data(), sc, f32_matrix(b.vc.data(), n, hd), bq, false);
         scatter(out + t0 * qdim, b.ob.data(), bq, qdim, h * hd, nullptr, hd);

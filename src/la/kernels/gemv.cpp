@@ -25,11 +25,7 @@ bool gemv_supports(DType t) {
 }
 
 std::vector<const GemvKernels*> gemv_variants() {
-  const bool has2 = cpu_runs_avx2_build(), has512 = cpu_runs_avx512_build();
-  std::vector<const GemvKernels*> v{&generic::kGemv};
-  if (has2) v.push_back(&avx2::kGemv);
-  if (has512) v.push_back(&avx512::kGemv);
-  return v;
+  return isa_variants(&generic::kGemv, &avx2::kGemv, &avx512::kGemv);
 }
 
 const GemvKernels& gemv_kernels() {

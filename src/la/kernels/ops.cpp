@@ -163,6 +163,7 @@ float softmax_inplace(float* x, int64_t n) {
     s += x[i];
   }
   const float inv = 1.0f / s;
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
   return m + std::log(s);
 }

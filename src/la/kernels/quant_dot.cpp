@@ -101,11 +101,8 @@ ExactActivations::~ExactActivations() {
 }
 
 std::vector<const QuantDotKernels*> quant_dot_variants() {
-  const bool has2 = cpu_runs_avx2_build(), has512 = cpu_runs_avx512_build();
-  std::vector<const QuantDotKernels*> v{&generic::kQuantDot};
-  if (has2) v.push_back(&avx2::kQuantDot);
-  if (has512) v.push_back(&avx512::kQuantDot);
-  if (has512 && cpu_features().avx512_vnni) v.push_back(&avx512vnni::kQuantDot);
+  auto v = isa_variants(&generic::kQuantDot, &avx2::kQuantDot, &avx512::kQuantDot);
+  if (cpu_runs_avx512_build() && cpu_features().avx512_vnni) v.push_back(&avx512vnni::kQuantDot);
   return v;
 }
 

@@ -17,11 +17,7 @@ LA_DECLARE_ROWWISE(avx2)
 LA_DECLARE_ROWWISE(avx512)
 
 std::vector<const RowwiseKernels*> rowwise_variants() {
-  const bool has2 = cpu_runs_avx2_build(), has512 = cpu_runs_avx512_build();
-  std::vector<const RowwiseKernels*> v{&generic::kRowwise};
-  if (has2) v.push_back(&avx2::kRowwise);
-  if (has512) v.push_back(&avx512::kRowwise);
-  return v;
+  return isa_variants(&generic::kRowwise, &avx2::kRowwise, &avx512::kRowwise);
 }
 
 const RowwiseKernels& rowwise_kernels() {

@@ -17,13 +17,11 @@ namespace {
 
 constexpr int MR = static_cast<int>(kMR), NR = static_cast<int>(kNR);
 
-inline __mmask16 first(int64_t n) {  // mask of the first n (0..16+) lanes
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n > 0 ? n : 0)) - 1u);
-}
+#include "la/kernels/isa/avx512_helpers.inc"
 
 // Up to 16 stored elements from p (type t: F32, F16 or BF16) as f32; lanes past n are 0.
 inline __m512 load16(DType t, const void* p, int64_t n) {
-  const __mmask16 m = first(n);
+  const __mmask16 m = first16(n);
   if (t == DType::F32) return _mm512_maskz_loadu_ps(m, p);
   const __m256i h = _mm256_maskz_loadu_epi16(m, p);
   if (t == DType::F16) return _mm512_cvtph_ps(h);
@@ -32,20 +30,19 @@ inline __m512 load16(DType t, const void* p, int64_t n) {
 
 inline size_t elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
 
-#include "la/kernels/isa/transpose16.inc"
 
 // Rows of 14 are gathered 16 at a time through the transpose (the 2 extra rows are zero and not
 // stored): 16 loads, 64 shuffles and 16 stores per 224 elements.
 void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
   static_assert(MR <= 16, "one transpose covers a panel's rows");
-  const __mmask16 row_mask = first(MR);
+  const __mmask16 row_mask = first16(MR);
   for (int64_t i0 = 0; i0 < mc; i0 += MR, ap += kc * MR) {
     const int64_t rows = mc - i0 < MR ? mc - i0 : MR;
     for (int64_t kk = 0; kk < kc; kk += 16) {
       const int64_t n = kc - kk < 16 ? kc - kk : 16;
       __m512 r[16];
       for (int i = 0; i < 16; ++i)
-        r[i] = i < rows ? _mm512_maskz_loadu_ps(first(n), A + (i0 + i) * lda + kk) : _mm512_setzero_ps();
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(first16(n), A + (i0 + i) * lda + kk) : _mm512_setzero_ps();
       transpose16_regs(r);
       for (int64_t j = 0; j < n; ++j) _mm512_mask_storeu_ps(ap + (kk + j) * MR, row_mask, r[j]);
     }
@@ -148,7 +145,7 @@ void kernel_rows(int64_t kc, const float* a, const float* b, float* C, int64_t l
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
   }
-  const __mmask16 m0 = first(nr), m1 = first(nr - 16);
+  const __mmask16 m0 = first16(nr), m1 = first16(nr - 16);
   for (int r = 0; r < R; ++r) {
     float* c = C + r * ldc;
     if (add) {
@@ -160,33 +157,13 @@ void kernel_rows(int64_t kc, const float* a, const float* b, float* C, int64_t l
   }
 }
 
-void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add) {
-  static_assert(MR == 14, "one case per row count below");
-  switch (mr) {
-    case 1: return kernel_rows<1>(kc, a, b, C, ldc, nr, add);
-    case 2: return kernel_rows<2>(kc, a, b, C, ldc, nr, add);
-    case 3: return kernel_rows<3>(kc, a, b, C, ldc, nr, add);
-    case 4: return kernel_rows<4>(kc, a, b, C, ldc, nr, add);
-    case 5: return kernel_rows<5>(kc, a, b, C, ldc, nr, add);
-    case 6: return kernel_rows<6>(kc, a, b, C, ldc, nr, add);
-    case 7: return kernel_rows<7>(kc, a, b, C, ldc, nr, add);
-    case 8: return kernel_rows<8>(kc, a, b, C, ldc, nr, add);
-    case 9: return kernel_rows<9>(kc, a, b, C, ldc, nr, add);
-    case 10: return kernel_rows<10>(kc, a, b, C, ldc, nr, add);
-    case 11: return kernel_rows<11>(kc, a, b, C, ldc, nr, add);
-    case 12: return kernel_rows<12>(kc, a, b, C, ldc, nr, add);
-    case 13: return kernel_rows<13>(kc, a, b, C, ldc, nr, add);
-    default: return kernel_rows<14>(kc, a, b, C, ldc, nr, add);
-  }
-}
-
 void pack_at(const float* A, int64_t lda, int64_t M, int64_t k0, int64_t kc, float* at, int64_t ldat) {
   for (int64_t m0 = 0; m0 < ldat; m0 += 16)
     for (int64_t kk = 0; kk < kc; kk += 16) {
       const int64_t n = kc - kk < 16 ? kc - kk : 16;
       __m512 r[16];
       for (int i = 0; i < 16; ++i)
-        r[i] = m0 + i < M ? _mm512_maskz_loadu_ps(first(n), A + (m0 + i) * lda + k0 + kk) : _mm512_setzero_ps();
+        r[i] = m0 + i < M ? _mm512_maskz_loadu_ps(first16(n), A + (m0 + i) * lda + k0 + kk) : _mm512_setzero_ps();
       transpose16_regs(r);
       for (int64_t j = 0; j < n; ++j) _mm512_storeu_ps(at + (kk + j) * ldat + m0, r[j]);
     }
@@ -208,7 +185,7 @@ void kernel_wb_rows(int64_t kc, const float* w, int64_t ldw, const float* at, in
       c1[r] = _mm512_fmadd_ps(wv, a1, c1[r]);
     }
   }
-  const __mmask16 cols = first(R);
+  const __mmask16 cols = first16(R);
   for (int h = 0; h < 2; ++h) {
     __m512 t[16];
     for (int r = 0; r < 16; ++r) t[r] = r < R ? (h == 0 ? c0[r] : c1[r]) : _mm512_setzero_ps();
@@ -221,25 +198,29 @@ void kernel_wb_rows(int64_t kc, const float* w, int64_t ldw, const float* at, in
   }
 }
 
+// Both kernels are specialised for each count 1 .. 14 of their broadcast rows; one table per
+// kernel picks the specialisation (index count - 1).
+template <int... R>
+struct RowCounts {};
+template <class Counts>
+struct Specialisations;
+template <int... R>
+struct Specialisations<RowCounts<R...>> {
+  static constexpr void (*kernel[])(int64_t, const float*, const float*, float*, int64_t, int, bool) = {
+      kernel_rows<R>...};
+  static constexpr void (*kernel_wb[])(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int,
+                                       bool) = {kernel_wb_rows<R>...};
+};
+using ByRows = Specialisations<RowCounts<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14>>;
+static_assert(MR == 14 && kWR == 14, "ByRows covers the packed tile and the broadcast rows");
+
+void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add) {
+  ByRows::kernel[mr - 1](kc, a, b, C, ldc, nr, add);
+}
+
 void kernel_wb(int64_t kc, const float* w, int64_t ldw, int nr, const float* at, int64_t ldat, float* C, int64_t ldc,
                int mr, bool add) {
-  static_assert(kWR == 14, "one case per row count below");
-  switch (nr) {
-    case 1: return kernel_wb_rows<1>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 2: return kernel_wb_rows<2>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 3: return kernel_wb_rows<3>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 4: return kernel_wb_rows<4>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 5: return kernel_wb_rows<5>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 6: return kernel_wb_rows<6>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 7: return kernel_wb_rows<7>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 8: return kernel_wb_rows<8>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 9: return kernel_wb_rows<9>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 10: return kernel_wb_rows<10>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 11: return kernel_wb_rows<11>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 12: return kernel_wb_rows<12>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    case 13: return kernel_wb_rows<13>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-    default: return kernel_wb_rows<14>(kc, w, ldw, at, ldat, C, ldc, mr, add);
-  }
+  ByRows::kernel_wb[nr - 1](kc, w, ldw, at, ldat, C, ldc, mr, add);
 }
 
 const Kernels kAvx512{pack_a, pack_b_nt, pack_b_nn, kernel, pack_at, kernel_wb};

@@ -19,16 +19,13 @@ namespace {
 
 constexpr int MR = static_cast<int>(kBf16MR), NR = static_cast<int>(kBf16NR);
 
-inline __mmask16 first16(int64_t n) {  // mask of the first n (0..16+) lanes
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n > 0 ? n : 0)) - 1u);
-}
 inline __mmask32 first32(int64_t n) {  // mask of the first n (0..32+) 16-bit lanes
   return n >= 32 ? static_cast<__mmask32>(0xFFFFFFFFu) : static_cast<__mmask32>((1u << (n > 0 ? n : 0)) - 1u);
 }
 
 inline __m512 as_ps(__m512i v) { return _mm512_castsi512_ps(v); }
 
-#include "la/kernels/isa/transpose16.inc"
+#include "la/kernels/isa/avx512_helpers.inc"
 
 // 16 rows x 32 values: each row is rounded to 16 pairs in one vcvtne2ps2bf16, then the 16 x 16
 // transpose of the 32-bit pairs gives one k-pair of all rows per register.

@@ -1,5 +1,5 @@
 // The integer GEMM for Q8_0 / Q4_0 weights against 8-bit activations (quant_dot.h's scheme) that
-// quant_matmul_nt uses for prefill on CPUs with AVX512-VNNI (isa/quant_gemm_avx512.cpp).
+// quant_matmul_nt uses for prefill on CPUs with AVX512-VNNI (isa/quant_gemm_avx512vnni.cpp).
 // Internal to quant_dot.cpp and tests.
 //
 // Weights are repacked per call, 32 rows at a time, into a panel that vpdpbusd reads directly:

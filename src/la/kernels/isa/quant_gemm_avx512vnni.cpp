@@ -1,13 +1,7 @@
-// The integer Q8_0 / Q4_0 GEMM of quant_gemm_kernels.h, built with the AVX-512 flags of
-// src/CMakeLists.txt plus VNNI for this file; quant_dot.cpp calls it only where CPUID reports
-// AVX512-VNNI. Only intrinsics and plain loops here (no std:: templates: code instantiated with
-// these flags must not leak into other translation units).
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512vnni")
-#endif
+// The integer Q8_0 / Q4_0 / Q4_K / Q6_K GEMM of quant_gemm_kernels.h, built with the AVX-512
+// flags plus AVX512-VNNI (src/CMakeLists.txt, *_avx512vnni.cpp); quant_dot.cpp calls it only
+// where CPUID reports AVX512-VNNI. Only intrinsics and plain loops here (no std:: templates: code
+// instantiated with these flags must not leak into other translation units).
 // GCC 12 warns about the deliberately undefined upper lanes inside its own AVX-512 intrinsics
 // (GCC bug 105593, fixed in 13) wherever they are inlined: off for this file.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -23,6 +17,8 @@
 namespace la::quant_gemm_detail {
 
 namespace {
+
+#include "la/kernels/isa/avx512_helpers.inc"
 
 inline int32_t load32(const void* p) {
   int32_t v;
@@ -91,9 +87,7 @@ void pack_t(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
     }
     for (int h = 0; h < 2; ++h) {
       const int64_t rows = nr - 16 * h;
-      const __mmask16 valid = rows >= 16 ? static_cast<__mmask16>(0xFFFF)
-                              : rows <= 0 ? static_cast<__mmask16>(0)
-                                          : static_cast<__mmask16>((1u << rows) - 1u);
+      const __mmask16 valid = first16(rows);
       uint8_t* dst = pb + kNR * 4 + h * steps * 64;
       if (valid == 0) {
         std::memset(dst, 0, static_cast<size_t>(steps) * 64);
@@ -128,7 +122,7 @@ void pack_q4k(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
   const auto* W = static_cast<const BlockQ4_K*>(w.data);
   constexpr int64_t block_bytes = kNR * 8 + kNR * 32;
   alignas(64) uint8_t bytes[8][kNR][32];
-  std::memset(bytes, 0, sizeof(bytes));
+  if (nr < kNR) std::memset(bytes, 0, sizeof(bytes));  // rows past nr stay zero; the rest is rewritten
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   for (int64_t i = 0; i < nsb; ++i) {
     uint8_t* pb0 = panel + 8 * i * block_bytes;
@@ -169,7 +163,7 @@ void pack_q6k(const WeightMatrix& w, int64_t n0, int64_t nr, uint8_t* panel) {
   const auto* W = static_cast<const BlockQ6_K*>(w.data);
   constexpr int64_t block_bytes = kNR * 4 + kNR * 16;
   alignas(64) uint8_t bytes[kNR][256];
-  std::memset(bytes, 0, sizeof(bytes));
+  if (nr < kNR) std::memset(bytes, 0, sizeof(bytes));  // rows past nr stay zero; the rest is rewritten
   const __m512i low4 = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(3), hi2 = _mm512_set1_epi8(0x30);
   for (int64_t i = 0; i < nsb; ++i) {
     uint8_t* pb0 = panel + 16 * i * block_bytes;
@@ -262,10 +256,7 @@ void tile(const uint8_t* panel, int64_t nb, const int8_t* qs, int64_t K, const f
       }
     }
   }
-  const __mmask16 m0 = nr >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << nr) - 1u);
-  const __mmask16 m1 = nr >= 32 ? static_cast<__mmask16>(0xFFFF)
-                       : nr <= 16 ? static_cast<__mmask16>(0)
-                                  : static_cast<__mmask16>((1u << (nr - 16)) - 1u);
+  const __mmask16 m0 = first16(nr), m1 = first16(nr - 16);
   for (int r = 0; r < MR; ++r) {
     _mm512_mask_storeu_ps(out + r * ldo, m0, f[r][0]);
     _mm512_mask_storeu_ps(out + r * ldo + 16, m1, f[r][1]);
@@ -324,9 +315,3 @@ void panel_product(DType t, const void* panel, int64_t nb, const int8_t* qs, con
 }
 
 }  // namespace la::quant_gemm_detail
-
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
