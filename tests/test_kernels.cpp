@@ -969,10 +969,12 @@ TEST(Attention, CacheRowsEqualFullCausalRows) {
 
 // A zero-initialised gate must reproduce the base model bit for bit, yet still receive a gradient
 // (otherwise the adapter could never start learning).
+// T = 40 takes the blocked matrix-product form of both branches.
 TEST(Attention, ZeroGateIsExactlyTheBaseModel) {
   std::mt19937 rng(22);
-  for (const auto& c : {HeadConfig{8, 4, 8}, HeadConfig{4, 4, 4}}) {
-    AttnCase ac(rng, c.H, c.Hkv, c.hd, 9, 0, 3);
+  for (const auto& [c, T] : {std::pair{HeadConfig{8, 4, 8}, int64_t{9}}, std::pair{HeadConfig{4, 4, 4}, int64_t{9}},
+                             std::pair{HeadConfig{8, 4, 8}, int64_t{40}}}) {
+    AttnCase ac(rng, c.H, c.Hkv, c.hd, T, 0, 3);
     SCOPED_TRACE(ac.name());
     std::fill(ac.gamma.begin(), ac.gamma.end(), 0.0f);
     const size_t n = static_cast<size_t>(ac.T * ac.d.q_dim());
@@ -1071,6 +1073,9 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
   check_backward_by_fd(no_prompt, rng);
   AttnCase single(rng, 2, 1, 5, 1, 0, 1);
   check_backward_by_fd(single, rng, /*degenerate=*/true);
+  // From 32 rows both branches are blocked matrix products (with AVX-512), the prompt too.
+  AttnCase blocked(rng, 4, 2, 8, 34, 0, 3);
+  check_backward_by_fd(blocked, rng);
 }
 
 // The same q/k stored in the rotate-half layout (each head's pair i at columns i and i + hd/2)

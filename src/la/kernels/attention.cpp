@@ -14,10 +14,9 @@ namespace la {
 #define LA_DECLARE_ATTENTION(isa)                                                                                    \
   namespace isa {                                                                                                    \
   void attention_forward(float*, float*, float*, const float*, const float*, const float*, int64_t, int64_t,          \
-                         const AttentionDims&, const PromptKV*, bool);                                                \
+                         const AttentionDims&, const PromptKV*);                                                      \
   void attention_backward(float*, float*, float*, float*, float*, float*, const float*, const float*, const float*,  \
-                          const float*, const float*, const float*, int64_t, const AttentionDims&, const PromptKV*,  \
-                          bool);                                                                                     \
+                          const float*, const float*, const float*, int64_t, const AttentionDims&, const PromptKV*); \
   }
 LA_DECLARE_ATTENTION(generic)
 LA_DECLARE_ATTENTION(avx2)
@@ -56,24 +55,25 @@ float* attention_scratch(int slot, int64_t n) {
   return b.data();
 }
 
-// Many query rows: the token branch as blocked matrix products, then the per-ISA kernel adds the
-// prompt branch (same order of additions as the per-ISA kernel alone: tokens first, then
-// gamma · prompt, nothing at all where gamma is 0).
+// Many query rows: the token branch, then the prompt branch, as blocked matrix products (same
+// order of additions as the per-ISA kernels: tokens first, then gamma · prompt, nothing at all
+// where gamma is 0).
 void attention_forward(float* out, float* lse_tok, float* lse_prompt, const float* q, const float* k, const float* v,
                        int64_t T, int64_t pos0, const AttentionDims& d, const PromptKV* prompt) {
-  if (!attention_blocked_applies(T)) return kernels().forward(out, lse_tok, lse_prompt, q, k, v, T, pos0, d, prompt, true);
+  if (!attention_blocked_applies(T)) return kernels().forward(out, lse_tok, lse_prompt, q, k, v, T, pos0, d, prompt);
   attention_tokens_forward_blocked(out, lse_tok, q, k, v, T, pos0, d);
-  if (prompt && prompt->len > 0) kernels().forward(out, lse_tok, lse_prompt, q, k, v, T, pos0, d, prompt, false);
+  if (prompt && prompt->len > 0) attention_prompt_forward_blocked(out, lse_prompt, q, T, d, *prompt);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, float* dprompt_k, float* dprompt_v, float* dgamma,
                         const float* dout, const float* q, const float* k, const float* v, const float* lse_tok,
                         const float* lse_prompt, int64_t T, const AttentionDims& d, const PromptKV* prompt) {
-  const bool blocked = dq && attention_blocked_applies(T);
-  if (blocked) attention_tokens_backward_blocked(dq, dk, dv, dout, q, k, v, lse_tok, T, d);
-  if (!blocked || (prompt && prompt->len > 0))
-    kernels().backward(dq, dk, dv, dprompt_k, dprompt_v, dgamma, dout, q, k, v, lse_tok, lse_prompt, T, d, prompt,
-                       !blocked);
+  if (!attention_blocked_applies(T))
+    return kernels().backward(dq, dk, dv, dprompt_k, dprompt_v, dgamma, dout, q, k, v, lse_tok, lse_prompt, T, d,
+                              prompt);
+  if (dq) attention_tokens_backward_blocked(dq, dk, dv, dout, q, k, v, lse_tok, T, d);
+  if (prompt && prompt->len > 0)
+    attention_prompt_backward_blocked(dq, dprompt_k, dprompt_v, dgamma, dout, q, lse_prompt, T, d, *prompt);
 }
 
 void attention_forward_ref(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t pos0,

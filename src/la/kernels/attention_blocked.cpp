@@ -62,6 +62,20 @@ void scatter(float* dst, const float* src, int64_t rows, int64_t stride, int64_t
   }
 }
 
+// dst block += a * src (rows x hd), columns reordered by perm as in scatter().
+void scatter_add(float* dst, const float* src, float a, int64_t rows, int64_t stride, int64_t col0,
+                 const int64_t* perm, int64_t hd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* d = dst + r * stride + col0;
+    const float* s = src + r * hd;
+    if (perm)
+      for (int64_t c = 0; c < hd; ++c) d[perm[c]] += a * s[c];
+    else
+#pragma omp simd
+      for (int64_t c = 0; c < hd; ++c) d[c] += a * s[c];
+  }
+}
+
 WeightMatrix f32_matrix(const float* data, int64_t rows, int64_t cols) { return {DType::F32, data, rows, cols}; }
 
 void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {  // dst[cols, rows]
@@ -69,6 +83,8 @@ void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {  // d
     for (int64_t c = 0; c < cols; ++c)
       for (int64_t r = r0; r < std::min(rows, r0 + 16); ++r) dst[c * rows + r] = src[r * cols + c];
 }
+
+// Per-thread buffers that outlive one call (grown, never shrunk).
 
 struct Buffers {
   std::vector<float> kc, vc, dkc, dvc, qb, ob, dqb, s, s2, t;
@@ -173,6 +189,118 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
       }
     scatter(dk, b.dkc.data(), T, kvdim, g * hd, perm, hd);
     scatter(dv, b.dvc.data(), T, kvdim, g * hd, nullptr, hd);
+  }
+}
+
+// The prompt branch: per kv head its len x hd prompt keys and values are gathered once; per query
+// head of the group and block of rows, S = Q Kp^T (bq x len) goes through the row softmax and
+// gamma · S Vp is added to the token output (nothing where gamma is 0, as in the per-ISA kernels).
+void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float* q, int64_t T,
+                                      const AttentionDims& d, const PromptKV& prompt) {
+  const Heads heads(d);
+  const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const int64_t P = prompt.len;
+#pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, P))
+  for (int64_t g = 0; g < KV; ++g) {
+    thread_local Buffers b;
+    b.kc.resize(static_cast<size_t>(P * hd));
+    b.vc.resize(static_cast<size_t>(P * hd));
+    b.qb.resize(static_cast<size_t>(kBlockRows * hd));
+    b.ob.resize(static_cast<size_t>(kBlockRows * hd));
+    b.s.resize(static_cast<size_t>(kBlockRows * P));
+    gather(b.kc.data(), prompt.keys, P, kvdim, g * hd, perm, hd);
+    gather(b.vc.data(), prompt.values, P, kvdim, g * hd, nullptr, hd);
+    const WeightMatrix kw = f32_matrix(b.kc.data(), P, hd), vw = f32_matrix(b.vc.data(), P, hd);
+    for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+      const float gamma = prompt.gamma[h];
+      if (gamma == 0.0f && !lse_prompt) continue;
+      for (int64_t t0 = 0; t0 < T; t0 += kBlockRows) {
+        const int64_t bq = std::min(kBlockRows, T - t0);
+        gather(b.qb.data(), q + t0 * qdim, bq, qdim, h * hd, perm, hd);
+        float* sc = b.s.data();
+        gemm_nt(sc, b.qb.data(), kw, bq, false);
+        for (int64_t r = 0; r < bq; ++r) {
+          float* row = sc + r * P;
+#pragma omp simd
+          for (int64_t j = 0; j < P; ++j) row[j] *= scale;
+          const float lse = softmax_inplace(row, P);
+          if (lse_prompt) lse_prompt[h * T + t0 + r] = lse;
+        }
+        if (gamma == 0.0f) continue;
+        gemm_nn(b.ob.data(), sc, vw, bq, false);
+        scatter_add(out + t0 * qdim, b.ob.data(), gamma, bq, qdim, h * hd, nullptr, hd);
+      }
+    }
+  }
+}
+
+// Backward of the prompt branch from the saved log-sum-exps: P = softmax rows again, the gate's
+// gradient sum(P ∘ dO Vp^T), dP = gamma dO Vp^T, dS = P∘(dP - rowsum(P∘dP))·scale; dQ += dS Kp,
+// dKp += dS^T Q, dVp += gamma P^T dO, summed over the group's query heads per kv head.
+void attention_prompt_backward_blocked(float* dq, float* dprompt_k, float* dprompt_v, float* dgamma,
+                                       const float* dout, const float* q, const float* lse_prompt, int64_t T,
+                                       const AttentionDims& d, const PromptKV& prompt) {
+  const Heads heads(d);
+  const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const int64_t P = prompt.len;
+  std::memset(dprompt_k, 0, static_cast<size_t>(P * kvdim) * sizeof(float));
+  std::memset(dprompt_v, 0, static_cast<size_t>(P * kvdim) * sizeof(float));
+#pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, P))
+  for (int64_t g = 0; g < KV; ++g) {
+    thread_local Buffers b;
+    b.kc.resize(static_cast<size_t>(P * hd));
+    b.vc.resize(static_cast<size_t>(P * hd));
+    b.dkc.assign(static_cast<size_t>(P * hd), 0.0f);
+    b.dvc.assign(static_cast<size_t>(P * hd), 0.0f);
+    b.qb.resize(static_cast<size_t>(kBlockRows * hd));
+    b.ob.resize(static_cast<size_t>(kBlockRows * hd));
+    b.dqb.resize(static_cast<size_t>(kBlockRows * hd));
+    b.s.resize(static_cast<size_t>(kBlockRows * P));   // P, then gamma P
+    b.s2.resize(static_cast<size_t>(kBlockRows * P));  // dO Vp^T, then dS
+    b.t.resize(static_cast<size_t>(kBlockRows * P));
+    gather(b.kc.data(), prompt.keys, P, kvdim, g * hd, perm, hd);
+    gather(b.vc.data(), prompt.values, P, kvdim, g * hd, nullptr, hd);
+    const WeightMatrix kw = f32_matrix(b.kc.data(), P, hd), vw = f32_matrix(b.vc.data(), P, hd);
+    for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+      const float gamma = prompt.gamma[h];
+      float dgam = 0;
+      for (int64_t t0 = 0; t0 < T; t0 += kBlockRows) {
+        const int64_t bq = std::min(kBlockRows, T - t0);
+        gather(b.qb.data(), q + t0 * qdim, bq, qdim, h * hd, perm, hd);
+        gather(b.ob.data(), dout + t0 * qdim, bq, qdim, h * hd, nullptr, hd);
+        float* pr = b.s.data();
+        float* ds = b.s2.data();
+        gemm_nt(pr, b.qb.data(), kw, bq, false);
+        gemm_nt(ds, b.ob.data(), vw, bq, false);
+        for (int64_t r = 0; r < bq; ++r) {
+          float* p = pr + r * P;
+          float* s = ds + r * P;
+          const float lse = lse_prompt[h * T + t0 + r];
+          float D = 0;
+          for (int64_t j = 0; j < P; ++j) {
+            p[j] = fast_exp(scale * p[j] - lse);
+            dgam += p[j] * s[j];
+            s[j] *= gamma;  // dP
+            D += p[j] * s[j];
+          }
+          for (int64_t j = 0; j < P; ++j) {
+            s[j] = p[j] * (s[j] - D) * scale;
+            p[j] *= gamma;
+          }
+        }
+        if (dq) {
+          gemm_nn(b.dqb.data(), ds, kw, bq, false);
+          scatter_add(dq + t0 * qdim, b.dqb.data(), 1.0f, bq, qdim, h * hd, perm, hd);
+        }
+        transpose(b.t.data(), ds, bq, P);
+        gemm_nn(b.dkc.data(), b.t.data(), f32_matrix(b.qb.data(), bq, hd), P, true);
+        transpose(b.t.data(), pr, bq, P);
+        gemm_nn(b.dvc.data(), b.t.data(), f32_matrix(b.ob.data(), bq, hd), P, true);
+      }
+      dgamma[h] = dgam;
+    }
+    scatter(dprompt_k, b.dkc.data(), P, kvdim, g * hd, perm, hd);
+    scatter(dprompt_v, b.dvc.data(), P, kvdim, g * hd, nullptr, hd);
   }
 }
 

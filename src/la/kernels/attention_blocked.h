@@ -7,8 +7,9 @@
 // instead of one (query, key) pair at a time. The masked upper triangle of each block is
 // computed and zeroed (at most one block of waste per row block). Q and K columns are copied
 // into pair order (the interleaved RoPE layout) first, so the Hugging Face rotate-half layout
-// gives bit-identical scores. Used by attention.cpp when gemm_available() and T is large; the
-// adapter's prompt branch stays in the per-ISA kernels.
+// gives bit-identical scores. The adapter's prompt branch goes the same way (its len keys are
+// few, but one product per block of rows replaces len dot products per row and head). Used by
+// attention.cpp when gemm_available() and T is large.
 #pragma once
 #include <cstdint>
 
@@ -27,5 +28,16 @@ void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q
 void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                        const float* k, const float* v, const float* lse_tok, int64_t T,
                                        const AttentionDims& d);
+
+// Adds gamma_h · softmax(scale · Q Kp^T) Vp to out[T, q_dim] (nothing for heads with gamma 0) and
+// writes lse_prompt[n_heads, T] (when non-null).
+void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float* q, int64_t T,
+                                      const AttentionDims& d, const PromptKV& prompt);
+
+// The prompt branch's backward: adds to dq[T, q_dim] (when non-null; the token branch's gradient
+// is already there), overwrites dprompt_k/dprompt_v [len, kv_dim] and dgamma [n_heads].
+void attention_prompt_backward_blocked(float* dq, float* dprompt_k, float* dprompt_v, float* dgamma,
+                                       const float* dout, const float* q, const float* lse_prompt, int64_t T,
+                                       const AttentionDims& d, const PromptKV& prompt);
 
 }  // namespace la
