@@ -321,6 +321,27 @@ TEST(Vec, DotAxpyScaleMatchDouble) {
   }
 }
 
+// add_to / copy: each element exactly once, on one thread or split between several (from 65,536
+// elements, across 16,384-element pieces with a short last one), nothing outside [0, n).
+TEST(Vec, AddToAndCopyCoverEveryElementOnce) {
+  std::mt19937 rng(27);
+  for (int64_t n : {0, 1, 17, 65535, 65536, 3 * 16384 + 5, 786432}) {
+    SCOPED_TRACE(shape({{"n", n}}));
+    const Vec x = random_vec(rng, n + 2);
+    Vec y = random_vec(rng, n + 2);
+    const Vec y0 = y;
+    add_to(y.data() + 1, x.data() + 1, n);
+    for (int64_t i = 0; i < n + 2; ++i) {
+      const bool inside = i >= 1 && i <= n;
+      ASSERT_EQ(y[i], inside ? y0[i] + x[i] : y0[i]) << i;  // one float add, no other arithmetic
+    }
+    Vec d(static_cast<size_t>(n + 2), NAN);
+    copy(d.data() + 1, x.data() + 1, n);
+    EXPECT_TRUE(std::isnan(d[0]) && std::isnan(d[static_cast<size_t>(n + 1)]));
+    EXPECT_EQ(0, std::memcmp(d.data() + 1, x.data() + 1, static_cast<size_t>(n) * sizeof(float)));
+  }
+}
+
 // The same inputs give the same bits wherever the buffers sit: no path chosen by address (alias
 // checks, alignment peeling) may round differently from another. Attention relies on this for
 // the zero-gate and KV-cache identities.
@@ -769,6 +790,30 @@ TEST(Rowwise, VariantsMatchDoubleReferences) {
         }
         if (V > 3) {
           EXPECT_EQ(g[2], 0.0f);
+        }
+      }
+    // Attention score rows: n valid scores of a row of len (the rest masked), forward and backward
+    // against double, lengths that cut the vector widths.
+    for (int64_t len : {1, 10, 17, 128, 257})
+      for (int64_t n : {int64_t{1}, len / 2 + 1, len}) {
+        SCOPED_TRACE(shape({{"len", len}, {"n", n}}));
+        const float scale = 0.125f;
+        const Vec raw = random_vec(rng, len, -20.0f, 20.0f), dp = random_vec(rng, len);
+        double m = -INFINITY, z = 0;
+        for (int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<double>(scale * raw[j]));
+        for (int64_t j = 0; j < n; ++j) z += std::exp(scale * raw[j] - m);
+        const double lse = m + std::log(z);
+        Vec s = raw;
+        ASSERT_NEAR(k->softmax(s.data(), n, len, scale), lse, 1e-6 * (1 + std::fabs(lse)));
+        double D = 0;
+        for (int64_t j = 0; j < n; ++j) D += std::exp(scale * raw[j] - lse) * dp[j];
+        Vec p2 = raw, ds = dp;
+        k->softmax_backward(p2.data(), ds.data(), n, len, scale, static_cast<float>(lse));
+        for (int64_t j = 0; j < len; ++j) {
+          const double p = j < n ? std::exp(scale * raw[j] - lse) : 0.0;
+          ASSERT_NEAR(s[j], p, 1e-6 * (p + 1e-6)) << j;
+          ASSERT_NEAR(p2[j], p, 1e-6 * (p + 1e-6)) << j;
+          ASSERT_NEAR(ds[j], p * (dp[j] - D) * scale, 1e-6 * scale) << j;
         }
       }
   }

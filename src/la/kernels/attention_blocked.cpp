@@ -9,7 +9,7 @@
 
 #include "la/kernels/fast_exp.h"
 #include "la/kernels/gemm.h"
-#include "la/kernels/ops.h"
+#include "la/kernels/rowwise.h"
 
 namespace la {
 
@@ -27,8 +27,13 @@ struct Heads {
   std::vector<int64_t> order;
   const int64_t* perm;
   explicit Heads(const AttentionDims& d)
-      : H(d.n_heads), KV(d.n_kv_heads), hd(d.head_dim), qdim(d.q_dim()), kvdim(d.kv_dim()),
-        group(d.n_heads / d.n_kv_heads), scale(1.0f / std::sqrt(static_cast<float>(d.head_dim))),
+      : H(d.n_heads),
+        KV(d.n_kv_heads),
+        hd(d.head_dim),
+        qdim(d.q_dim()),
+        kvdim(d.kv_dim()),
+        group(d.n_heads / d.n_kv_heads),
+        scale(1.0f / std::sqrt(static_cast<float>(d.head_dim))),
         order(static_cast<size_t>(d.head_dim)) {
     for (int64_t c = 0; c < hd; ++c) order[static_cast<size_t>(c)] = c;
     for (int64_t i = 0; d.rope_half && i < hd / 2; ++i) {
@@ -51,7 +56,8 @@ void gather(float* dst, const float* src, int64_t rows, int64_t stride, int64_t 
   }
 }
 
-void scatter(float* dst, const float* src, int64_t rows, int64_t stride, int64_t col0, const int64_t* perm, int64_t hd) {
+void scatter(float* dst, const float* src, int64_t rows, int64_t stride, int64_t col0, const int64_t* perm,
+             int64_t hd) {
   for (int64_t r = 0; r < rows; ++r) {
     float* d = dst + r * stride + col0;
     const float* s = src + r * hd;
@@ -63,8 +69,8 @@ void scatter(float* dst, const float* src, int64_t rows, int64_t stride, int64_t
 }
 
 // dst block += a * src (rows x hd), columns reordered by perm as in scatter().
-void scatter_add(float* dst, const float* src, float a, int64_t rows, int64_t stride, int64_t col0,
-                 const int64_t* perm, int64_t hd) {
+void scatter_add(float* dst, const float* src, float a, int64_t rows, int64_t stride, int64_t col0, const int64_t* perm,
+                 int64_t hd) {
   for (int64_t r = 0; r < rows; ++r) {
     float* d = dst + r * stride + col0;
     const float* s = src + r * hd;
@@ -76,7 +82,9 @@ void scatter_add(float* dst, const float* src, float a, int64_t rows, int64_t st
   }
 }
 
-WeightMatrix f32_matrix(const float* data, int64_t rows, int64_t cols) { return {DType::F32, data, rows, cols}; }
+WeightMatrix f32_matrix(const float* data, int64_t rows, int64_t cols) {
+  return {DType::F32, data, rows, cols};
+}
 
 void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {  // dst[cols, rows]
   for (int64_t r0 = 0; r0 < rows; r0 += 16)
@@ -96,12 +104,15 @@ bool run_parallel(const AttentionDims& d, int64_t T, int64_t S) {
 
 }  // namespace
 
-bool attention_blocked_applies(int64_t T) { return T >= kMinRows && gemm_available(); }
+bool attention_blocked_applies(int64_t T) {
+  return T >= kMinRows && gemm_available();
+}
 
 void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q, const float* k, const float* v,
                                       int64_t T, int64_t pos0, const AttentionDims& d) {
   const Heads heads(d);
   const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const RowwiseKernels& rk = rowwise_kernels();
   const int64_t S = pos0 + T;
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, S))
   for (int64_t g = 0; g < KV; ++g) {
@@ -120,12 +131,7 @@ void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q
         float* sc = b.s.data();
         gemm_nt(sc, b.qb.data(), f32_matrix(b.kc.data(), n, hd), bq, false);
         for (int64_t r = 0; r < bq; ++r) {
-          float* row = sc + r * n;
-          const int64_t valid = pos0 + t0 + r + 1;
-#pragma omp simd
-          for (int64_t j = 0; j < valid; ++j) row[j] *= scale;
-          const float lse = softmax_inplace(row, valid);
-          std::fill(row + valid, row + n, 0.0f);
+          const float lse = rk.softmax(sc + r * n, pos0 + t0 + r + 1, n, scale);
           if (lse_tok) lse_tok[h * T + t0 + r] = lse;
         }
         gemm_nn(b.ob.data(), sc, f32_matrix(b.vc.data(), n, hd), bq, false);
@@ -139,6 +145,7 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
                                        const AttentionDims& d) {
   const Heads heads(d);
   const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const RowwiseKernels& rk = rowwise_kernels();
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, T))
   for (int64_t g = 0; g < KV; ++g) {
     thread_local Buffers b;
@@ -164,22 +171,8 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
         float* dS = b.s2.data();
         gemm_nt(P, b.qb.data(), kw, bq, false);
         gemm_nt(dS, b.ob.data(), vw, bq, false);  // dP
-        for (int64_t r = 0; r < bq; ++r) {
-          float* p = P + r * n;
-          float* ds = dS + r * n;
-          const int64_t valid = t0 + r + 1;
-          const float lse = lse_tok[h * T + t0 + r];
-          float D = 0;
-#pragma omp simd reduction(+ : D)
-          for (int64_t j = 0; j < valid; ++j) {
-            p[j] = fast_exp(scale * p[j] - lse);
-            D += p[j] * ds[j];
-          }
-#pragma omp simd
-          for (int64_t j = 0; j < valid; ++j) ds[j] = p[j] * (ds[j] - D) * scale;
-          std::fill(p + valid, p + n, 0.0f);
-          std::fill(ds + valid, ds + n, 0.0f);
-        }
+        for (int64_t r = 0; r < bq; ++r)
+          rk.softmax_backward(P + r * n, dS + r * n, t0 + r + 1, n, scale, lse_tok[h * T + t0 + r]);
         gemm_nn(b.dqb.data(), dS, kw, bq, false);  // dQ = dS K
         scatter(dq + t0 * qdim, b.dqb.data(), bq, qdim, h * hd, perm, hd);
         transpose(b.t.data(), dS, bq, n);  // dK += dS^T Q
@@ -195,10 +188,11 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
 // The prompt branch: per kv head its len x hd prompt keys and values are gathered once; per query
 // head of the group and block of rows, S = Q Kp^T (bq x len) goes through the row softmax and
 // gamma · S Vp is added to the token output (nothing where gamma is 0, as in the per-ISA kernels).
-void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float* q, int64_t T,
-                                      const AttentionDims& d, const PromptKV& prompt) {
+void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float* q, int64_t T, const AttentionDims& d,
+                                      const PromptKV& prompt) {
   const Heads heads(d);
   const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const RowwiseKernels& rk = rowwise_kernels();
   const int64_t P = prompt.len;
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, P))
   for (int64_t g = 0; g < KV; ++g) {
@@ -220,10 +214,7 @@ void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float
         float* sc = b.s.data();
         gemm_nt(sc, b.qb.data(), kw, bq, false);
         for (int64_t r = 0; r < bq; ++r) {
-          float* row = sc + r * P;
-#pragma omp simd
-          for (int64_t j = 0; j < P; ++j) row[j] *= scale;
-          const float lse = softmax_inplace(row, P);
+          const float lse = rk.softmax(sc + r * P, P, P, scale);
           if (lse_prompt) lse_prompt[h * T + t0 + r] = lse;
         }
         if (gamma == 0.0f) continue;
@@ -237,9 +228,9 @@ void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float
 // Backward of the prompt branch from the saved log-sum-exps: P = softmax rows again, the gate's
 // gradient sum(P ∘ dO Vp^T), dP = gamma dO Vp^T, dS = P∘(dP - rowsum(P∘dP))·scale; dQ += dS Kp,
 // dKp += dS^T Q, dVp += gamma P^T dO, summed over the group's query heads per kv head.
-void attention_prompt_backward_blocked(float* dq, float* dprompt_k, float* dprompt_v, float* dgamma,
-                                       const float* dout, const float* q, const float* lse_prompt, int64_t T,
-                                       const AttentionDims& d, const PromptKV& prompt) {
+void attention_prompt_backward_blocked(float* dq, float* dprompt_k, float* dprompt_v, float* dgamma, const float* dout,
+                                       const float* q, const float* lse_prompt, int64_t T, const AttentionDims& d,
+                                       const PromptKV& prompt) {
   const Heads heads(d);
   const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
   const int64_t P = prompt.len;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "la/kernels/fast_exp.h"
 #include "la/kernels/rowwise.h"
 #include "la/kernels/vec.h"
 
@@ -153,19 +152,6 @@ void swiglu_backward_ref(float* da, float* db, const float* dout, const float* a
   }
 }
 
-float softmax_inplace(float* x, int64_t n) {
-  float m = x[0];
-  for (int64_t i = 1; i < n; ++i) m = x[i] > m ? x[i] : m;
-  float s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = fast_exp(x[i] - m);
-    s += x[i];
-  }
-  const float inv = 1.0f / s;
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-  return m + std::log(s);
-}
+float softmax_inplace(float* x, int64_t n) { return rowwise_kernels().softmax(x, n, n, 1.0f); }
 
 }  // namespace la

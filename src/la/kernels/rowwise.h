@@ -1,6 +1,6 @@
 // Element-wise and row-wise loops of the model that are worth vectorising at the CPU's full width
-// (the library itself is built for baseline x86-64): SwiGLU forward/backward over a span, and the
-// cross-entropy of one row of logits. Built per instruction set from kernels/isa/rowwise_impl.inc
+// (the library itself is built for baseline x86-64): SwiGLU forward/backward over a span, the
+// cross-entropy of one row of logits, and the score rows of blocked attention. Built per instruction set from kernels/isa/rowwise_impl.inc
 // (plain loops the compiler vectorises; fast_exp for the exponentials) and chosen by CPUID, like
 // gemv and quant_dot; the callers do the threading.
 #pragma once
@@ -18,6 +18,14 @@ struct RowwiseKernels {
   // -log softmax(logits)[target] of one row of V logits (log-sum-exp summed in double). With
   // `grad`, the row is overwritten by scale * (softmax - onehot(target)).
   double (*cross_entropy)(float* logits, int64_t V, int64_t target, float scale, bool grad);
+  // Attention score row s[0, n): s = softmax(scale * s) in place (scaled in place first, then
+  // exp(s - max) over the sum); zeros in s[n, len) (the causal mask); returns the log-sum-exp of
+  // the scaled scores.
+  float (*softmax)(float* s, int64_t n, int64_t len, float scale);
+  // Its backward from the forward's log-sum-exp, s holding the raw scores q·k again and ds the
+  // gradient of the probabilities: s = p = exp(scale * s - lse), ds = p * (ds - sum(p * ds)) *
+  // scale over [0, n); zeros in both over [n, len).
+  void (*softmax_backward)(float* s, float* ds, int64_t n, int64_t len, float scale, float lse);
 };
 
 std::vector<const RowwiseKernels*> rowwise_variants();

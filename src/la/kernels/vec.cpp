@@ -1,5 +1,7 @@
 #include "la/kernels/vec.h"
 
+#include <cstring>
+
 namespace la {
 
 // fp-contract=off: with contraction GCC fused a*x+y into an FMA in some code paths of a loop and
@@ -28,6 +30,25 @@ LA_MULTIVERSION void axpy(float* y, float a, const float* x, int64_t n) {
 
 LA_MULTIVERSION void scale(float* y, float a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] *= a;
+}
+
+namespace {
+constexpr int64_t kThreadedFrom = 1 << 16;  // elements; below this a thread team costs more than it saves
+constexpr int64_t kChunk = 1 << 14;         // 64 KiB of floats per piece
+}  // namespace
+
+void add_to(float* y, const float* x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= kThreadedFrom)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void copy(float* dst, const float* src, int64_t n) {
+  const int64_t pieces = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n >= kThreadedFrom)
+  for (int64_t p = 0; p < pieces; ++p) {
+    const int64_t lo = p * kChunk, len = n - lo < kChunk ? n - lo : kChunk;
+    std::memcpy(dst + lo, src + lo, static_cast<size_t>(len) * sizeof(float));
+  }
 }
 
 }  // namespace la

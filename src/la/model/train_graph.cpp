@@ -165,7 +165,7 @@ void TrainGraph::layer_forward(int64_t l, const PackedBatch& b, float* x, const 
                                const PromptKV* prompt) {
   const LayerWeights& lw = w_.layers[static_cast<size_t>(l)];
   const int64_t R = b.rows(), D = c_.dim, KV = c_.kv_dim(), F = c_.hidden_dim, H = c_.n_heads;
-  if (keep && keep->x_in != x) std::memcpy(keep->x_in, x, static_cast<size_t>(R * D) * sizeof(float));
+  if (keep && keep->x_in != x) copy(keep->x_in, x, R * D);
   float* q = keep ? keep->q : q_;
   float* k = keep ? keep->k : k_;
   float* v = keep ? keep->v : v_;
@@ -181,8 +181,8 @@ void TrainGraph::layer_forward(int64_t l, const PackedBatch& b, float* x, const 
                       q + o * D, k + o * KV, v + o * KV, T, 0, dims_, prompt);
   }
   matmul_nt(xb_, att_, lw.wo, R);
-  for (int64_t i = 0; i < R * D; ++i) x[i] += xb_[i];
-  if (keep) std::memcpy(keep->h, x, static_cast<size_t>(R * D) * sizeof(float));
+  add_to(x, xb_, R * D);
+  if (keep) copy(keep->h, x, R * D);
   rmsnorm_forward(xb_, keep ? keep->rstd_ffn : nullptr, x, lw.rms_ffn, R, D, c_.norm_eps);
   float* a = keep ? keep->a : hb_;
   float* bb = keep ? keep->b : hb2_;
@@ -190,7 +190,7 @@ void TrainGraph::layer_forward(int64_t l, const PackedBatch& b, float* x, const 
   matmul_nt(bb, xb_, lw.w3, R);
   swiglu_forward(hb_, a, bb, R * F);
   matmul_nt(xb_, hb_, lw.w2, R);
-  for (int64_t i = 0; i < R * D; ++i) x[i] += xb_[i];
+  add_to(x, xb_, R * D);
 }
 
 LossResult TrainGraph::forward(const PackedBatch& b, const Adapter* adapter, bool store) {
@@ -213,7 +213,7 @@ LossResult TrainGraph::forward(const PackedBatch& b, const Adapter* adapter, boo
     if (store && adapted) {
       LayerActs& a = acts_[static_cast<size_t>(l - first_adapted_)];
       if (recompute_)
-        std::memcpy(a.x_in, x_, static_cast<size_t>(R * D) * sizeof(float));
+        copy(a.x_in, x_, R * D);
       else
         keep = &a;
     }
@@ -272,8 +272,8 @@ void TrainGraph::backward(const PackedBatch& b, const Adapter& adapter, AdapterG
     const LayerActs* acts = &acts_[static_cast<size_t>(i)];
     if (recompute_) {
       // Activation checkpointing: rebuild this layer's activations from its saved input.
-      std::memcpy(work_.x_in, acts->x_in, static_cast<size_t>(R * D) * sizeof(float));
-      std::memcpy(xr_, acts->x_in, static_cast<size_t>(R * D) * sizeof(float));
+      copy(work_.x_in, acts->x_in, R * D);
+      copy(xr_, acts->x_in, R * D);
       layer_forward(l, b, xr_, &work_, &prompt);
       acts = &work_;
     }
@@ -282,7 +282,7 @@ void TrainGraph::backward(const PackedBatch& b, const Adapter& adapter, AdapterG
     swiglu_backward(da_, db_, hb_, acts->a, acts->b, R * F);
     matmul_nn(dxn_, da_, lw.w1, R, false);
     matmul_nn(dxn_, db_, lw.w3, R, true);
-    std::memcpy(dh_, dx_, static_cast<size_t>(R * D) * sizeof(float));
+    copy(dh_, dx_, R * D);
     rmsnorm_backward(dh_, dxn_, acts->h, lw.rms_ffn, acts->rstd_ffn, R, D);
     // Attention: h = x_in + Wo att.
     matmul_nn(datt_, dh_, lw.wo, R, false);
@@ -313,7 +313,7 @@ void TrainGraph::backward(const PackedBatch& b, const Adapter& adapter, AdapterG
     matmul_nn(dxn_, dq_, lw.wq, R, false);
     matmul_nn(dxn_, dk_, lw.wk, R, true);
     matmul_nn(dxn_, dv_, lw.wv, R, true);
-    std::memcpy(dx_, dh_, static_cast<size_t>(R * D) * sizeof(float));
+    copy(dx_, dh_, R * D);
     rmsnorm_backward(dx_, dxn_, acts->x_in, lw.rms_att, acts->rstd_att, R, D);
   }
 }
