@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "la/core/error.h"
 #include "la/core/half.h"
 #include "la/kernels/gemm.h"
 #include "la/kernels/gemv.h"
@@ -176,6 +177,47 @@ TEST(GemmBf16, SameBitsForAnyThreadCount) {
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Weights packed once (Bf16Panels) give the same bits as packing per call, both products, on
+// shapes that cut panels, KC blocks and the thread split, with 1 and 2 threads; and the model
+// packs exactly its BF16 matrices.
+TEST(GemmBf16, PrepackedPanelsGiveTheSameBits) {
+  REQUIRE_BF16_GEMM();
+  std::mt19937 rng(6);
+  const int saved = omp_get_max_threads();
+  for (const Shape& s : std::vector<Shape>{{20, 33, 17}, {130, 700, 1537}, {64, 96, 768}, {9, 1, 3}})
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(testing::Message() << "M=" << s.M << " N=" << s.N << " K=" << s.K << " threads=" << threads);
+      omp_set_num_threads(threads);
+      const Bf16Weight W(rng, s.N, s.K);  // nt: [M, N] = [M, K] W^T; nn: [M, K] = [M, N] W
+      const Bf16Panels panels = pack_bf16_panels(W.w);
+      WeightMatrix packed = W.w;
+      packed.bf16_panels = &panels;
+      const std::vector<float> x = random_vec(rng, s.M * s.K), dy = random_vec(rng, s.M * s.N);
+      const std::vector<float> base_y = random_vec(rng, s.M * s.N), base_x = random_vec(rng, s.M * s.K);
+      for (bool acc : {false, true}) {
+        std::vector<float> y1 = base_y, y2 = base_y, dx1 = base_x, dx2 = base_x;
+        gemm_bf16_nt(y1.data(), x.data(), W.w, s.M, acc);
+        gemm_bf16_nt(y2.data(), x.data(), packed, s.M, acc);
+        gemm_bf16_nn(dx1.data(), dy.data(), W.w, s.M, acc);
+        gemm_bf16_nn(dx2.data(), dy.data(), packed, s.M, acc);
+        EXPECT_TRUE(same_bits(y1, y2)) << "nt accumulate=" << acc;
+        EXPECT_TRUE(same_bits(dx1, dx2)) << "nn accumulate=" << acc;
+      }
+    }
+  omp_set_num_threads(saved);
+  WeightMatrix f32{DType::F32, nullptr, 1, 1};
+  EXPECT_THROW(pack_bf16_panels(f32), Error);
+
+  auto model = random_model(*named_shape("stories260k"), 7, DType::BF16);
+  EXPECT_GT(model->pack_bf16_panels(), 0u);
+  for (const auto& l : model->layers)
+    for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) EXPECT_NE(w->bf16_panels, nullptr);
+  EXPECT_NE(model->output.bf16_panels, nullptr);
+  EXPECT_EQ(model->pack_bf16_panels(), 0u) << "packed once";
+  auto f32_model = random_model(*named_shape("stories260k"), 7, DType::F32);
+  EXPECT_EQ(f32_model->pack_bf16_panels(), 0u);
 }
 
 // Off (the default): matmul takes exactly the paths it took before the switch existed. On: BF16

@@ -4,6 +4,7 @@
 // norm vectors become f32 copies). Converting to GGUF holds one converted matrix at a time.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -172,6 +173,27 @@ TEST(Memory, ConvertHoldsOneConvertedMatrixAtATime) {
   la::GgufFile f = la::GgufFile::open(tmp.file("q8.gguf"));
   EXPECT_EQ(f.find_tensor("blk.3.ffn_down.weight")->type, la::DType::Q8_0);
   EXPECT_EQ(f.tensors().size(), 2u + 9u * 4u + 1u);
+}
+
+// What the kernel reports as available, between 0 and MemTotal (read here independently), and it
+// shrinks when this process takes and touches 256 MiB more (allowing for other processes' noise).
+TEST(Memory, AvailableMemoryIsPlausibleAndShrinks) {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) GTEST_SKIP() << "no /proc/meminfo";
+  unsigned long long total_kib = 0;
+  char line[256];
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemTotal: %llu", &total_kib) == 1) break;
+  std::fclose(f);
+  ASSERT_GT(total_kib, 0u);
+  const size_t before = la::available_memory_bytes();
+  EXPECT_GT(before, 0u);
+  EXPECT_LE(before, total_kib * 1024);
+  const size_t take = size_t{256} << 20;
+  std::vector<char> block(take, 1);  // touched: resident
+  const size_t after = la::available_memory_bytes();
+  EXPECT_LT(after, before - take / 2) << "available did not follow a 256 MiB allocation";
+  EXPECT_EQ(block[take - 1], 1);
 }
 
 }  // namespace

@@ -59,6 +59,7 @@ void run_bench(const BenchArgs& a) {
   } else {
     w = load_model(a.model.model);
   }
+  if (a.bf16_compute) prepack_for_bf16_compute(*w);  // as finetune does
   const ModelConfig& c = w->config;
   nlohmann::ordered_json out;
   out["model"] = a.shape.empty() ? a.model.model : "shape:" + a.shape;

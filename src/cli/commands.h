@@ -36,6 +36,11 @@ struct LoadedModel {
 // they agree on the vocabulary size, applies --threads.
 LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer = true);
 
+// --bf16-compute: packs the model's BF16 matrices once for the bf16 GEMM (ModelWeights::
+// pack_bf16_panels) when that fits in half of the memory still available; otherwise says so on
+// stderr and every product packs its block as it goes.
+void prepack_for_bf16_compute(ModelWeights& w);
+
 // True when stderr is a terminal (progress bars), false for pipes and files.
 bool stderr_is_tty();
 

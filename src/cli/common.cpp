@@ -1,8 +1,11 @@
 #include <unistd.h>
 
+#include <cstdio>
+
 #include "commands.h"
 #include "la/core/cpu.h"
 #include "la/core/error.h"
+#include "la/core/memory.h"
 #include "la/model/loader.h"
 
 namespace la::cli {
@@ -35,6 +38,17 @@ LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer) {
     fail("{}: tokenizer has {} tokens but the model {} has a vocabulary of {}", tok, lm.tokenizer->vocab_size(),
          a.model, lm.weights->config.vocab_size);
   return lm;
+}
+
+void prepack_for_bf16_compute(ModelWeights& w) {
+  const size_t need = w.bf16_panel_bytes(), avail = available_memory_bytes();
+  if (need == 0) return;
+  if (avail != 0 && need > avail / 2) {
+    std::fprintf(stderr, "note: --bf16-compute: not pre-packing the bf16 matrices (%zu MiB; %zu MiB available)\n",
+                 need >> 20, avail >> 20);
+    return;
+  }
+  w.pack_bf16_panels();
 }
 
 bool stderr_is_tty() { return isatty(STDERR_FILENO) != 0; }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include <omp.h>
@@ -25,6 +26,33 @@ size_t current_rss_bytes() {
   const int n = std::fscanf(f, "%lu %lu", &size, &resident);
   std::fclose(f);
   return n == 2 ? static_cast<size_t>(resident) * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+namespace {
+// The first number in `path` (after `key` when given), or 0.
+size_t read_number(const char* path, const char* key, size_t unit) {
+  std::FILE* f = std::fopen(path, "r");
+  if (!f) return 0;
+  char line[256];
+  size_t v = 0;
+  while (std::fgets(line, sizeof line, f)) {
+    const size_t klen = key ? std::strlen(key) : 0;
+    if (key && std::strncmp(line, key, klen) != 0) continue;
+    unsigned long long x = 0;
+    if (std::sscanf(line + klen, " %llu", &x) == 1) v = static_cast<size_t>(x) * unit;
+    break;
+  }
+  std::fclose(f);
+  return v;
+}
+}  // namespace
+
+size_t available_memory_bytes() {
+  size_t avail = read_number("/proc/meminfo", "MemAvailable:", 1024);
+  const size_t limit = read_number("/sys/fs/cgroup/memory.max", nullptr, 1);  // "max" reads as 0
+  const size_t used = read_number("/sys/fs/cgroup/memory.current", nullptr, 1);
+  if (limit > 0 && limit > used && (avail == 0 || limit - used < avail)) avail = limit - used;
+  return avail;
 }
 
 double measure_read_bandwidth(size_t bytes, int passes) {

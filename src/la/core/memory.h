@@ -6,6 +6,9 @@ namespace la {
 
 size_t peak_rss_bytes();     // high-water mark of resident memory (getrusage ru_maxrss)
 size_t current_rss_bytes();  // resident now (/proc/self/statm)
+// Memory this process could still take: MemAvailable, and no more than what is left under a
+// cgroup v2 limit when one is set. 0 when neither can be read.
+size_t available_memory_bytes();
 
 // Memory read bandwidth in bytes/s: all threads summing a buffer of `bytes` (far larger than the
 // caches), median of `passes` timed passes after one untimed. The roofline of decode, which reads

@@ -20,10 +20,15 @@ size_t dtype_row_bytes(DType t, int64_t cols);  // bytes of one stored row; cols
 
 // A row-major [rows, cols] matrix in its stored type, used in place (often inside an mmap).
 // Linear layers store W as [out, in]: y = W x.
+struct Bf16Panels;  // gemm.h
+
 struct WeightMatrix {
   DType type = DType::F32;
   const void* data = nullptr;
   int64_t rows = 0, cols = 0;
+  // Optional: a BF16 matrix also laid out as the bf16 GEMM's packed panels (gemm.h), for
+  // products that would otherwise pack it again every call. The stored data stays the reference.
+  const Bf16Panels* bf16_panels = nullptr;
 
   const uint8_t* row_ptr(int64_t r) const {
     return static_cast<const uint8_t*>(data) + static_cast<size_t>(r) * dtype_row_bytes(type, cols);

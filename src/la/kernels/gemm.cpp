@@ -186,21 +186,30 @@ void gemm_bf16(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t
     uint32_t* bp = bp_s.get<uint32_t>(static_cast<size_t>(NC * KC / 2));
     uint32_t* ap = ap_s.get<uint32_t>(static_cast<size_t>(MC * KC / 2));
     const Bf16Kernels& k = bf16_kernels();
+    // Pre-packed panels (whole depth each): the block is read where it lies.
+    const std::vector<uint32_t>* whole = w.bf16_panels ? (nt ? &w.bf16_panels->nt : &w.bf16_panels->nn) : nullptr;
+    const int64_t kp_all = ceil_div(Kg, 2);
     for (int64_t jc = lo; jc < hi; jc += NC) {
       const int64_t nc = std::min(NC, hi - jc), panels = ceil_div(nc, NR);
       for (int64_t pc = 0; pc < Kg; pc += KC) {
         const int64_t kc = std::min(KC, Kg - pc), kp = ceil_div(kc, 2);
-        if (nt)
+        const uint32_t* b = bp;
+        int64_t panel_stride = kp * NR;
+        if (whole) {
+          b = whole->data() + ((jc / NR) * kp_all + pc / 2) * NR;
+          panel_stride = kp_all * NR;
+        } else if (nt) {
           for (int64_t p = 0; p < panels; ++p) k.pack_b_nt(w, jc + p * NR, std::min(NR, nc - p * NR), pc, kc, bp + p * kp * NR);
-        else
+        } else {
           k.pack_b_nn(w, pc, kc, jc, nc, bp);
+        }
         const bool add = accumulate || pc > 0;
         for (int64_t ic = 0; ic < M; ic += MC) {
           const int64_t mc = std::min(MC, M - ic);
           k.pack_a(A + ic * Kg + pc, Kg, mc, kc, ap);
           for (int64_t i = 0; i < mc; i += MR)
             for (int64_t p = 0; p < panels; ++p)
-              k.kernel(kp, ap + i * kp, bp + p * kp * NR, C + (ic + i) * Ng + jc + p * NR, Ng,
+              k.kernel(kp, ap + i * kp, b + p * panel_stride, C + (ic + i) * Ng + jc + p * NR, Ng,
                        static_cast<int>(std::min(MR, mc - i)), static_cast<int>(std::min(NR, nc - p * NR)), add);
         }
       }
@@ -209,6 +218,35 @@ void gemm_bf16(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t
 }
 
 }  // namespace
+
+Bf16Panels pack_bf16_panels(const WeightMatrix& w) {
+  using namespace gemm_detail;
+  if (w.type != DType::BF16) fail("pack_bf16_panels: the weight is {}, not bf16", dtype_name(w.type));
+  if (!gemm_bf16_available()) fail("pack_bf16_panels: this CPU has no AVX512-BF16");
+  constexpr int64_t NR = kBf16NR, KC = kBf16KC;
+  const Bf16Kernels& k = bf16_kernels();
+  Bf16Panels out;
+  // nt: panels over the rows of W (the product's columns), pairs along its columns; nn the other
+  // way round. Each panel holds ceil(depth/2) pairs of NR values, packed KC at a time.
+  auto fill = [&](std::vector<uint32_t>& dst, bool nt) {
+    const int64_t Ng = nt ? w.rows : w.cols, Kg = nt ? w.cols : w.rows;
+    const int64_t panels = ceil_div(Ng, NR), kp_all = ceil_div(Kg, 2);
+    dst.assign(static_cast<size_t>(panels * kp_all * NR), 0u);
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < panels; ++p)
+      for (int64_t pc = 0; pc < Kg; pc += KC) {
+        const int64_t kc = std::min(KC, Kg - pc), nr = std::min(NR, Ng - p * NR);
+        uint32_t* panel = dst.data() + (p * kp_all + pc / 2) * NR;
+        if (nt)
+          k.pack_b_nt(w, p * NR, nr, pc, kc, panel);
+        else
+          k.pack_b_nn(w, pc, kc, p * NR, nr, panel);
+      }
+  };
+  fill(out.nt, true);
+  fill(out.nn, false);
+  return out;
+}
 
 bool gemm_available() {
   static const bool ok = [] {

@@ -14,6 +14,7 @@
 // OpenBLAS otherwise.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "la/kernels/dtype.h"
 
@@ -47,5 +48,15 @@ void gemm_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool ac
 bool gemm_bf16_available();
 void gemm_bf16_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
 void gemm_bf16_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
+
+// A frozen BF16 weight packed once, whole, into the panels the bf16 GEMM packs a block at a time:
+// both layouts (nt for y = x W^T, nn for dX = dY W), each a sequence of 32-column panels of
+// k-pairs over the full depth. gemm_bf16_nt/nn read them in place when w.bf16_panels is set (same
+// bits as packing per call); training steps then never repack the base model. Costs twice the
+// matrix's bytes. Call only when gemm_bf16_available().
+struct Bf16Panels {
+  std::vector<uint32_t> nt, nn;
+};
+Bf16Panels pack_bf16_panels(const WeightMatrix& w);
 
 }  // namespace la

@@ -8,6 +8,7 @@
 
 #include "la/core/mapped_file.h"
 #include "la/kernels/dtype.h"
+#include "la/kernels/gemm.h"
 #include "la/model/config.h"
 
 namespace la {
@@ -32,11 +33,19 @@ struct ModelWeights {
   // Keeps mappings alive and owns vectors converted to f32.
   std::vector<std::shared_ptr<MappedFile>> files;
   std::deque<std::vector<float>> owned;
+  std::deque<Bf16Panels> panels;  // pre-packed forms, see pack_bf16_panels()
 
   // An f32 copy of `n` stored elements, kept alive by this object.
   const float* own_f32(DType t, const void* src, int64_t n);
   // Bytes of matrix storage by type (for `info`): e.g. {"F32": 1056512}.
   std::vector<std::pair<std::string, size_t>> bytes_by_type() const;
+  // Lays every BF16 layer matrix and the output head out once more as the bf16 GEMM's panels
+  // (gemm.h's Bf16Panels) and points them there: for training with bf16 arithmetic, whose every
+  // step would otherwise repack the frozen base. Twice those matrices' bytes of memory; a no-op
+  // without AVX512-BF16 or BF16 matrices. Returns the bytes added; bf16_panel_bytes() says
+  // beforehand what it would add.
+  size_t pack_bf16_panels();
+  size_t bf16_panel_bytes() const;
 };
 
 }  // namespace la
