@@ -111,9 +111,9 @@ void check_type(DType t, const std::vector<Shape>& shapes) {
 TEST(Gemm, FloatTypesAwkwardShapes) {
   REQUIRE_GEMM();
   // M: 1, a row short of / past a register tile, past an MC block. N: 1, 31, 33, past NC.
-  // K: 1, 17, past KC, 2 KC + 1.
-  const std::vector<Shape> shapes = {{1, 1, 1},    {13, 31, 17},  {14, 32, 256},  {15, 33, 257},
-                                     {113, 65, 64}, {29, 600, 513}, {130, 70, 300}, {3, 1030, 40}};
+  // K: 1, 17, past KC, 2 KC + 1. {100, 2200, 600}: several column blocks per thread, A packed once.
+  const std::vector<Shape> shapes = {{1, 1, 1},     {13, 31, 17},   {14, 32, 256},  {15, 33, 257},    {113, 65, 64},
+                                     {29, 600, 513}, {130, 70, 300}, {3, 1030, 40},  {100, 2200, 600}};
   for (DType t : {DType::F32, DType::F16, DType::BF16}) check_type(t, shapes);
 }
 
@@ -190,6 +190,17 @@ TEST(Gemm, SameBitsForAnyThreadCount) {
   omp_set_num_threads(saved);
   EXPECT_EQ(0, std::memcmp(a1.data(), a2.data(), a1.size() * sizeof(float)));
   EXPECT_EQ(0, std::memcmp(b1.data(), b2.data(), b1.size() * sizeof(float)));
+  // 1,000 columns: one thread keeps A packed across its two column blocks, two threads (one block
+  // each) do not.
+  const Stored F(rng, DType::F32, 1000, 600);
+  const std::vector<float> x2 = random_vec(rng, 100 * 600);
+  std::vector<float> c1(100 * 1000), c2(c1.size());
+  omp_set_num_threads(1);
+  gemm_nt(c1.data(), x2.data(), F.w, 100, false);
+  omp_set_num_threads(2);
+  gemm_nt(c2.data(), x2.data(), F.w, 100, false);
+  omp_set_num_threads(saved);
+  EXPECT_EQ(0, std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)));
 }
 
 }  // namespace

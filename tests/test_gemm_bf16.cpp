@@ -143,7 +143,7 @@ TEST(GemmBf16, AwkwardShapesAgainstReference) {
   // K: 1, 2, odd, around KC (one pair short, one value past), 2 KC + 1.
   const std::vector<Shape> shapes = {{1, 1, 1},     {13, 31, 2},    {14, 32, 17},   {15, 33, 767},
                                      {13, 33, 257}, {113, 65, 769}, {29, 600, 64},  {130, 70, 1537},
-                                     {3, 1030, 40}, {1, 7, 1536},   {129, 257, 33}};
+                                     {3, 1030, 40}, {1, 7, 1536},   {129, 257, 33}, {20, 2100, 1600}};
   check_shapes(shapes);
 }
 
@@ -160,9 +160,11 @@ TEST(GemmBf16, ZeroDepthWritesZerosOrKeeps) {
 TEST(GemmBf16, SameBitsForAnyThreadCount) {
   REQUIRE_BF16_GEMM();
   std::mt19937 rng(5);
-  const Bf16Weight W(rng, 700, 301);
-  const std::vector<float> x = random_vec(rng, 64 * 301), dy = random_vec(rng, 64 * 700);
-  std::vector<float> a1(64 * 700), a2(a1.size()), b1(64 * 301), b2(b1.size());
+  // 1,000 x 1,601 (three KC blocks deep for nt): A packed once for several column blocks on one
+  // thread, and per block on two for nt (500 columns each).
+  const Bf16Weight W(rng, 1000, 1601);
+  const std::vector<float> x = random_vec(rng, 64 * 1601), dy = random_vec(rng, 64 * 1000);
+  std::vector<float> a1(64 * 1000), a2(a1.size()), b1(64 * 1601), b2(b1.size());
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
   gemm_bf16_nt(a1.data(), x.data(), W.w, 64, false);
