@@ -297,6 +297,16 @@ TEST(GemmBf16, TrainingStepFollowsTheSwitch) {
   ASSERT_GT(n_off, 0.0);
   EXPECT_GT(dot / std::sqrt(n_on * n_off), 0.999) << "cosine of the adapter gradients";
   EXPECT_NEAR(std::sqrt(n_on), std::sqrt(n_off), 1e-2 * std::sqrt(n_off));
+
+  // With the base packed once (as finetune --bf16-compute does): the same step, bit for bit.
+  ASSERT_GT(w->pack_bf16_panels(), 0u);
+  AdapterGrads packed{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())};
+  set_bf16_compute(true);
+  const LossResult l_packed = g.run(b, a, &packed, 1.0f);
+  set_bf16_compute(false);
+  EXPECT_EQ(l_packed.loss_sum, l_on.loss_sum);
+  EXPECT_EQ(packed.query, on.query);
+  EXPECT_EQ(packed.gate, on.gate);
 }
 
 }  // namespace
