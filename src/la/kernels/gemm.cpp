@@ -38,9 +38,10 @@ struct Scratch {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Most bytes of packed A a thread keeps for all its column blocks (half the L2 of the machines
-// measured; 128 rows x 768 of the output head in f32 need 384 KiB).
-constexpr size_t kKeepPackedA = size_t{512} << 10;
+// Most bytes of packed A a thread keeps for all its column blocks. Past L2 the kept blocks are
+// read back from L3, still less than packing them again from there (the training head: 512 rows
+// x 768 in f32, 1.5 MiB, over 31 column blocks per thread).
+constexpr size_t kKeepPackedA = size_t{4} << 20;
 
 // Brings the stored weight rows of the next block into L2 a few lines at a time while the kernels
 // work on this one. Packing is otherwise bound by how many cache misses one core keeps in flight

@@ -70,7 +70,7 @@ TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t ma
   rope_ = RopeTable(max_seq_, c_.head_dim(), c_.rope_theta);
   const int64_t R = max_rows_, D = c_.dim, KV = c_.kv_dim(), F = c_.hidden_dim, H = c_.n_heads, V = c_.vocab_size;
   const int64_t L = n_adapted_, K = plen_;
-  logit_rows_ = std::min<int64_t>(R, 128);
+  logit_rows_ = std::min<int64_t>(R, 512);
   sup_rows_.reserve(static_cast<size_t>(R));
 
   // The memory plan: every buffer the step needs, named, carved from one allocation.
