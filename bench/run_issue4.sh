@@ -6,6 +6,7 @@
 #      Q4_K_M made by llama.cpp's llama-quantize when it is built next to llama-bench)
 #   3. adapter overhead on decode (K=10, all layers) and the bandwidth roofline of decode
 #   4. a 7B-shaped Q4_0 fine-tuning step (K=10, L=30, 1 x 512): seconds and peak RSS
+# Peers alternate with us ROUNDS times (default 3) and the tables give medians (~20 min in all).
 #   LLAMA_BENCH=/tmp/llama.cpp/build/bin/llama-bench bench/run_issue4.sh [out.md]
 # The GGUF files are made in $WORK (default /tmp/la-issue4) on the first run. Skip parts with
 # SKIP="torch llamacpp 7b". Env as in the scripts it calls (THREADS=2, ...).
@@ -32,7 +33,18 @@ skip() { [[ " $SKIP " == *" $1 "* ]]; }
         $B bench --shape 110m $a --threads "$THREADS" --no-infer --repeat 3 --json |
           python3 -c "import json,sys; d=json.load(sys.stdin); print('$a'.ljust(28), round(d['train_tok_s'], 1), 'tok/s', round(d['peak_rss_mib']), 'MiB')"
       done
-    done
+    done | tee "$WORK/kinds.txt"
+    python3 - "$WORK/kinds.txt" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    kind, rest = line[:28].strip(), line[28:].split()
+    rows.setdefault(kind, []).append(float(rest[0]))
+base = statistics.median(rows["--type f32"])
+for kind, v in rows.items():
+    m = statistics.median(v)
+    print(f"median {kind:<28} {m:8.1f} tok/s  {m / base:.2f}x fp32")
+PY
     echo
   fi
   if ! skip llamacpp; then
@@ -59,7 +71,16 @@ skip() { [[ " $SKIP " == *" $1 "* ]]; }
         $B bench --model "$WORK/tl-q4_0.gguf" --threads "$THREADS" --no-train --prompt-tokens 16 --gen-tokens 64 \
           --repeat 3 $a --json | python3 -c "import json,sys; d=json.load(sys.stdin); print('adapter' if d['decode_with_adapter'] else 'plain  ', round(d['decode_tok_s'], 2))"
       done
-    done
+    done | tee "$WORK/overhead.txt"
+    python3 - "$WORK/overhead.txt" <<'PY'
+import statistics, sys
+v = {}
+for line in open(sys.argv[1]):
+    k, x = line.split()
+    v.setdefault(k, []).append(float(x))
+p, a = statistics.median(v["plain"]), statistics.median(v["adapter"])
+print(f"medians: plain {p:.2f}, adapter {a:.2f} tok/s: {100 * (p - a) / p:+.1f}% slower with the adapter")
+PY
     echo
   fi
   if ! skip 7b; then
