@@ -111,7 +111,9 @@ bool attention_blocked_applies(int64_t T) {
 void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q, const float* k, const float* v,
                                       int64_t T, int64_t pos0, const AttentionDims& d) {
   const Heads heads(d);
-  const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const int64_t KV = heads.KV, hd = heads.hd, qdim = heads.qdim, kvdim = heads.kvdim, group = heads.group;
+  const float scale = heads.scale;
+  const int64_t* perm = heads.perm;
   const RowwiseKernels& rk = rowwise_kernels();
   const int64_t S = pos0 + T;
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, S))
@@ -144,7 +146,9 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
                                        const float* k, const float* v, const float* lse_tok, int64_t T,
                                        const AttentionDims& d) {
   const Heads heads(d);
-  const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const int64_t KV = heads.KV, hd = heads.hd, qdim = heads.qdim, kvdim = heads.kvdim, group = heads.group;
+  const float scale = heads.scale;
+  const int64_t* perm = heads.perm;
   const RowwiseKernels& rk = rowwise_kernels();
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, T))
   for (int64_t g = 0; g < KV; ++g) {
@@ -191,7 +195,9 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
 void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float* q, int64_t T, const AttentionDims& d,
                                       const PromptKV& prompt) {
   const Heads heads(d);
-  const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const int64_t KV = heads.KV, hd = heads.hd, qdim = heads.qdim, kvdim = heads.kvdim, group = heads.group;
+  const float scale = heads.scale;
+  const int64_t* perm = heads.perm;
   const RowwiseKernels& rk = rowwise_kernels();
   const int64_t P = prompt.len;
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, P))
@@ -232,7 +238,9 @@ void attention_prompt_backward_blocked(float* dq, float* dprompt_k, float* dprom
                                        const float* q, const float* lse_prompt, int64_t T, const AttentionDims& d,
                                        const PromptKV& prompt) {
   const Heads heads(d);
-  const auto [H, KV, hd, qdim, kvdim, group, scale, order, perm] = heads;
+  const int64_t KV = heads.KV, hd = heads.hd, qdim = heads.qdim, kvdim = heads.kvdim, group = heads.group;
+  const float scale = heads.scale;
+  const int64_t* perm = heads.perm;
   const int64_t P = prompt.len;
   std::memset(dprompt_k, 0, static_cast<size_t>(P * kvdim) * sizeof(float));
   std::memset(dprompt_v, 0, static_cast<size_t>(P * kvdim) * sizeof(float));
