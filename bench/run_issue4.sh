@@ -9,7 +9,7 @@
 # Peers alternate with us ROUNDS times (default 3) and the tables give medians (~20 min in all).
 #   LLAMA_BENCH=/tmp/llama.cpp/build/bin/llama-bench bench/run_issue4.sh [out.md]
 # The GGUF files are made in $WORK (default /tmp/la-issue4) on the first run. Skip parts with
-# SKIP="torch llamacpp 7b". Env as in the scripts it calls (THREADS=2, ...).
+# SKIP="torch llamacpp overhead 7b". Env as in the scripts it calls (THREADS=2, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/dev/stdout}
@@ -65,21 +65,22 @@ PY
     echo "## prefill / decode vs llama.cpp"
     bench/compare_llamacpp.sh "${files[@]}"
     echo
-    echo "## adapter overhead on decode (Q4_0, K=10, all 22 layers), 3 pairs back to back"
+  fi
+  if ! skip overhead; then
+    [ -f "$WORK/tl-q4_0.gguf" ] || { echo "overhead: needs $WORK/tl-q4_0.gguf (run the llamacpp part once)"; exit 1; }
+    # bench --adapter-overhead decodes with and without the adapter from two models taking turns
+    # every 4 tokens (paired within one process); three runs of 5 repetitions, medians.
+    echo "## adapter overhead on decode (Q4_0, K=10, all 22 layers)"
     for i in 1 2 3; do
-      for a in "" --adapter-decode; do
-        $B bench --model "$WORK/tl-q4_0.gguf" --threads "$THREADS" --no-train --prompt-tokens 16 --gen-tokens 64 \
-          --repeat 3 $a --json | python3 -c "import json,sys; d=json.load(sys.stdin); print('adapter' if d['decode_with_adapter'] else 'plain  ', round(d['decode_tok_s'], 2))"
-      done
+      $B bench --model "$WORK/tl-q4_0.gguf" --threads "$THREADS" --no-train --prompt-tokens 16 --gen-tokens 64 \
+        --repeat 5 --adapter-overhead --json |
+        python3 -c "import json,sys; d=json.load(sys.stdin); print(round(d['decode_tok_s_plain'], 2), round(d['decode_tok_s_adapter'], 2), round(d['adapter_overhead_pct'], 2))"
     done | tee "$WORK/overhead.txt"
     python3 - "$WORK/overhead.txt" <<'PY'
 import statistics, sys
-v = {}
-for line in open(sys.argv[1]):
-    k, x = line.split()
-    v.setdefault(k, []).append(float(x))
-p, a = statistics.median(v["plain"]), statistics.median(v["adapter"])
-print(f"medians: plain {p:.2f}, adapter {a:.2f} tok/s: {100 * (p - a) / p:+.1f}% slower with the adapter")
+rows = [list(map(float, line.split())) for line in open(sys.argv[1])]
+print(f"median: plain {statistics.median(r[0] for r in rows):.2f}, adapter {statistics.median(r[1] for r in rows):.2f} "
+      f"tok/s, adapter slower by {statistics.median(r[2] for r in rows):+.2f}%")
 PY
     echo
   fi

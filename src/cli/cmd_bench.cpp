@@ -28,6 +28,7 @@ struct BenchArgs {
   int64_t prompt_tokens = 128, gen_tokens = 64, repeat = 5;
   int64_t train_batch = 4, train_seq = 256, adapter_len = 10, adapter_layers = -1;
   bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false, bandwidth = false;
+  bool adapter_overhead = false;
   bool bf16_compute = false;
 };
 
@@ -112,6 +113,45 @@ void run_bench(const BenchArgs& a) {
       out["decode_roofline_tok_s"] = bw / static_cast<double>(bytes);
       out["decode_roofline_fraction"] = median(dec) * static_cast<double>(bytes) / bw;
     }
+    if (a.adapter_overhead) {
+      // The same decode with and without the adapter, from two models side by side (own KV
+      // caches, the same weights) taking turns in blocks of 4 tokens, the order alternating: a
+      // noisy host's slow moments then hit both, where separate runs differ by 10-20%.
+      InferenceModel plain(*w, ctx), adapted(*w, ctx);
+      adapted.set_adapter(&adapter);
+      std::vector<double> ratio, tok_plain, tok_adapted;
+      for (int64_t r = 0; r < a.repeat; ++r) {
+        plain.reset();
+        adapted.reset();
+        const float* logits[2] = {plain.forward(tokens.data(), a.prompt_tokens),
+                                  adapted.forward(tokens.data(), a.prompt_tokens)};
+        InferenceModel* models[2] = {&plain, &adapted};
+        double secs[2] = {0, 0};
+        int64_t n = 0;
+        for (int64_t blk = 0; n < a.gen_tokens && plain.pos() < ctx; ++blk) {
+          const int64_t len = std::min<int64_t>({4, a.gen_tokens - n, ctx - plain.pos()});
+          for (int i = 0; i < 2; ++i) {
+            const int which = (blk % 2 == 0) ? i : 1 - i;
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int64_t k = 0; k < len; ++k) {
+              const int next = argmax(logits[which], c.vocab_size);
+              logits[which] = models[which]->forward(&next, 1);
+            }
+            secs[which] += seconds_since(t0);
+          }
+          n += len;
+        }
+        if (n == 0) break;
+        ratio.push_back(secs[1] / secs[0]);
+        tok_plain.push_back(static_cast<double>(n) / secs[0]);
+        tok_adapted.push_back(static_cast<double>(n) / secs[1]);
+      }
+      if (!ratio.empty()) {
+        out["decode_tok_s_plain"] = median(tok_plain);
+        out["decode_tok_s_adapter"] = median(tok_adapted);
+        out["adapter_overhead_pct"] = (median(ratio) - 1.0) * 100.0;
+      }
+    }
     out["rss_after_inference_mib"] = static_cast<double>(current_rss_bytes()) / (1 << 20);
   }
   if (!a.no_train) {
@@ -171,6 +211,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--adapter-len", a->adapter_len, "K")->default_val(10)->check(CLI::PositiveNumber);
   cmd->add_option("--adapter-layers", a->adapter_layers, "L (default: all layers)")->check(CLI::PositiveNumber);
   cmd->add_flag("--adapter-decode", a->adapter_decode, "Decode with a K, L adapter attached");
+  cmd->add_flag("--adapter-overhead", a->adapter_overhead,
+                "Also decode with and without a K, L adapter, two models taking turns every 4 tokens, and "
+                "report how much slower the adapter makes decoding (median over --repeat)");
   cmd->add_flag("--no-infer", a->no_infer, "Skip prefill/decode");
   cmd->add_flag("--bandwidth", a->bandwidth,
                 "Also measure the memory read bandwidth and report decode as a fraction of its roofline");
