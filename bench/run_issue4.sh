@@ -6,7 +6,7 @@
 #      Q4_K_M made by llama.cpp's llama-quantize when it is built next to llama-bench)
 #   3. adapter overhead on decode (K=10, all layers) and the bandwidth roofline of decode
 #   4. a 7B-shaped Q4_0 fine-tuning step (K=10, L=30, 1 x 512): seconds and peak RSS
-# Peers alternate with us ROUNDS times (default 3) and the tables give medians (~20 min in all).
+# Peers alternate with us ROUNDS times (default 3) and the tables give medians (~12 min in all).
 #   LLAMA_BENCH=/tmp/llama.cpp/build/bin/llama-bench bench/run_issue4.sh [out.md]
 # The GGUF files are made in $WORK (default /tmp/la-issue4) on the first run. Skip parts with
 # SKIP="torch llamacpp overhead 7b". Env as in the scripts it calls (THREADS=2, ...).
