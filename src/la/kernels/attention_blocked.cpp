@@ -93,9 +93,27 @@ void transpose(float* dst, const float* src, int64_t rows, int64_t cols) {  // d
 }
 
 // Per-thread buffers that outlive one call (grown, never shrunk).
-
 struct Buffers {
   std::vector<float> kc, vc, dkc, dvc, qb, ob, dqb, s, s2, t;
+  // For n keys/values of kv head g, gathered into kc (pair order) and vc, against blocks of
+  // kBlockRows query rows; with `grads` the backward's buffers too (dK, dV zeroed).
+  void prepare(const float* k, const float* v, int64_t n, int64_t g, const Heads& h, bool grads) {
+    const auto size = [](int64_t x) { return static_cast<size_t>(x); };
+    kc.resize(size(n * h.hd));
+    vc.resize(size(n * h.hd));
+    qb.resize(size(kBlockRows * h.hd));
+    ob.resize(size(kBlockRows * h.hd));  // the backward: dO block, then dQ block
+    s.resize(size(kBlockRows * n));
+    if (grads) {
+      dkc.assign(size(n * h.hd), 0.0f);
+      dvc.assign(size(n * h.hd), 0.0f);
+      dqb.resize(size(kBlockRows * h.hd));
+      s2.resize(size(kBlockRows * n));
+      t.resize(size(kBlockRows * n));  // a transposed block
+    }
+    gather(kc.data(), k, n, h.kvdim, g * h.hd, h.perm, h.hd);
+    gather(vc.data(), v, n, h.kvdim, g * h.hd, nullptr, h.hd);
+  }
 };
 
 bool run_parallel(const AttentionDims& d, int64_t T, int64_t S) {
@@ -111,7 +129,7 @@ bool attention_blocked_applies(int64_t T) {
 void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q, const float* k, const float* v,
                                       int64_t T, int64_t pos0, const AttentionDims& d) {
   const Heads heads(d);
-  const int64_t KV = heads.KV, hd = heads.hd, qdim = heads.qdim, kvdim = heads.kvdim, group = heads.group;
+  const int64_t KV = heads.KV, hd = heads.hd, qdim = heads.qdim, group = heads.group;
   const float scale = heads.scale;
   const int64_t* perm = heads.perm;
   const RowwiseKernels& rk = rowwise_kernels();
@@ -119,13 +137,7 @@ void attention_tokens_forward_blocked(float* out, float* lse_tok, const float* q
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, S))
   for (int64_t g = 0; g < KV; ++g) {
     thread_local Buffers b;
-    b.kc.resize(static_cast<size_t>(S * hd));
-    b.vc.resize(static_cast<size_t>(S * hd));
-    b.qb.resize(static_cast<size_t>(kBlockRows * hd));
-    b.ob.resize(static_cast<size_t>(kBlockRows * hd));
-    b.s.resize(static_cast<size_t>(kBlockRows * S));
-    gather(b.kc.data(), k, S, kvdim, g * hd, perm, hd);
-    gather(b.vc.data(), v, S, kvdim, g * hd, nullptr, hd);
+    b.prepare(k, v, S, g, heads, false);
     for (int64_t h = g * group; h < (g + 1) * group; ++h)
       for (int64_t t0 = 0; t0 < T; t0 += kBlockRows) {
         const int64_t bq = std::min(kBlockRows, T - t0), n = pos0 + t0 + bq;  // keys this block sees
@@ -153,18 +165,7 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, T))
   for (int64_t g = 0; g < KV; ++g) {
     thread_local Buffers b;
-    b.kc.resize(static_cast<size_t>(T * hd));
-    b.vc.resize(static_cast<size_t>(T * hd));
-    b.dkc.assign(static_cast<size_t>(T * hd), 0.0f);
-    b.dvc.assign(static_cast<size_t>(T * hd), 0.0f);
-    b.qb.resize(static_cast<size_t>(kBlockRows * hd));
-    b.ob.resize(static_cast<size_t>(kBlockRows * hd));  // dO block, then dQ block
-    b.s.resize(static_cast<size_t>(kBlockRows * T));    // P
-    b.s2.resize(static_cast<size_t>(kBlockRows * T));   // dP, then dS
-    b.t.resize(static_cast<size_t>(kBlockRows * T));    // a transposed block
-    gather(b.kc.data(), k, T, kvdim, g * hd, perm, hd);
-    gather(b.vc.data(), v, T, kvdim, g * hd, nullptr, hd);
-    b.dqb.resize(static_cast<size_t>(kBlockRows * hd));
+    b.prepare(k, v, T, g, heads, true);  // s: P; s2: dP, then dS
     for (int64_t h = g * group; h < (g + 1) * group; ++h)
       for (int64_t t0 = 0; t0 < T; t0 += kBlockRows) {
         const int64_t bq = std::min(kBlockRows, T - t0), n = t0 + bq;
@@ -195,7 +196,7 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
 void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float* q, int64_t T, const AttentionDims& d,
                                       const PromptKV& prompt) {
   const Heads heads(d);
-  const int64_t KV = heads.KV, hd = heads.hd, qdim = heads.qdim, kvdim = heads.kvdim, group = heads.group;
+  const int64_t KV = heads.KV, hd = heads.hd, qdim = heads.qdim, group = heads.group;
   const float scale = heads.scale;
   const int64_t* perm = heads.perm;
   const RowwiseKernels& rk = rowwise_kernels();
@@ -203,13 +204,7 @@ void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, P))
   for (int64_t g = 0; g < KV; ++g) {
     thread_local Buffers b;
-    b.kc.resize(static_cast<size_t>(P * hd));
-    b.vc.resize(static_cast<size_t>(P * hd));
-    b.qb.resize(static_cast<size_t>(kBlockRows * hd));
-    b.ob.resize(static_cast<size_t>(kBlockRows * hd));
-    b.s.resize(static_cast<size_t>(kBlockRows * P));
-    gather(b.kc.data(), prompt.keys, P, kvdim, g * hd, perm, hd);
-    gather(b.vc.data(), prompt.values, P, kvdim, g * hd, nullptr, hd);
+    b.prepare(prompt.keys, prompt.values, P, g, heads, false);
     const WeightMatrix kw = f32_matrix(b.kc.data(), P, hd), vw = f32_matrix(b.vc.data(), P, hd);
     for (int64_t h = g * group; h < (g + 1) * group; ++h) {
       const float gamma = prompt.gamma[h];
@@ -247,18 +242,7 @@ void attention_prompt_backward_blocked(float* dq, float* dprompt_k, float* dprom
 #pragma omp parallel for schedule(dynamic, 1) if (run_parallel(d, T, P))
   for (int64_t g = 0; g < KV; ++g) {
     thread_local Buffers b;
-    b.kc.resize(static_cast<size_t>(P * hd));
-    b.vc.resize(static_cast<size_t>(P * hd));
-    b.dkc.assign(static_cast<size_t>(P * hd), 0.0f);
-    b.dvc.assign(static_cast<size_t>(P * hd), 0.0f);
-    b.qb.resize(static_cast<size_t>(kBlockRows * hd));
-    b.ob.resize(static_cast<size_t>(kBlockRows * hd));
-    b.dqb.resize(static_cast<size_t>(kBlockRows * hd));
-    b.s.resize(static_cast<size_t>(kBlockRows * P));   // P, then gamma P
-    b.s2.resize(static_cast<size_t>(kBlockRows * P));  // dO Vp^T, then dS
-    b.t.resize(static_cast<size_t>(kBlockRows * P));
-    gather(b.kc.data(), prompt.keys, P, kvdim, g * hd, perm, hd);
-    gather(b.vc.data(), prompt.values, P, kvdim, g * hd, nullptr, hd);
+    b.prepare(prompt.keys, prompt.values, P, g, heads, true);  // s: P, then gamma P; s2: dO Vp^T, then dS
     const WeightMatrix kw = f32_matrix(b.kc.data(), P, hd), vw = f32_matrix(b.vc.data(), P, hd);
     for (int64_t h = g * group; h < (g + 1) * group; ++h) {
       const float gamma = prompt.gamma[h];
