@@ -6,35 +6,16 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
 
 #include "la/core/cpu.h"
 #include "la/core/error.h"
+#include "la/core/memory.h"
 #include "la/kernels/isa/gemm_kernels.h"
 
 namespace la {
 
 namespace {
-
-// Buffers of one thread, 64-byte aligned, grown on demand and kept (a server may run several
-// models on several threads, so they are per thread, not global).
-struct Scratch {
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::unique_ptr<void, Free> buf;
-  size_t bytes = 0;
-  template <class T>
-  T* get(size_t n) {
-    if (n * sizeof(T) > bytes) {
-      bytes = (n * sizeof(T) + 63) / 64 * 64;
-      buf.reset(std::aligned_alloc(64, bytes));
-      if (!buf) throw std::bad_alloc();
-    }
-    return static_cast<T*>(buf.get());
-  }
-};
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -89,7 +70,7 @@ void gemm(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, b
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
     const int64_t lo = std::min(Ng, units * t / nth * align), hi = std::min(Ng, units * (t + 1) / nth * align);
-    thread_local Scratch bp_s, ap_s, tmp_s;
+    thread_local AlignedScratch bp_s, ap_s, tmp_s;
     float* bp = bp_s.get<float>(static_cast<size_t>(kNC * kKC));
     // As in gemm_bf16: A packed whole once for several column blocks, block (ic, pc) at
     // pc * m_pad + ic * kc.
@@ -153,7 +134,7 @@ void gemm_nt_wb(float* C, const float* A, const WeightMatrix& w, int64_t M, bool
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
     const int64_t lo = std::min(N, units * t / nth * kWR), hi = std::min(N, units * (t + 1) / nth * kWR);
-    thread_local Scratch at_s;
+    thread_local AlignedScratch at_s;
     float* at = at_s.get<float>(static_cast<size_t>(ldat * kKC));
     const Kernels& k = kernels();
     for (int64_t pc = 0; pc < K && lo < hi; pc += kKC) {
@@ -192,7 +173,7 @@ void gemm_bf16(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
     const int64_t lo = std::min(Ng, units * t / nth * NR), hi = std::min(Ng, units * (t + 1) / nth * NR);
-    thread_local Scratch bp_s, ap_s;
+    thread_local AlignedScratch bp_s, ap_s;
     uint32_t* bp = bp_s.get<uint32_t>(static_cast<size_t>(NC * KC / 2));
     // A packed whole once when this thread has several column blocks (the output head) and it
     // is small: block (ic, pc) at (pc/2) * m_pad + ic * kp.
@@ -264,10 +245,9 @@ Bf16Panels pack_bf16_panels(const WeightMatrix& w) {
 
 bool gemm_available() {
   static const bool ok = [] {
-    const CpuFeatures& f = cpu_features();
     const char* forced = std::getenv("LA_ISA");
     if (forced && std::string(forced) != "avx512" && std::string(forced) != "avx512vnni") return false;
-    return f.avx512f && f.avx512bw && f.avx512vl && f.fma && f.f16c;
+    return cpu_runs_avx512_build();
   }();
   return ok;
 }

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <memory>
 #include <string>
 
 #include "la/core/cpu.h"
+#include "la/core/memory.h"
 #include "la/kernels/isa/quant_gemm_kernels.h"
 
 namespace la {
@@ -30,23 +30,6 @@ namespace {
 thread_local bool t_quantized_activations = true;
 
 constexpr int64_t kRowChunk = 16;  // weight rows per task (~50 KiB of Q4_0 at K = 5632)
-
-// A 64-byte aligned buffer that only grows (per thread: a server may run several models at once).
-struct AlignedScratch {
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::unique_ptr<void, Free> buf;
-  size_t size = 0;
-  void* get(size_t n) {
-    if (n > size) {
-      buf.reset(std::aligned_alloc(64, (n + 63) / 64 * 64));
-      if (!buf) throw std::bad_alloc();
-      size = n;
-    }
-    return buf.get();
-  }
-};
 
 // The integer GEMM (isa/quant_gemm_kernels.h) on activations already quantised into `a`:
 // 32-row panels of W split over threads, each packed once and used by all M rows.
@@ -74,7 +57,7 @@ void quant_gemm_nt(float* out, const Q8Activations& a, const WeightMatrix& w, in
 #pragma omp parallel num_threads(threads) if (threads > 1 && M * N * K >= (1 << 20))
   {
     thread_local AlignedScratch panel;
-    void* p = panel.get(bytes);
+    void* p = panel.get<uint8_t>(bytes);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < panels; ++i) {
       const int64_t n0 = i * qg::kNR, nr = std::min(qg::kNR, N - n0);
@@ -108,10 +91,9 @@ std::vector<const QuantDotKernels*> quant_dot_variants() {
 
 bool quant_gemm_available() {
   static const bool ok = [] {
-    const CpuFeatures& f = cpu_features();
     const char* forced = std::getenv("LA_ISA");
     if (forced && std::string(forced) != "avx512vnni") return false;
-    return f.avx512f && f.avx512bw && f.avx512vl && f.avx512_vnni && f.fma && f.f16c;
+    return cpu_runs_avx512_build() && cpu_features().avx512_vnni;
   }();
   return ok;
 }

@@ -145,16 +145,7 @@ void kernel_rows(int64_t kc, const float* a, const float* b, float* C, int64_t l
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
   }
-  const __mmask16 m0 = first16(nr), m1 = first16(nr - 16);
-  for (int r = 0; r < R; ++r) {
-    float* c = C + r * ldc;
-    if (add) {
-      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, c));
-      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, c + 16));
-    }
-    _mm512_mask_storeu_ps(c, m0, c0[r]);
-    _mm512_mask_storeu_ps(c + 16, m1, c1[r]);
-  }
+  store_tile(C, ldc, c0, c1, R, nr, add);
 }
 
 void pack_at(const float* A, int64_t lda, int64_t M, int64_t k0, int64_t kc, float* at, int64_t ldat) {

@@ -122,16 +122,7 @@ void kernel(int64_t kp, const uint32_t* a, const uint32_t* b, float* C, int64_t 
       c1[r] = _mm512_dpbf16_ps(c1[r], av, b1);
     }
   }
-  const __mmask16 m0 = first16(nr), m1 = first16(nr - 16);
-  for (int r = 0; r < mr; ++r) {
-    float* c = C + r * ldc;
-    if (add) {
-      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, c));
-      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, c + 16));
-    }
-    _mm512_mask_storeu_ps(c, m0, c0[r]);
-    _mm512_mask_storeu_ps(c + 16, m1, c1[r]);
-  }
+  store_tile(C, ldc, c0, c1, mr, nr, add);
 }
 
 const Bf16Kernels kBf16{pack_a, pack_b_nt, pack_b_nn, kernel};
