@@ -82,10 +82,12 @@ void register_finetune(CLI::App& app) {
     if (!o.init_adapter.empty() && !o.resume.empty()) fail("--init-adapter and --resume exclude each other");
     if (a->bf16_compute) set_bf16_compute(true);  // fails at once on a CPU without AVX512-BF16
     LoadedModel lm = load_model_and_tokenizer(a->model);
-    if (a->bf16_compute && lm.weights->layers.front().wq.type != DType::BF16)
-      std::fprintf(stderr, "note: --bf16-compute: the matrices are %s, not bf16; it changes nothing for them\n",
-                   dtype_name(lm.weights->layers.front().wq.type));
-    if (a->bf16_compute) prepack_for_bf16_compute(*lm.weights);
+    if (a->bf16_compute) {
+      if (lm.weights->layers.front().wq.type != DType::BF16)
+        std::fprintf(stderr, "note: --bf16-compute: the matrices are %s, not bf16; it changes nothing for them\n",
+                     dtype_name(lm.weights->layers.front().wq.type));
+      prepack_for_bf16_compute(*lm.weights);
+    }
     if (seq->count() == 0) a->max_seq_len = std::min(a->max_seq_len, lm.weights->config.max_seq_len);  // the default must fit
     if (a->max_seq_len > lm.weights->config.max_seq_len)
       fail("--max-seq-len {} exceeds the model's context length {}", a->max_seq_len, lm.weights->config.max_seq_len);
