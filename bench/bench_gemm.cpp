@@ -29,8 +29,10 @@ void BM_Gemm(benchmark::State& state) {
   std::vector<float> a(static_cast<size_t>(M * K)), c(static_cast<size_t>(M * N));
   for (float& v : a) v = u(rng);
   for (auto _ : state) {
-    if (bf16)
-      (nn ? la::gemm_bf16_nn : la::gemm_bf16_nt)(c.data(), a.data(), w, M, false);
+    if (bf16 && nn)
+      la::gemm_bf16_nn(c.data(), a.data(), w, M, false);
+    else if (bf16)
+      la::gemm_bf16_nt(c.data(), a.data(), w, M, false);
     else
       (nn ? la::gemm_nn : la::gemm_nt)(c.data(), a.data(), w, M, false);
     benchmark::DoNotOptimize(c.data());

@@ -3,6 +3,7 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake g++ pkg-config
+  clang-format                # scripts/format.sh (the house style in .clang-format)
   libopenblas-openmp-dev      # BLAS (sgemm) sharing our OpenMP thread pool
   libsentencepiece-dev        # SentencePiece .model tokenizers
   nlohmann-json3-dev          # JSON: config.json, safetensors headers, Alpaca data, metrics

@@ -12,8 +12,8 @@
 
 #include "la/core/error.h"
 #include "la/tokenizer/tokenizer.h"
-#include "la/train/alpaca.h"
-#include "la/train/dataset.h"
+#include "la/data/alpaca.h"
+#include "la/data/dataset.h"
 #include "support/test_support.h"
 
 namespace {

@@ -26,13 +26,13 @@
 #include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
-#include "la/formats/safetensors.h"
+#include "la/io/safetensors.h"
 #include "la/model/adapter.h"
-#include "la/model/adapter_file.h"
-#include "la/model/loader.h"
+#include "la/io/adapter_file.h"
+#include "la/io/loader.h"
 #include "la/tokenizer/tokenizer.h"
 #include "la/train/checkpoint.h"
-#include "la/train/dataset.h"
+#include "la/data/dataset.h"
 #include "la/train/trainer.h"
 #include "support/test_support.h"
 
@@ -46,6 +46,7 @@ using la::test::run_cli;
 using la::test::shell_quote;
 using la::test::TempDir;
 using la::test::write_text;
+using la::test::to_vec;
 
 constexpr const char* kStories = "llama2c/stories260K.bin";
 constexpr const char* kStoriesTok = "llama2c/tok512.model";
@@ -122,10 +123,10 @@ FileContents file_contents(const std::string& path) {
   return c;
 }
 
-bool all_finite(const std::vector<float>& v) {
+bool all_finite(std::span<const float> v) {
   return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
 }
-bool any_nonzero(const std::vector<float>& v) {
+bool any_nonzero(std::span<const float> v) {
   return std::any_of(v.begin(), v.end(), [](float x) { return x != 0.0f; });
 }
 
@@ -332,7 +333,7 @@ TEST(AdapterFile, RoundTripWithMetadataAndOfficialNames) {
   TempDir dir;
   for (la::GateMode mode : {la::GateMode::Tanh, la::GateMode::Identity}) {
     la::Adapter a = la::Adapter::create(c, 3, 2, mode, 11);
-    for (size_t i = 0; i < a.gate.size(); ++i) a.gate[i] = 0.1f * static_cast<float>(i) - 0.3f;
+    for (size_t i = 0; i < a.gate().size(); ++i) a.gate()[i] = 0.1f * static_cast<float>(i) - 0.3f;
     const std::string path = dir.file(std::string("a_") + la::gate_mode_name(mode) + ".safetensors");
     la::save_adapter(a, path);
 
@@ -343,10 +344,10 @@ TEST(AdapterFile, RoundTripWithMetadataAndOfficialNames) {
     EXPECT_EQ(b.dim, 16);
     EXPECT_EQ(b.n_heads, 4);
     EXPECT_EQ(b.model_layers, 4);
-    ASSERT_EQ(b.query.size(), a.query.size());
-    ASSERT_EQ(b.gate.size(), a.gate.size());
-    EXPECT_EQ(std::memcmp(b.query.data(), a.query.data(), a.query.size() * sizeof(float)), 0);
-    EXPECT_EQ(std::memcmp(b.gate.data(), a.gate.data(), a.gate.size() * sizeof(float)), 0);
+    ASSERT_EQ(b.query().size(), a.query().size());
+    ASSERT_EQ(b.gate().size(), a.gate().size());
+    EXPECT_EQ(std::memcmp(b.query().data(), a.query().data(), a.query().size() * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(b.gate().data(), a.gate().data(), a.gate().size() * sizeof(float)), 0);
 
     const la::SafetensorsFile f = la::SafetensorsFile::open(path);
     const std::map<std::string, std::string> want{
@@ -369,45 +370,72 @@ TEST(AdapterFile, RoundTripWithMetadataAndOfficialNames) {
       EXPECT_EQ(g.shape, (std::vector<int64_t>{4}));
       std::vector<float> v(4);
       std::memcpy(v.data(), g.data, sizeof(float) * 4);
-      for (int h = 0; h < 4; ++h) EXPECT_EQ(v[static_cast<size_t>(h)], a.gate[static_cast<size_t>((layer - 2) * 4 + h)]);
+      for (int h = 0; h < 4; ++h) EXPECT_EQ(v[static_cast<size_t>(h)], a.gate()[static_cast<size_t>((layer - 2) * 4 + h)]);
     }
     EXPECT_EQ(f.find("layers.1.attention.gate"), nullptr);
   }
 }
 
-// Converted official checkpoints carry a gate per layer ([1]) or [1, H, 1, 1], and no metadata.
+// Converted official checkpoints carry a gate for every layer ([1] or [1, H, 1, 1]) and no
+// metadata: K = 10, L = rows / K, the gates of the layers below the top L ignored.
 TEST(AdapterFile, ReadsScalarAndFourDimensionalGates) {
   const la::ModelConfig c = small_config();
   TempDir dir;
-  std::vector<float> query(2 * 3 * 16);
+  std::vector<float> query(2 * 10 * 16);
   la::fill_normal(query.data(), static_cast<int64_t>(query.size()), 5);
 
   la::SafetensorsWriter scalar;
-  scalar.add_f32("adapter_query.weight", {6, 16}, query.data());
-  const float g2 = 0.5f, g3 = -0.25f;
+  scalar.add_f32("adapter_query.weight", {20, 16}, query.data());
+  const float g0 = 9.0f, g1 = 9.0f, g2 = 0.5f, g3 = -0.25f;
+  scalar.add_f32("layers.0.attention.gate", {1}, &g0);  // below the top L = 2: ignored
+  scalar.add_f32("layers.1.attention.gate", {1}, &g1);
   scalar.add_f32("layers.2.attention.gate", {1}, &g2);
   scalar.add_f32("layers.3.attention.gate", {1}, &g3);
   scalar.write(dir.file("scalar.safetensors"));
   const la::Adapter s = la::load_adapter(dir.file("scalar.safetensors"), &c);
-  EXPECT_EQ(s.len, 3);
+  EXPECT_EQ(s.len, 10);
   EXPECT_EQ(s.n_layers, 2);
   EXPECT_EQ(s.n_heads, 4);
   EXPECT_EQ(s.model_layers, 4);
   EXPECT_EQ(s.gate_mode, la::GateMode::Identity);  // as the official inference code applies them
-  EXPECT_EQ(s.gate, (std::vector<float>{0.5f, 0.5f, 0.5f, 0.5f, -0.25f, -0.25f, -0.25f, -0.25f}));
-  EXPECT_EQ(s.query, query);
+  EXPECT_EQ(to_vec(s.gate()), (std::vector<float>{0.5f, 0.5f, 0.5f, 0.5f, -0.25f, -0.25f, -0.25f, -0.25f}));
+  EXPECT_EQ(to_vec(s.query()), query);
   EXPECT_NO_THROW(s.check_compatible(c, "scalar"));
 
   la::SafetensorsWriter four;
-  four.add_f32("adapter_query.weight", {6, 16}, query.data());
+  four.add_f32("adapter_query.weight", {20, 16}, query.data());
   const float h2[4] = {1, 2, 3, 4}, h3[4] = {-1, -2, -3, -4};
   four.add_f32("layers.2.attention.gate", {1, 4, 1, 1}, h2);
   four.add_f32("layers.3.attention.gate", {1, 4, 1, 1}, h3);
   four.write(dir.file("four.safetensors"));
   const la::Adapter f = la::load_adapter(dir.file("four.safetensors"), &c);
   EXPECT_EQ(f.n_heads, 4);
-  EXPECT_EQ(f.gate, (std::vector<float>{1, 2, 3, 4, -1, -2, -3, -4}));
+  EXPECT_EQ(to_vec(f.gate()), (std::vector<float>{1, 2, 3, 4, -1, -2, -3, -4}));
   EXPECT_NO_THROW(f.check_compatible(c, "four"));
+
+  // Numbers that do not fit: 25 rows are not whole layers of K = 10; 50 rows are 5 layers of a
+  // 4-layer model; a missing gate for an adapted layer.
+  auto write_bad = [&](const std::string& name, int64_t rows, std::vector<int> gate_layers) {
+    std::vector<float> qv(static_cast<size_t>(rows * 16), 0.1f);
+    la::SafetensorsWriter w;
+    w.add_f32("adapter_query.weight", {rows, 16}, qv.data());
+    for (int l : gate_layers) w.add_f32("layers." + std::to_string(l) + ".attention.gate", {1, 4, 1, 1}, h2);
+    w.write(dir.file(name));
+    return dir.file(name);
+  };
+  auto error_of = [&](const std::string& path) {
+    try {
+      la::load_adapter(path, &c);
+    } catch (const la::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(loaded)");
+  };
+  EXPECT_NE(error_of(write_bad("rows.safetensors", 25, {0, 1, 2, 3})).find("not a multiple of the adapter length K=10"),
+            std::string::npos);
+  EXPECT_NE(error_of(write_bad("deep.safetensors", 50, {0, 1, 2, 3})).find("more than the model's 4 layers"),
+            std::string::npos);
+  EXPECT_NE(error_of(write_bad("gap.safetensors", 20, {0, 1, 3})).find("no gate for adapted layer 2"), std::string::npos);
 }
 
 TEST(AdapterFile, InfoCountsTheSevenBParameters) {
@@ -419,13 +447,12 @@ TEST(AdapterFile, InfoCountsTheSevenBParameters) {
 // An official-style file (no metadata, [1, H, 1, 1] gates) evaluates on the real model.
 TEST_F(Finetune, EvalReadsAnOfficialStyleFile) {
   const std::string data = write_short_records(dir, "d.json", 8);
-  std::vector<float> query(2 * 3 * 64);
+  std::vector<float> query(2 * 10 * 64);
   la::fill_normal(query.data(), static_cast<int64_t>(query.size()), 1);
   la::SafetensorsWriter w;
-  w.add_f32("adapter_query.weight", {6, 64}, query.data());
+  w.add_f32("adapter_query.weight", {20, 64}, query.data());
   std::vector<float> g(8, 0.0f);
-  w.add_f32("layers.3.attention.gate", {1, 8, 1, 1}, g.data());
-  w.add_f32("layers.4.attention.gate", {1, 8, 1, 1}, g.data());
+  for (int l = 0; l < 5; ++l) w.add_f32("layers." + std::to_string(l) + ".attention.gate", {1, 8, 1, 1}, g.data());
   w.write(dir.file("official.safetensors"));
   const std::string eval = "eval" + stories_args() + " --data " + q(data) + " --max-seq-len 128 --json";
   const auto with = run_ok(eval + " --adapter " + q(dir.file("official.safetensors")));
@@ -480,8 +507,8 @@ TEST_F(Finetune, GateModeAndShapeComeFromTheFile) {
   EXPECT_EQ(a.gate_mode, la::GateMode::Identity);
   EXPECT_EQ(a.len, 5);
   EXPECT_EQ(a.n_layers, 2);
-  EXPECT_TRUE(any_nonzero(a.gate)) << "the gates did not train";
-  EXPECT_TRUE(all_finite(a.query) && all_finite(a.gate));
+  EXPECT_TRUE(any_nonzero(a.gate())) << "the gates did not train";
+  EXPECT_TRUE(all_finite(a.query()) && all_finite(a.gate()));
 
   const std::string eval = "eval" + stories_args() + " --data " + q(data) + " --max-seq-len 128 --json --adapter " + q(out);
   const auto from_file = run_ok(eval);
@@ -524,8 +551,8 @@ TEST_F(Finetune, ZeroInitAdapterIsExactlyTheBaseModel) {
   la::Adapter a = la::load_adapter(zero);
   EXPECT_EQ(a.len, 4);
   EXPECT_EQ(a.n_layers, 3);
-  EXPECT_FALSE(any_nonzero(a.gate));
-  EXPECT_TRUE(any_nonzero(a.query));
+  EXPECT_FALSE(any_nonzero(a.gate()));
+  EXPECT_TRUE(any_nonzero(a.query()));
 
   const std::string eval = "eval" + stories_args() + " --data " + q(data) + " --max-seq-len 128 --json";
   const auto base = run_ok(eval);
@@ -541,7 +568,7 @@ TEST_F(Finetune, ZeroInitAdapterIsExactlyTheBaseModel) {
   EXPECT_GT(g_base.out.size(), 1u);
 
   // Control: the eval path does apply the adapter once a gate is open.
-  for (float& g : a.gate) g = 0.5f;
+  for (float& g : a.gate()) g = 0.5f;
   la::save_adapter(a, dir.file("open.safetensors"));
   const auto open = run_ok(eval + " --adapter " + q(dir.file("open.safetensors")));
   EXPECT_NE(open.out, base.out);
@@ -554,7 +581,7 @@ TEST_F(Finetune, TrainedAdapterChangesGreedyGeneration) {
   const std::string out = dir.file("t.safetensors");
   run_ok(finetune_args(data, out, "--steps 8 --lr 5e-2 --warmup-steps 0 --schedule constant --seed 1"));
   const la::Adapter a = la::load_adapter(out);
-  EXPECT_TRUE(any_nonzero(a.gate));
+  EXPECT_TRUE(any_nonzero(a.gate()));
   const std::string gen = "generate" + stories_args() +
                           " --instruction 'Give three tips for staying healthy.' --temperature 0 --max-new-tokens 48 -q";
   const auto with = run_ok(gen + " --adapter " + q(out));
@@ -682,8 +709,8 @@ TEST_F(Finetune, NanLossStopsAndKeepsTheLastGoodCheckpoint) {
   const la::TrainState st = la::load_checkpoint(ckpt);
   EXPECT_GE(st.step, 1);
   EXPECT_EQ(st.step, static_cast<int64_t>(lines.size())) << "the checkpoint is not the last good step";
-  EXPECT_TRUE(all_finite(st.adapter.query) && all_finite(st.adapter.gate));
-  EXPECT_TRUE(all_finite(st.m_query.m) && all_finite(st.m_query.v));
+  EXPECT_TRUE(all_finite(st.adapter.query()) && all_finite(st.adapter.gate()));
+  EXPECT_TRUE(all_finite(st.moments.m) && all_finite(st.moments.v));
 }
 
 // NaN in the starting weights: the very first loss is NaN, nothing is written.
@@ -691,7 +718,7 @@ TEST_F(Finetune, NanInitAdapterFailsWithoutWriting) {
   const std::string data = write_short_records(dir, "d.json", 16);
   const auto w = la::load_model(shared(kStories));
   la::Adapter a = la::Adapter::create(w->config, 4, 3, la::GateMode::Tanh, 1);
-  a.query[7] = std::numeric_limits<float>::quiet_NaN();
+  a.query()[7] = std::numeric_limits<float>::quiet_NaN();
   const std::string init = dir.file("init.safetensors"), out = dir.file("out.safetensors");
   la::save_adapter(a, init);
   const auto r = run_cli(finetune_args(data, out, "--steps 2 --save-every 1 --init-adapter " + q(init)));

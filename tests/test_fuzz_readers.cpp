@@ -19,8 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
-#include "la/formats/gguf.h"
-#include "la/formats/safetensors.h"
+#include "la/io/gguf.h"
+#include "la/io/safetensors.h"
 #include "support/test_support.h"
 
 namespace la {

@@ -18,7 +18,7 @@
 #include "la/kernels/gemv.h"
 #include "la/kernels/isa/gemm_kernels.h"
 #include "la/kernels/matmul.h"
-#include "la/model/shapes.h"
+#include "la/io/shapes.h"
 #include "la/model/train_graph.h"
 #include "support/test_support.h"
 #include "support/grad_check.h"
@@ -28,7 +28,7 @@ namespace {
 
 #define REQUIRE_BF16_GEMM()                                                                             \
   do {                                                                                                  \
-    if (!gemm_bf16_available()) GTEST_SKIP() << "no AVX512-BF16 on this CPU (or LA_ISA forbids AVX-512)"; \
+    if (!gemm_bf16_available()) GTEST_SKIP() << "no AVX512-BF16 on this CPU (or LA_ISA excludes AVX-512)"; \
   } while (0)
 
 using test::random_vec;
@@ -127,11 +127,11 @@ void check_shapes(const std::vector<Shape>& shapes) {
       const std::vector<float> A = random_vec(rng, s.M * s.K);
       reference(nt, A, W, s.M, &want, &scale);
       std::vector<float> got(want.size(), 123.0f);
-      (nt ? gemm_bf16_nt : gemm_bf16_nn)(got.data(), A.data(), W.w, s.M, false);
+      (nt ? gemm_bf16_nt : gemm_bf16_nn)(got.data(), A.data(), W.w, s.M, false, nullptr);
       expect_close(got, want, scale, {}, nt ? "nt" : "nn");
       const std::vector<float> base = random_vec(rng, s.M * s.N);
       std::vector<float> acc = base;
-      (nt ? gemm_bf16_nt : gemm_bf16_nn)(acc.data(), A.data(), W.w, s.M, true);
+      (nt ? gemm_bf16_nt : gemm_bf16_nn)(acc.data(), A.data(), W.w, s.M, true, nullptr);
       expect_close(acc, want, scale, base, nt ? "nt accumulate" : "nn accumulate");
     }
   }
@@ -194,19 +194,31 @@ TEST(GemmBf16, PrepackedPanelsGiveTheSameBits) {
       omp_set_num_threads(threads);
       const Bf16Weight W(rng, s.N, s.K);  // nt: [M, N] = [M, K] W^T; nn: [M, K] = [M, N] W
       const Bf16Panels panels = pack_bf16_panels(W.w);
-      WeightMatrix packed = W.w;
-      packed.bf16_panels = &panels;
       const std::vector<float> x = random_vec(rng, s.M * s.K), dy = random_vec(rng, s.M * s.N);
       const std::vector<float> base_y = random_vec(rng, s.M * s.N), base_x = random_vec(rng, s.M * s.K);
       for (bool acc : {false, true}) {
         std::vector<float> y1 = base_y, y2 = base_y, dx1 = base_x, dx2 = base_x;
         gemm_bf16_nt(y1.data(), x.data(), W.w, s.M, acc);
-        gemm_bf16_nt(y2.data(), x.data(), packed, s.M, acc);
+        gemm_bf16_nt(y2.data(), x.data(), W.w, s.M, acc, &panels);
         gemm_bf16_nn(dx1.data(), dy.data(), W.w, s.M, acc);
-        gemm_bf16_nn(dx2.data(), dy.data(), packed, s.M, acc);
+        gemm_bf16_nn(dx2.data(), dy.data(), W.w, s.M, acc, &panels);
         EXPECT_TRUE(same_bits(y1, y2)) << "nt accumulate=" << acc;
         EXPECT_TRUE(same_bits(dx1, dx2)) << "nn accumulate=" << acc;
+        // Through matmul with bf16 arithmetic on (every M here is above gemv's rows): the panels
+        // are forwarded to the same product.
+        test::ScopedRuntime bf16(test::runtime_with([](Runtime& r) { r.bf16_compute = true; }));
+        std::vector<float> y3 = base_y, dx3 = base_x;
+        if (!acc) matmul_nt(y3.data(), x.data(), W.w, s.M, &panels);
+        matmul_nn(dx3.data(), dy.data(), W.w, s.M, acc, &panels);
+        if (!acc) {
+          EXPECT_TRUE(same_bits(y1, y3)) << "matmul_nt with panels";
+        }
+        EXPECT_TRUE(same_bits(dx1, dx3)) << "matmul_nn with panels, accumulate=" << acc;
       }
+      // Panels of another matrix are refused, not read.
+      const Bf16Weight other(rng, s.N, s.K);
+      std::vector<float> y(static_cast<size_t>(s.M * s.N));
+      EXPECT_THROW(gemm_bf16_nt(y.data(), x.data(), other.w, s.M, false, &panels), Error);
     }
   omp_set_num_threads(saved);
   WeightMatrix f32{DType::F32, nullptr, 1, 1};
@@ -215,18 +227,27 @@ TEST(GemmBf16, PrepackedPanelsGiveTheSameBits) {
   auto model = random_model(*named_shape("stories260k"), 7, DType::BF16);
   EXPECT_GT(model->pack_bf16_panels(), 0u);
   for (const auto& l : model->layers)
-    for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) EXPECT_NE(w->bf16_panels, nullptr);
-  EXPECT_NE(model->output.bf16_panels, nullptr);
+    for (const WeightMatrix* w : layer_matrices(l)) {
+      const Bf16Panels* p = model->bf16_panels_for(*w);
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(p->source, w->data);
+    }
+  EXPECT_NE(model->bf16_panels_for(model->output), nullptr);
   EXPECT_EQ(model->pack_bf16_panels(), 0u) << "packed once";
+  EXPECT_EQ(model->bf16_panel_bytes(), 0u);
+  WeightMatrix stranger = model->layers[0].wq;
+  stranger.rows -= 1;  // same data, another shape: not its panels
+  EXPECT_EQ(model->bf16_panels_for(stranger), nullptr);
   auto f32_model = random_model(*named_shape("stories260k"), 7, DType::F32);
   EXPECT_EQ(f32_model->pack_bf16_panels(), 0u);
+  EXPECT_EQ(f32_model->bf16_panels_for(f32_model->layers[0].wq), nullptr);
 }
 
 // Off (the default): matmul takes exactly the paths it took before the switch existed. On: BF16
 // products with more than kGemvMaxRows rows are gemm_bf16's, everything else is unchanged.
 TEST(GemmBf16, MatmulSwitch) {
   REQUIRE_BF16_GEMM();
-  ASSERT_FALSE(bf16_compute_enabled()) << "off by default";
+  ASSERT_FALSE(runtime().bf16_compute) << "off by default";
   std::mt19937 rng(9);
   const int64_t N = 96, K = 80;
   const Bf16Weight W(rng, N, K);
@@ -250,12 +271,14 @@ TEST(GemmBf16, MatmulSwitch) {
     matmul_nt(y_off.data(), x.data(), W.w, M);
     matmul_nn(d_off.data(), dy.data(), W.w, M, false);
     matmul_nt(yf_off.data(), x.data(), wf, M);
-    set_bf16_compute(true);
-    EXPECT_TRUE(bf16_compute_enabled());
-    matmul_nt(y_on.data(), x.data(), W.w, M);
-    matmul_nn(d_on.data(), dy.data(), W.w, M, false);
-    matmul_nt(yf_on.data(), x.data(), wf, M);
-    set_bf16_compute(false);
+    {
+      test::ScopedRuntime bf16(test::runtime_with([](Runtime& r) { r.bf16_compute = true; }));
+      EXPECT_TRUE(runtime().bf16_compute);
+      matmul_nt(y_on.data(), x.data(), W.w, M);
+      matmul_nn(d_on.data(), dy.data(), W.w, M, false);
+      matmul_nt(yf_on.data(), x.data(), wf, M);
+    }
+    EXPECT_FALSE(runtime().bf16_compute) << "restored";
 
     EXPECT_TRUE(same_bits(y_off, y_f32)) << "off: nt unchanged";
     EXPECT_TRUE(same_bits(d_off, d_f32)) << "off: nn unchanged";
@@ -278,21 +301,24 @@ TEST(GemmBf16, TrainingStepFollowsTheSwitch) {
   const auto w = random_model(c, 7, DType::BF16);
   std::mt19937 rng(21);
   Adapter a = Adapter::create(c, 10, 2, GateMode::Tanh, 5);
-  for (float& g : a.gate) g = 0.5f;
+  for (float& g : a.gate()) g = 0.5f;
   const PackedBatch b = test::make_batch(c.vocab_size, rng);
   TrainGraph g(*w, a, b.rows(), 32, false);
-  AdapterGrads off{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())}, on = off;
+  ParamSet off = a.params.zeros_like(), on = off;
   const LossResult l_off = g.run(b, a, &off, 1.0f);
-  set_bf16_compute(true);
-  const LossResult l_on = g.run(b, a, &on, 1.0f);
-  set_bf16_compute(false);
+  const auto with_bf16 = test::runtime_with([](Runtime& r) { r.bf16_compute = true; });
+  LossResult l_on;
+  {
+    test::ScopedRuntime bf16(with_bf16);
+    l_on = g.run(b, a, &on, 1.0f);
+  }
   EXPECT_NE(l_on.loss_sum, l_off.loss_sum) << "bf16 arithmetic was not used";
   EXPECT_NEAR(l_on.loss_sum, l_off.loss_sum, 1e-2 * std::fabs(l_off.loss_sum));
   double dot = 0, n_on = 0, n_off = 0;
-  for (size_t i = 0; i < off.query.size(); ++i) {
-    dot += static_cast<double>(on.query[i]) * off.query[i];
-    n_on += static_cast<double>(on.query[i]) * on.query[i];
-    n_off += static_cast<double>(off.query[i]) * off.query[i];
+  for (size_t i = 0; i < off["adapter_query"].size(); ++i) {
+    dot += static_cast<double>(on["adapter_query"][i]) * off["adapter_query"][i];
+    n_on += static_cast<double>(on["adapter_query"][i]) * on["adapter_query"][i];
+    n_off += static_cast<double>(off["adapter_query"][i]) * off["adapter_query"][i];
   }
   ASSERT_GT(n_off, 0.0);
   EXPECT_GT(dot / std::sqrt(n_on * n_off), 0.999) << "cosine of the adapter gradients";
@@ -300,13 +326,14 @@ TEST(GemmBf16, TrainingStepFollowsTheSwitch) {
 
   // With the base packed once (as finetune --bf16-compute does): the same step, bit for bit.
   ASSERT_GT(w->pack_bf16_panels(), 0u);
-  AdapterGrads packed{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())};
-  set_bf16_compute(true);
-  const LossResult l_packed = g.run(b, a, &packed, 1.0f);
-  set_bf16_compute(false);
+  ParamSet packed = a.params.zeros_like();
+  LossResult l_packed;
+  {
+    test::ScopedRuntime bf16(with_bf16);
+    l_packed = g.run(b, a, &packed, 1.0f);
+  }
   EXPECT_EQ(l_packed.loss_sum, l_on.loss_sum);
-  EXPECT_EQ(packed.query, on.query);
-  EXPECT_EQ(packed.gate, on.gate);
+  EXPECT_EQ(packed.values(), on.values());
 }
 
 }  // namespace

@@ -10,13 +10,13 @@
 #include <utility>
 
 #include "la/core/error.h"
-#include "la/formats/gguf.h"
-#include "la/model/adapter_file.h"
-#include "la/model/convert.h"
-#include "la/model/gguf_model.h"
+#include "la/io/gguf.h"
+#include "la/io/adapter_file.h"
+#include "la/io/convert.h"
+#include "la/io/gguf_model.h"
 #include "la/model/inference.h"
-#include "la/model/loader.h"
-#include "la/model/shapes.h"
+#include "la/io/loader.h"
+#include "la/io/shapes.h"
 #include "la/sample/sampler.h"
 #include "la/tokenizer/tokenizer.h"
 #include "support/test_support.h"
@@ -257,22 +257,22 @@ TEST(GgufModel, EmbeddedVocabularyReproducesLlamaCppExpectations) {
 TEST(GgufAdapter, RoundTripsThroughGguf) {
   ModelConfig c = *named_shape("stories260k");
   Adapter a = Adapter::create(c, 7, 3, GateMode::Identity, 9);
-  for (size_t i = 0; i < a.gate.size(); ++i) a.gate[i] = 0.01f * static_cast<float>(i);
+  for (size_t i = 0; i < a.gate().size(); ++i) a.gate()[i] = 0.01f * static_cast<float>(i);
   test::TempDir tmp;
   save_adapter(a, tmp.file("a.gguf"));
   Adapter b = load_adapter(tmp.file("a.gguf"));
   EXPECT_EQ(b.len, 7);
   EXPECT_EQ(b.n_layers, 3);
   EXPECT_EQ(b.gate_mode, GateMode::Identity);
-  EXPECT_EQ(b.query, a.query);
-  EXPECT_EQ(b.gate, a.gate);
+  EXPECT_EQ(test::to_vec(b.query()), test::to_vec(a.query()));
+  EXPECT_EQ(test::to_vec(b.gate()), test::to_vec(a.gate()));
   GgufFile f = GgufFile::open(tmp.file("a.gguf"));
   EXPECT_EQ(f.get_string("general.architecture"), "llama_adapter");
   EXPECT_EQ(f.get_int("llama_adapter.adapter_len"), 7);
   // convert --adapter goes both ways.
   auto r = test::run_cli("convert --adapter " + tmp.file("a.gguf") + " --out " + tmp.file("a.safetensors"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(load_adapter(tmp.file("a.safetensors")).query, a.query);
+  EXPECT_EQ(test::to_vec(load_adapter(tmp.file("a.safetensors")).query()), test::to_vec(a.query()));
 }
 
 // A stories260K GGUF made by llama.cpp's own converter (llama-convert-llama2c-to-ggml, built in

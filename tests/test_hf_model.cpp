@@ -18,10 +18,10 @@
 #include <nlohmann/json.hpp>
 
 #include "la/core/half.h"
-#include "la/formats/safetensors.h"
+#include "la/io/safetensors.h"
 #include "la/core/cpu.h"
 #include "la/model/inference.h"
-#include "la/model/loader.h"
+#include "la/io/loader.h"
 #include "la/sample/sampler.h"
 #include "support/test_support.h"
 

@@ -23,12 +23,13 @@
 
 #include "la/core/half.h"
 #include "la/kernels/attention.h"
-#include "la/kernels/dtype.h"
+#include "la/tensor/dtype.h"
 #include "la/kernels/fast_exp.h"
 #include "la/kernels/matmul.h"
 #include "la/kernels/ops.h"
 #include "la/kernels/rowwise.h"
 #include "la/kernels/vec.h"
+#include "la/kernels/convert.h"
 #include "support/test_support.h"
 
 namespace la {

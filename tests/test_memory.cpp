@@ -14,11 +14,11 @@
 
 #include "la/core/half.h"
 #include "la/core/memory.h"
-#include "la/formats/gguf.h"
-#include "la/formats/safetensors.h"
-#include "la/model/gguf_model.h"
-#include "la/model/loader.h"
-#include "la/model/shapes.h"
+#include "la/io/gguf.h"
+#include "la/io/safetensors.h"
+#include "la/io/gguf_model.h"
+#include "la/io/loader.h"
+#include "la/io/shapes.h"
 #include "support/test_support.h"
 
 namespace {

@@ -17,10 +17,10 @@
 #include "la/kernels/matmul.h"
 #include "la/kernels/quant.h"
 #include "la/kernels/quant_dot.h"
-#include "la/model/convert.h"
+#include "la/io/convert.h"
 #include "la/model/inference.h"
-#include "la/model/loader.h"
-#include "la/model/shapes.h"
+#include "la/io/loader.h"
+#include "la/io/shapes.h"
 #include "support/test_support.h"
 
 namespace la {

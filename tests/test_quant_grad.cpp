@@ -11,9 +11,9 @@
 #include <string>
 
 #include "la/kernels/quant.h"
-#include "la/model/convert.h"
-#include "la/model/loader.h"
-#include "la/model/shapes.h"
+#include "la/io/convert.h"
+#include "la/io/loader.h"
+#include "la/io/shapes.h"
 #include "la/model/train_graph.h"
 #include "support/grad_check.h"
 #include "support/test_support.h"
@@ -82,8 +82,8 @@ class QuantGradTest : public ::testing::TestWithParam<Case> {
 Adapter make_adapter(const ModelConfig& c, const Case& p, std::mt19937& rng) {
   Adapter a = Adapter::create(c, 3, p.layers, p.mode, 7);
   std::normal_distribution<float> nd(0.0f, 0.6f);
-  for (float& g : a.gate) g = nd(rng);
-  for (float& q : a.query) q *= 0.5f;
+  for (float& g : a.gate()) g = nd(rng);
+  for (float& q : a.query()) q *= 0.5f;
   return a;
 }
 
@@ -93,14 +93,14 @@ TEST_P(QuantGradTest, SameAsOnTheDequantisedCopy) {
   Adapter a = make_adapter(w_->config, p, rng);
   PackedBatch b = make_batch(w_->config.vocab_size, rng);
   TrainGraph gq(*w_, a, b.rows(), 32, p.recompute), gf(*ref_, a, b.rows(), 32, p.recompute);
-  AdapterGrads dq{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())}, df = dq;
+  ParamSet dq = a.params.zeros_like(), df = dq;
   const float scale = 1.0f / static_cast<float>(b.supervised);
   LossResult rq = gq.run(b, a, &dq, scale), rf = gf.run(b, a, &df, scale);
   ASSERT_EQ(rq.tokens, rf.tokens);
   EXPECT_NEAR(rq.loss_sum, rf.loss_sum, 1e-5 * std::fabs(rf.loss_sum));
   // Element-wise against the largest gradient of its kind: the two runs differ only in
   // summation order (typed row blocks vs one BLAS call), i.e. ~1e-7 relative.
-  auto compare = [](const std::vector<float>& x, const std::vector<float>& y, const char* what) {
+  auto compare = [](std::span<const float> x, std::span<const float> y, const char* what) {
     double gmax = 0, worst = 0;
     for (float v : y) gmax = std::max(gmax, static_cast<double>(std::fabs(v)));
     ASSERT_GT(gmax, 1e-6) << what << " gradients are ~0: the comparison would be vacuous";
@@ -111,8 +111,8 @@ TEST_P(QuantGradTest, SameAsOnTheDequantisedCopy) {
     }
     std::printf("  %s: max |diff| / max |grad| = %.2e\n", what, worst);
   };
-  compare(dq.gate, df.gate, "gate");
-  compare(dq.query, df.query, "query");
+  compare(dq["gate"], df["gate"], "gate");
+  compare(dq["adapter_query"], df["adapter_query"], "query");
 }
 
 TEST_P(QuantGradTest, MatchesCentralFiniteDifferences) {

@@ -10,10 +10,11 @@
 #include "la/core/cpu.h"
 #include "la/core/error.h"
 #include "la/core/memory.h"
+#include "la/core/runtime.h"
 #include "la/kernels/matmul.h"
 #include "la/model/inference.h"
-#include "la/model/loader.h"
-#include "la/model/shapes.h"
+#include "la/io/loader.h"
+#include "la/io/shapes.h"
 #include "la/model/train_graph.h"
 #include "la/sample/sampler.h"
 #include "la/train/optimizer.h"
@@ -29,7 +30,6 @@ struct BenchArgs {
   int64_t train_batch = 4, train_seq = 256, adapter_len = 10, adapter_layers = -1;
   bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false, bandwidth = false;
   bool adapter_overhead = false;
-  bool bf16_compute = false;
 };
 
 double median(std::vector<double> v) {
@@ -43,8 +43,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 void run_bench(const BenchArgs& a) {
-  set_num_threads(a.model.threads);
-  if (a.bf16_compute) set_bf16_compute(true);
   std::unique_ptr<ModelWeights> w;
   if (!a.shape.empty()) {
     auto c = named_shape(a.shape);
@@ -60,13 +58,14 @@ void run_bench(const BenchArgs& a) {
   } else {
     w = load_model(a.model.model);
   }
-  if (a.bf16_compute) prepack_for_bf16_compute(*w);  // as finetune does
+  if (runtime().bf16_compute) prepack_for_bf16_compute(*w);  // as finetune does
   const ModelConfig& c = w->config;
   nlohmann::ordered_json out;
   out["model"] = a.shape.empty() ? a.model.model : "shape:" + a.shape;
-  out["threads"] = num_threads();
+  out["threads"] = runtime().threads;
+  out["isa"] = runtime().isa;
   out["blas_core"] = blas_core_name();
-  out["bf16_compute"] = bf16_compute_enabled();
+  out["bf16_compute"] = runtime().bf16_compute;
   out["params"] = c.parameter_count();
   out["rss_after_load_mib"] = static_cast<double>(current_rss_bytes()) / (1 << 20);
   std::vector<int> tokens(static_cast<size_t>(std::max(a.prompt_tokens, a.train_seq + 1)));
@@ -77,7 +76,7 @@ void run_bench(const BenchArgs& a) {
   }
   const int64_t L = a.adapter_layers > 0 ? a.adapter_layers : c.n_layers;
   Adapter adapter = Adapter::create(c, a.adapter_len, L, GateMode::Tanh, 3);
-  for (float& g : adapter.gate) g = 0.1f;  // non-zero gates: the adapter branch really runs
+  for (float& g : adapter.gate()) g = 0.1f;  // non-zero gates: the adapter branch really runs
 
   if (!a.no_infer) {
     const int64_t ctx = std::min(c.max_seq_len, a.prompt_tokens + a.gen_tokens);
@@ -105,7 +104,7 @@ void run_bench(const BenchArgs& a) {
     // Every matrix is read once per decoded token (the embedding table only one row).
     size_t bytes = w->output.bytes();
     for (const LayerWeights& l : w->layers)
-      for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) bytes += m->bytes();
+      for (const WeightMatrix* m : layer_matrices(l)) bytes += m->bytes();
     out["decode_weight_mib"] = static_cast<double>(bytes) / (1 << 20);
     if (a.bandwidth) {
       const double bw = measure_read_bandwidth();
@@ -164,17 +163,16 @@ void run_bench(const BenchArgs& a) {
       b.add(seq, 1);
     }
     TrainGraph g(*w, adapter, b.rows(), a.train_seq, a.recompute);
-    AdapterGrads grads{std::vector<float>(adapter.query.size()), std::vector<float>(adapter.gate.size())};
-    AdamWState mq, mg;
-    mq.resize(adapter.query.size());
-    mg.resize(adapter.gate.size());
+    ParamSet grads = adapter.params.zeros_like();
+    AdamWState moments;
+    moments.resize(adapter.params.size());
     std::vector<double> tps;
     for (int64_t r = 0; r <= a.repeat; ++r) {  // first step is a warm-up
       auto t0 = std::chrono::steady_clock::now();
       grads.zero();
       g.run(b, adapter, &grads, 1.0f / static_cast<float>(b.supervised));
-      adamw_update(adapter.query.data(), grads.query.data(), mq, static_cast<int64_t>(adapter.query.size()), 1e-3f, r + 1, {});
-      adamw_update(adapter.gate.data(), grads.gate.data(), mg, static_cast<int64_t>(adapter.gate.size()), 1e-3f, r + 1, {});
+      adamw_update(adapter.params.values().data(), grads.values().data(), moments,
+                   static_cast<int64_t>(adapter.params.size()), 1e-3f, r + 1, {});
       if (r > 0) tps.push_back(static_cast<double>(b.rows()) / seconds_since(t0));
     }
     out["train_batch"] = a.train_batch;
@@ -220,9 +218,9 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--no-train", a->no_train, "Skip the training step");
   cmd->add_flag("--recompute", a->recompute, "Training with activation recomputation");
   cmd->add_flag("--json", a->json, "One JSON object");
-  cmd->add_flag("--bf16-compute", a->bf16_compute,
-                "Products with bf16-stored matrices (prefill, training) in bf16 arithmetic: activations "
-                "rounded to bf16, f32 sums (AVX512-BF16 CPUs; changes the numbers slightly)");
+  add_bf16_compute_flag(cmd,
+                        "Products with bf16-stored matrices (prefill, training) in bf16 arithmetic: activations "
+                        "rounded to bf16, f32 sums (AVX512-BF16 CPUs; changes the numbers slightly)");
   cmd->add_option("--type", a->type, "With --shape: store the random matrices as f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
       ->default_val("f32")
       ->needs(s);

@@ -4,10 +4,11 @@
 #include <cstring>
 
 #include "commands.h"
+#include "la/core/paths.h"
 #include "la/core/error.h"
-#include "la/model/adapter_file.h"
-#include "la/model/gguf_model.h"
-#include "la/model/loader.h"
+#include "la/io/adapter_file.h"
+#include "la/io/gguf_model.h"
+#include "la/io/loader.h"
 #include "la/tokenizer/bpe_tokenizer.h"
 #include "la/tokenizer/sp_tokenizer.h"
 
@@ -28,8 +29,10 @@ void register_convert(CLI::App& app) {
       ->default_val("f16")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "F32", "F16", "BF16", "Q8_0", "Q4_0"}));
   cmd->callback([a] {
+    check_output_path("--out", a->out);
+    check_outputs_distinct({{"--out", a->out}}, input_files(a->model, {{"--adapter", a->adapter}}));
     if (!a->adapter.empty()) {
-      Adapter ad = load_adapter(a->adapter);
+      Adapter ad = load_adapter(a->adapter);  // no model here: the file's own shape
       save_adapter(ad, a->out);  // the extension of --out picks the format
       std::fprintf(stderr, "wrote %s (%s)\n", a->out.c_str(), ad.shape_string().c_str());
       return;

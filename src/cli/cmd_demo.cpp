@@ -6,13 +6,14 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "la/core/cpu.h"
+#include "progress.h"
 #include "la/core/error.h"
-#include "la/demo/synthetic.h"
-#include "la/model/loader.h"
-#include "la/model/shapes.h"
+#include "la/data/synthetic.h"
+#include "la/tokenizer/bpe_trainer.h"
+#include "la/io/loader.h"
+#include "la/io/shapes.h"
 #include "la/sample/generate.h"
-#include "la/train/alpaca.h"
+#include "la/data/alpaca.h"
 #include "la/train/trainer.h"
 
 namespace la::cli {
@@ -21,7 +22,7 @@ namespace {
 
 struct DemoArgs {
   std::string dir = "runs/demo";
-  int64_t steps = 300, threads = 0;
+  int64_t steps = 300;
   uint64_t seed = 1;
 };
 
@@ -53,7 +54,6 @@ void samples(const ModelWeights& w, const Tokenizer& tok, const Adapter& adapter
 }
 
 void run_demo(const DemoArgs& a) {
-  set_num_threads(static_cast<int>(a.threads));
   make_dirs(a.dir);
   const std::string data = a.dir + "/train.json", val = a.dir + "/val.json", tokp = a.dir + "/tokenizer.bin",
                     modelp = a.dir + "/model.bin", out = a.dir + "/adapter.safetensors";
@@ -104,7 +104,6 @@ void run_demo(const DemoArgs& a) {
   o.schedule = Schedule::Constant;
   o.warmup_steps = 10;
   o.seed = a.seed;
-  o.log_every = 25;
   o.eval_every = 100;
   Adapter init = Adapter::create(c, o.adapter_len, o.adapter_layers, GateMode::Tanh, a.seed);
   const EvalResult before = evaluate_dataset(*w, va, &init, 8);
@@ -113,7 +112,7 @@ void run_demo(const DemoArgs& a) {
   std::printf("\nfine-tuning a LLaMA-Adapter (K=%lld, L=%lld) for %lld steps...\n", static_cast<long long>(o.adapter_len),
               static_cast<long long>(o.adapter_layers), static_cast<long long>(o.steps));
   std::fflush(stdout);
-  FinetuneResult r = finetune(*w, tr, &va, o, [](const std::string& s) { std::fprintf(stderr, "  %s\n", s.c_str()); });
+  FinetuneResult r = finetune(*w, tr, &va, o, progress_callbacks({false, 25, "  "}));
   const EvalResult after = evaluate_dataset(*w, va, &r.adapter, 8);
   std::printf("\nafter fine-tuning, held-out loss %.4f (was %.4f), training loss %.4f -> %.4f\n", after.loss, before.loss,
               r.first_loss, r.last_loss);
@@ -134,7 +133,7 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--dir", a->dir, "Where to write the data, model, tokenizer and adapter")->default_val("runs/demo");
   cmd->add_option("--steps", a->steps, "Fine-tuning steps")->default_val(300)->check(CLI::PositiveNumber);
   cmd->add_option("--seed", a->seed, "Seed for data, model and adapter")->default_val(1);
-  cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  add_threads_flag(cmd);
   cmd->callback([a] { run_demo(*a); });
 }
 

@@ -6,7 +6,7 @@
 
 #include "commands.h"
 #include "la/core/error.h"
-#include "la/model/adapter_file.h"
+#include "la/io/adapter_file.h"
 #include "la/train/trainer.h"
 
 namespace la::cli {
@@ -36,7 +36,6 @@ void register_eval(CLI::App& app) {
     Adapter adapter;
     if (!a->adapter.empty()) {
       adapter = load_adapter(a->adapter, &c);
-      adapter.check_compatible(c, a->adapter);
       if (!a->gate_mode.empty()) adapter.gate_mode = parse_gate_mode(a->gate_mode);
     }
     TokenizedDataset d = tokenize_alpaca(load_alpaca(a->data), *lm.tokenizer, a->max_seq_len);

@@ -2,11 +2,13 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "la/core/memory.h"
+#include "validators.h"
 #include "la/core/error.h"
-#include "la/model/adapter_file.h"
+#include "la/io/adapter_file.h"
 #include "la/model/inference.h"
 #include "la/sample/generate.h"
-#include "la/train/alpaca.h"
+#include "la/data/alpaca.h"
 
 namespace la::cli {
 
@@ -28,8 +30,7 @@ void run_generate(const GenerateArgs& a) {
   const Tokenizer& tok = *lm.tokenizer;
   Adapter adapter;
   if (!a.adapter.empty()) {
-    adapter = load_adapter(a.adapter);
-    adapter.check_compatible(c, a.adapter);
+    adapter = load_adapter(a.adapter, &c);
     if (!a.gate_mode.empty()) adapter.gate_mode = parse_gate_mode(a.gate_mode);
   }
   std::string text;
@@ -42,8 +43,24 @@ void run_generate(const GenerateArgs& a) {
   }
   std::vector<int> ids = tok.encode(text, true, false);
   // The KV cache is allocated up front: by default the model's context, capped at 4096 tokens so
-  // a model advertising 128k does not reserve tens of GB (--context asks for more).
-  const int64_t context = a.context > 0 ? a.context : std::min<int64_t>(c.max_seq_len, 4096);
+  // a model advertising 128k does not reserve tens of GB (--context asks for more). When the
+  // prompt and the tokens asked for need more than the model records (llama.cpp's converter
+  // records 128 for stories260K), the cache is sized to what is asked, as llama.cpp does, with a
+  // warning that the model was trained on a shorter context.
+  int64_t context = a.context > 0 ? a.context : std::min<int64_t>(c.max_seq_len, 4096);
+  const int64_t wanted = static_cast<int64_t>(ids.size()) + a.max_new_tokens;
+  if (a.context <= 0 && wanted > context) context = wanted;
+  if (context > c.max_seq_len)
+    std::fprintf(stderr,
+                 "warning: a context of %lld tokens is longer than the %lld the model was trained on; text past "
+                 "that may degrade\n",
+                 static_cast<long long>(context), static_cast<long long>(c.max_seq_len));
+  // The cache must fit in memory: say so up front instead of failing (or swapping) later.
+  const double kv_bytes = 2.0 * static_cast<double>(c.n_layers) * static_cast<double>(context) *
+                          static_cast<double>(c.kv_dim()) * sizeof(float);
+  if (const size_t avail = available_memory_bytes(); avail != 0 && kv_bytes > static_cast<double>(avail))
+    fail("--context: a KV cache of {} tokens needs {:.1f} GiB, more than the {:.1f} GiB of memory available", context,
+         kv_bytes / (1 << 30), static_cast<double>(avail) / (1 << 30));
   InferenceModel model(*lm.weights, context);
   if (!a.adapter.empty()) model.set_adapter(&adapter);
   Sampler sampler(a.sampling);
@@ -85,14 +102,14 @@ void register_generate(CLI::App& app) {
   p->excludes(ins);
   cmd->add_option("--temperature", a->sampling.temperature, "Sampling temperature; 0 = greedy")
       ->default_val(0.1f)
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass (1 = off)")->default_val(0.75f)->check(CLI::Range(0.0f, 1.0f));
-  cmd->add_option("--top-k", a->sampling.top_k, "Keep only the k most likely tokens (0 = off)")->default_val(0)->check(CLI::NonNegativeNumber);
-  cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "Most tokens to generate")->default_val(512)->check(CLI::NonNegativeNumber);
+      ->check(finite_in(0));
+  cmd->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass (1 = off)")->default_val(0.75f)->check(finite_in(0, 1));
+  cmd->add_option("--top-k", a->sampling.top_k, "Keep only the k most likely tokens (0 = off)")->default_val(0)->check(integer_in(0));
+  cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "Most tokens to generate")->default_val(512)->check(integer_in(0, 1 << 24));
   cmd->add_option("--seed", a->sampling.seed, "Random seed for sampling")->default_val(42);
   cmd->add_option("--gate-mode", a->gate_mode, "Override the adapter's gate mode: tanh or identity")
       ->check(CLI::IsMember({"tanh", "identity"}));
-  cmd->add_option("--context", a->context, "Context length / KV cache size (default: the model's, at most 4096)");
+  cmd->add_option("--context", a->context, "Context length / KV cache size (default: the model's, at most 4096)")->check(integer_in(1, 1 << 24));
   cmd->add_flag("-q,--quiet", a->quiet, "Do not print speed statistics to stderr");
   cmd->callback([a, p, ins] {
     if (p->count() == 0 && ins->count() == 0) throw CLI::ValidationError("generate", "give --prompt or --instruction");

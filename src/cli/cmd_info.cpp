@@ -5,8 +5,9 @@
 #include "commands.h"
 #include "la/core/cpu.h"
 #include "la/core/error.h"
+#include "la/core/runtime.h"
 #include "la/model/inference.h"
-#include "la/model/shapes.h"
+#include "la/io/shapes.h"
 
 namespace la::cli {
 
@@ -90,7 +91,10 @@ void register_info(CLI::App& app) {
                 static_cast<long long>(a->adapter_len), static_cast<long long>(L), static_cast<long long>(n),
                 human_bytes(static_cast<double>(n) * 4).c_str());
     std::printf("cpu:          %s [%s]\n", cpu_features().brand.c_str(), cpu_features().summary().c_str());
-    std::printf("blas:         OpenBLAS, %s kernels, %d threads\n", blas_core_name().c_str(), num_threads());
+    const Runtime& rt = runtime();
+    std::printf("runtime:      threads %d (of %d allowed), isa %s, bf16 arithmetic %s\n", rt.threads, allowed_threads(),
+                rt.isa.c_str(), rt.bf16_compute ? "on" : "off");
+    std::printf("blas:         OpenBLAS, %s kernels\n", blas_core_name().c_str());
   });
 }
 

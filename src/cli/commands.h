@@ -5,6 +5,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "la/model/weights.h"
 #include "la/tokenizer/tokenizer.h"
@@ -19,11 +21,25 @@ void register_bench(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_convert(CLI::App& app);
 
+// The flags that make up the runtime (core/runtime.h): --threads on every command that computes,
+// --bf16-compute where offered. Whichever sub-command runs fills this one object; main() puts
+// it in force (apply_runtime_flags) after parsing and before the command runs.
+struct RuntimeFlags {
+  int threads = 0;  // 0: $OMP_NUM_THREADS, else every core this process may use
+  bool bf16_compute = false;
+};
+RuntimeFlags& runtime_flags();
+CLI::Option* add_threads_flag(CLI::App* cmd);
+CLI::Option* add_bf16_compute_flag(CLI::App* cmd, const std::string& help);
+// The one place the CLI sets the runtime: runtime_from_env() (LA_ISA, OMP_NUM_THREADS) under the
+// flags above, through set_runtime (la::Error for an LA_ISA this CPU cannot run, --bf16-compute
+// without AVX512-BF16). Says on stderr when --threads was more than the process may use.
+void apply_runtime_flags();
+
 // --model / --tokenizer / --threads, shared by every command that runs a model.
 struct ModelArgs {
   std::string model;
   std::string tokenizer;
-  int threads = 0;
   CLI::Option* add_to(CLI::App* cmd, bool tokenizer_too = true, bool model_required = true);
 };
 
@@ -33,13 +49,18 @@ struct LoadedModel {
 };
 
 // Loads the model and its tokenizer (--tokenizer, or the one found beside the model), checks that
-// they agree on the vocabulary size, applies --threads.
+// they agree on the vocabulary size.
 LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer = true);
 
 // --bf16-compute: packs the model's BF16 matrices once for the bf16 GEMM (ModelWeights::
 // pack_bf16_panels) when that fits in half of the memory still available; otherwise says so on
 // stderr and every product packs its block as it goes.
 void prepack_for_bf16_compute(ModelWeights& w);
+
+// The files a command reads, as {flag, path}: --model (each file of a Hugging Face folder),
+// --tokenizer, and `more`; for the output checks of core/paths.h.
+std::vector<std::pair<std::string, std::string>> input_files(const ModelArgs& m,
+                                                              std::vector<std::pair<std::string, std::string>> more);
 
 // True when stderr is a terminal (progress bars), false for pipes and files.
 bool stderr_is_tty();

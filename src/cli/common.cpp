@@ -1,14 +1,44 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "commands.h"
-#include "la/core/cpu.h"
+#include "validators.h"
+#include "la/core/runtime.h"
 #include "la/core/error.h"
+#include "la/core/mapped_file.h"
 #include "la/core/memory.h"
-#include "la/model/loader.h"
+#include "la/io/loader.h"
 
 namespace la::cli {
+
+RuntimeFlags& runtime_flags() {
+  static RuntimeFlags flags;
+  return flags;
+}
+
+CLI::Option* add_threads_flag(CLI::App* cmd) {
+  return cmd
+      ->add_option("--threads", runtime_flags().threads,
+                   "Threads for compute (default: $OMP_NUM_THREADS, else every core this process may use)")
+      ->check(integer_in(0, 1 << 20));
+}
+
+CLI::Option* add_bf16_compute_flag(CLI::App* cmd, const std::string& help) {
+  return cmd->add_flag("--bf16-compute", runtime_flags().bf16_compute, help);
+}
+
+void apply_runtime_flags() {
+  const RuntimeFlags& f = runtime_flags();
+  Runtime r = runtime_from_env();
+  if (f.threads > 0) r.threads = f.threads;
+  r.bf16_compute = f.bf16_compute;
+  const Runtime& in_force = set_runtime(r);
+  if (f.threads > in_force.threads)
+    std::fprintf(stderr, "note: --threads %d: this process may use %d cores; running %d threads\n", f.threads,
+                 allowed_threads(), in_force.threads);
+}
 
 CLI::Option* ModelArgs::add_to(CLI::App* cmd, bool tokenizer_too, bool model_required) {
   auto* opt = cmd->add_option("-m,--model", model,
@@ -17,12 +47,11 @@ CLI::Option* ModelArgs::add_to(CLI::App* cmd, bool tokenizer_too, bool model_req
   if (tokenizer_too)
     cmd->add_option("-t,--tokenizer", tokenizer,
                     "Tokenizer: SentencePiece .model or llama2.c tokenizer.bin (default: the one beside the model)");
-  cmd->add_option("--threads", threads, "Threads for compute (default: all cores)");
+  add_threads_flag(cmd);
   return opt;
 }
 
 LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer) {
-  set_num_threads(a.threads);
   LoadedModel lm;
   lm.weights = load_model(a.model);
   if (!need_tokenizer) return lm;
@@ -49,6 +78,18 @@ void prepack_for_bf16_compute(ModelWeights& w) {
     return;
   }
   w.pack_bf16_panels();
+}
+
+std::vector<std::pair<std::string, std::string>> input_files(const ModelArgs& m,
+                                                              std::vector<std::pair<std::string, std::string>> more) {
+  std::vector<std::pair<std::string, std::string>> in{{"--model", m.model}, {"--tokenizer", m.tokenizer}};
+  if (is_directory(m.model)) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(m.model, ec))
+      if (e.is_regular_file(ec)) in.push_back({"--model", e.path().string()});
+  }
+  for (auto& p : more) in.push_back(std::move(p));
+  return in;
 }
 
 bool stderr_is_tty() { return isatty(STDERR_FILENO) != 0; }

@@ -1,5 +1,6 @@
 // llama-adapter: fine-tune and run LLaMA models with LLaMA-Adapter.
 #include <cstdio>
+#include <string>
 
 #include "commands.h"
 #include "la/core/cpu.h"
@@ -17,18 +18,40 @@ int main(int argc, char** argv) {
   la::cli::register_bench(app);
   la::cli::register_convert(app);
   la::cli::register_demo(app);
+  // After parsing (and --help), before the chosen command runs: threads, instruction set and bf16
+  // arithmetic are put in force here, once, ahead of any model being loaded.
+  app.parse_complete_callback([] { la::cli::apply_runtime_flags(); });
+  // A word that names no command is reported as such (CLI11 would only say one is required).
+  std::string names;
+  bool known = false;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+    known = known || (argc > 1 && sub->get_name() == argv[1]);
+  }
+  if (argc > 1 && argv[1][0] != '-' && !known) {
+    std::fprintf(stderr, "error: unknown command '%s' (commands: %s)\n", la::printable(argv[1]).c_str(), names.c_str());
+    return 1;
+  }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // A bad flag is an error like any other: one line, exit status 1.
+    std::fprintf(stderr, "error: %s (see --help)\n", la::printable(e.what()).c_str());
+    return 1;
   } catch (const la::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", la::printable(e.what()).c_str());
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s\n", la::printable(e.what()).c_str());
     return 1;
   }
   return 0;

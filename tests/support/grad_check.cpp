@@ -22,7 +22,7 @@ PackedBatch make_batch(int64_t vocab, std::mt19937& rng) {
 
 
 void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter& a, std::mt19937& rng) {
-  AdapterGrads grads{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())};
+  ParamSet grads = a.params.zeros_like();
   const LossResult r = g.run(b, a, &grads, 1.0f / static_cast<float>(b.supervised));
   ASSERT_EQ(r.tokens, b.supervised);
   auto mean_loss = [&] {
@@ -30,7 +30,7 @@ void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter&
     return l.loss_sum / static_cast<double>(l.tokens);
   };
   const float eps = 2e-2f;
-  auto check = [&](std::vector<float>& param, const std::vector<float>& grad, size_t i) {
+  auto check = [&](std::span<float> param, std::span<const float> grad, size_t i) {
     const float orig = param[i];
     param[i] = orig + eps;
     const double lp = mean_loss();
@@ -42,15 +42,15 @@ void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter&
     return std::fabs(fd);
   };
   double gate_mag = 0;
-  for (size_t i = 0; i < a.gate.size(); ++i) gate_mag += check(a.gate, grads.gate, i);
+  for (size_t i = 0; i < a.gate().size(); ++i) gate_mag += check(a.gate(), grads["gate"], i);
   EXPECT_GT(gate_mag, 1e-3) << "gate gradients are all ~0: the check would be vacuous";
-  std::uniform_int_distribution<size_t> pick(0, a.query.size() - 1);
+  std::uniform_int_distribution<size_t> pick(0, a.query().size() - 1);
   double q_mag = 0;
-  for (int n = 0; n < 40; ++n) q_mag += check(a.query, grads.query, pick(rng));
+  for (int n = 0; n < 40; ++n) q_mag += check(a.query(), grads["adapter_query"], pick(rng));
   EXPECT_GT(q_mag, 1e-3) << "query gradients are all ~0: the check would be vacuous";
   std::printf("  sum |fd|: gates %.4f, 40 query entries %.4f\n", gate_mag, q_mag);
   double lowest = 0;
-  for (int64_t j = 0; j < a.len * a.dim; ++j) lowest += std::fabs(grads.query[static_cast<size_t>(j)]);
+  for (int64_t j = 0; j < a.len * a.dim; ++j) lowest += std::fabs(grads["adapter_query"][static_cast<size_t>(j)]);
   EXPECT_GT(lowest, 0.0) << "the lowest adapted layer's prompt got no gradient";
 }
 

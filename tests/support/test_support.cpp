@@ -1,6 +1,6 @@
 #include "support/test_support.h"
 
-#include "la/core/cpu.h"
+#include "la/core/runtime.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,10 +23,18 @@ std::string shared_path(const std::string& rel) { return shared_data() + "/" + r
 bool run_library_on_one_thread() {
   class OneThread : public ::testing::Environment {
    public:
-    void SetUp() override { set_num_threads(1); }
+    void SetUp() override { set_runtime(runtime_with([](Runtime& r) { r.threads = 1; })); }
   };
   ::testing::AddGlobalTestEnvironment(new OneThread);
   return true;
+}
+
+ScopedRuntime::ScopedRuntime(const Runtime& r) : saved_(runtime()) {
+  set_runtime(r);
+}
+
+ScopedRuntime::~ScopedRuntime() {
+  set_runtime(saved_);
 }
 
 bool shared_file_exists(const std::string& rel) { return std::filesystem::exists(shared_data() + "/" + rel); }
@@ -72,10 +80,13 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-CommandResult run_cli(const std::string& args) {
+CommandResult run_cli(const std::string& args) { return run_cli_with_prefix("", args); }
+
+CommandResult run_cli_with_prefix(const std::string& prefix, const std::string& args) {
   TempDir tmp;
   std::string out = tmp.file("stdout"), err = tmp.file("stderr");
-  std::string cmd = std::string(LA_CLI_PATH) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  std::string cmd = prefix + (prefix.empty() ? "" : " ") + std::string(LA_CLI_PATH) + " " + args + " >" + out + " 2>" +
+                    err + " </dev/null";
   int rc = std::system(cmd.c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + (WIFSIGNALED(rc) ? WTERMSIG(rc) : 0);

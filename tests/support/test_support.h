@@ -4,10 +4,17 @@
 
 #include <cstdint>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "la/core/runtime.h"
+
 namespace la::test {
+
+// A copy of a span, for EXPECT_EQ against vectors.
+inline std::vector<float> to_vec(std::span<const float> s) { return {s.begin(), s.end()}; }
+
 
 // ../shared/data (or $LA_SHARED_DATA). Tests that need it call REQUIRE_SHARED_DATA(...) first.
 std::string shared_data();
@@ -18,6 +25,26 @@ std::string shared_path(const std::string& rel);  // shared_data() + "/" + rel
 // machine can make a 200-token decode take seconds). Call from a namespace-scope initialiser:
 //   [[maybe_unused]] const bool kOneThread = la::test::run_library_on_one_thread();
 bool run_library_on_one_thread();
+
+// Puts a runtime in force (set_runtime) while it lives, then the one before it again:
+//   test::ScopedRuntime bf16(test::runtime_with([](Runtime& r) { r.bf16_compute = true; }));
+class ScopedRuntime {
+ public:
+  explicit ScopedRuntime(const Runtime& r);
+  ~ScopedRuntime();
+  ScopedRuntime(const ScopedRuntime&) = delete;
+  ScopedRuntime& operator=(const ScopedRuntime&) = delete;
+
+ private:
+  Runtime saved_;
+};
+// The runtime in force with `change` applied to a copy.
+template <class F>
+Runtime runtime_with(F change) {
+  Runtime r = runtime();
+  change(r);
+  return r;
+}
 
 #define REQUIRE_SHARED_DATA(rel)                                                             \
   do {                                                                                       \
@@ -50,6 +77,8 @@ struct CommandResult {
 
 // Runs build/bin/llama-adapter with `args` (a shell-quoted string), capturing stdout and stderr.
 CommandResult run_cli(const std::string& args);
+// The same with a command put before the binary (e.g. "timeout 30").
+CommandResult run_cli_with_prefix(const std::string& prefix, const std::string& args);
 
 void write_text(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);

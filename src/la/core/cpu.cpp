@@ -1,7 +1,6 @@
 #include "la/core/cpu.h"
 
 #include <cpuid.h>
-#include <omp.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -119,13 +118,5 @@ void ensure_openblas_coretype(int argc, char** argv) {
 }
 
 std::string blas_core_name() { return openblas_get_corename(); }
-
-void set_num_threads(int n) {
-  if (n <= 0) return;
-  omp_set_num_threads(n);
-  openblas_set_num_threads(n);
-}
-
-int num_threads() { return omp_get_max_threads(); }
 
 }  // namespace la

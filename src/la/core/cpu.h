@@ -1,4 +1,5 @@
-// What this CPU can do (read once through CPUID) and process-wide run-time setup.
+// What this CPU can do (read once through CPUID) and the OpenBLAS set-up. What the process does
+// with it (threads, instruction set, bf16 arithmetic) is core/runtime.h.
 #pragma once
 #include <cstdlib>
 #include <string>
@@ -20,23 +21,14 @@ const CpuFeatures& cpu_features();
 bool cpu_runs_avx2_build();    // AVX2 + FMA + F16C
 bool cpu_runs_avx512_build();  // that + AVX512-F/BW/VL
 
-// The variants of a per-ISA kernel set this CPU can run, generic first.
+// The variants of a per-ISA kernel set this CPU can run, generic first (the tests run each;
+// runtime.h's isa_pick chooses the one in force).
 template <class Kernels>
 std::vector<const Kernels*> isa_variants(const Kernels* generic, const Kernels* avx2, const Kernels* avx512) {
   std::vector<const Kernels*> v{generic};
   if (cpu_runs_avx2_build()) v.push_back(avx2);
   if (cpu_runs_avx512_build()) v.push_back(avx512);
   return v;
-}
-
-// Of a list of kernel variants (each with a `name`, generic first, best last): the one LA_ISA
-// names when the list has it, else the last.
-template <class Kernels>
-const Kernels* pick_variant(const std::vector<const Kernels*>& variants) {
-  if (const char* forced = std::getenv("LA_ISA"))
-    for (const Kernels* k : variants)
-      if (std::string(k->name) == forced) return k;
-  return variants.back();
 }
 
 // Debian's OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded, and mis-detects recent
@@ -48,9 +40,5 @@ void ensure_openblas_coretype(int argc, char** argv);
 
 // The kernel set OpenBLAS is using ("SkylakeX", "Haswell", ...).
 std::string blas_core_name();
-
-// Number of threads used by parallel kernels (OpenMP and BLAS). n <= 0 leaves the default.
-void set_num_threads(int n);
-int num_threads();
 
 }  // namespace la

@@ -13,19 +13,43 @@
 
 namespace la {
 
-std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
+namespace {
+
+const char* kind_of(mode_t m) {
+  if (S_ISDIR(m)) return "a directory";
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  return "not a regular file";
+}
+
+// Opens `path` for reading only when it is a regular file: a FIFO would block the open (and a
+// read would wait forever), a device like /dev/zero never ends. O_NONBLOCK keeps the open of a
+// FIFO from blocking; the fstat then refuses it.
+int open_regular(const std::string& path, struct stat& st) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    if (errno == ENOENT) fail("{}: cannot open: no such file or directory", path);
+    fail("{}: cannot open: {}", path, std::strerror(errno));
+  }
   if (fstat(fd, &st) != 0) {
-    int e = errno;
+    const int e = errno;
     ::close(fd);
     fail("{}: cannot stat: {}", path, std::strerror(e));
   }
-  if (S_ISDIR(st.st_mode)) {
+  if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail("{}: is a directory, expected a file", path);
+    fail("{}: is {}, not a regular file", path, kind_of(st.st_mode));
   }
+  return fd;
+}
+
+}  // namespace
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
+  struct stat st {};
+  int fd = open_regular(path, st);
   auto f = std::shared_ptr<MappedFile>(new MappedFile());
   f->path_ = path;
   f->size_ = static_cast<size_t>(st.st_size);
@@ -46,13 +70,13 @@ MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
 }
 
-std::string read_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
+std::string read_file(const std::string& path, size_t max_bytes) {
   struct stat st {};
-  if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+  int fd = open_regular(path, st);
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
     ::close(fd);
-    fail("{}: is a directory, expected a file", path);
+    fail("{}: {} bytes is more than the {} this kind of file may have", path, static_cast<uint64_t>(st.st_size),
+         max_bytes);
   }
   std::string out;
   char buf[1 << 16];
@@ -66,6 +90,10 @@ std::string read_file(const std::string& path) {
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
+    if (out.size() > max_bytes) {  // grown while read
+      ::close(fd);
+      fail("{}: more than the {} bytes this kind of file may have", path, max_bytes);
+    }
   }
   ::close(fd);
   return out;

@@ -26,8 +26,10 @@ class MappedFile {
   size_t size_ = 0;
 };
 
-// Reads a whole (small) file into a string; throws la::Error naming the path.
-std::string read_file(const std::string& path);
+// Reads a whole (small) file into a string; throws la::Error naming the path. Only regular files
+// are opened (MappedFile::open too): a FIFO or a device is an error, never a hang or an endless
+// read. A file of more than `max_bytes` is an error.
+std::string read_file(const std::string& path, size_t max_bytes = size_t{1} << 32);
 
 // Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename.
 void write_file_atomic(const std::string& path, const void* bytes, size_t n);

@@ -1,11 +1,9 @@
 #include "la/kernels/attention.h"
 
 #include <cmath>
-#include <cstdlib>
-#include <string>
 #include <vector>
 
-#include "la/core/cpu.h"
+#include "la/core/runtime.h"
 #include "la/kernels/attention_blocked.h"
 
 namespace la {
@@ -25,28 +23,26 @@ LA_DECLARE_ATTENTION(avx512)
 namespace {
 
 struct AttentionKernels {
+  const char* name;
   decltype(&generic::attention_forward) forward;
   decltype(&generic::attention_backward) backward;
 };
 
-AttentionKernels pick() {
-  const CpuFeatures& f = cpu_features();
-  const bool has512 = f.avx512f && f.avx512bw && f.avx512vl && f.fma, has2 = f.avx2 && f.fma;
-  // LA_ISA=generic|avx2|avx512 forces a variant the CPU can run (the tests run each of them).
-  const std::string forced = std::getenv("LA_ISA") ? std::getenv("LA_ISA") : "";
-  if (forced == "generic") return {generic::attention_forward, generic::attention_backward};
-  if (forced == "avx2" && has2) return {avx2::attention_forward, avx2::attention_backward};
-  if (has512 && (forced.empty() || forced == "avx512")) return {avx512::attention_forward, avx512::attention_backward};
-  if (has2) return {avx2::attention_forward, avx2::attention_backward};
-  return {generic::attention_forward, generic::attention_backward};
-}
+const AttentionKernels kGeneric{"generic", generic::attention_forward, generic::attention_backward};
+const AttentionKernels kAvx2{"avx2", avx2::attention_forward, avx2::attention_backward};
+const AttentionKernels kAvx512{"avx512", avx512::attention_forward, avx512::attention_backward};
 
+// The instruction set in force (core/runtime.h); avx512vnni is AVX-512 with VNNI allowed, so the
+// avx512 build.
 const AttentionKernels& kernels() {
-  static const AttentionKernels k = pick();
-  return k;
+  return *isa_pick(&kGeneric, &kAvx2, &kAvx512);
 }
 
 }  // namespace
+
+const char* attention_kernels_name() {
+  return kernels().name;
+}
 
 float* attention_scratch(int slot, int64_t n) {
   thread_local std::vector<float> buffers[2];

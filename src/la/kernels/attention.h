@@ -40,8 +40,10 @@ void attention_backward(float* dq, float* dk, float* dv, float* dprompt_k, float
                         const float* dout, const float* q, const float* k, const float* v, const float* lse_tok,
                         const float* lse_prompt, int64_t T, const AttentionDims& d, const PromptKV* prompt);
 
-// The fast kernels are built for several instruction sets and picked by CPUID; the environment
-// variable LA_ISA=generic|avx2|avx512 forces one (used by the tests).
+// The fast kernels are built for several instruction sets; the one for the instruction set in
+// force (core/runtime.h: the best by CPUID unless LA_ISA says otherwise; avx512vnni uses avx512)
+// runs the rows the blocked path does not take. Its name: "generic", "avx2" or "avx512".
+const char* attention_kernels_name();
 
 // Plain reference: explicit score matrices, double accumulation. Same contract as above.
 void attention_forward_ref(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t pos0,

@@ -11,6 +11,7 @@
 #include "la/core/cpu.h"
 #include "la/core/error.h"
 #include "la/core/memory.h"
+#include "la/core/runtime.h"
 #include "la/kernels/isa/gemm_kernels.h"
 
 namespace la {
@@ -157,7 +158,8 @@ void gemm_nt_wb(float* C, const float* A, const WeightMatrix& w, int64_t M, bool
 
 // The same blocking with the bf16 kernels (isa/gemm_kernels.h): packed elements are k-pairs, so a
 // block of depth kc holds ceil(kc/2) of them; W is BF16.
-void gemm_bf16(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
+void gemm_bf16(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate,
+               const Bf16Panels* panels) {
   using namespace gemm_detail;
   constexpr int64_t MR = kBf16MR, NR = kBf16NR, KC = kBf16KC, MC = kBf16MC, NC = kBf16NC;
   const int64_t Ng = nt ? w.rows : w.cols, Kg = nt ? w.cols : w.rows;
@@ -182,7 +184,7 @@ void gemm_bf16(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t
     uint32_t* ap = ap_s.get<uint32_t>(static_cast<size_t>(keep_a ? m_pad * kp_all : MC * KC / 2));
     const Bf16Kernels& k = bf16_kernels();
     // Pre-packed panels (whole depth each): the block is read where it lies.
-    const std::vector<uint32_t>* whole = w.bf16_panels ? (nt ? &w.bf16_panels->nt : &w.bf16_panels->nn) : nullptr;
+    const std::vector<uint32_t>* whole = panels ? (nt ? &panels->nt : &panels->nn) : nullptr;
     for (int64_t jc = lo; jc < hi; jc += NC) {
       const int64_t nc = std::min(NC, hi - jc), panels = ceil_div(nc, NR);
       for (int64_t pc = 0; pc < Kg; pc += KC) {
@@ -221,6 +223,9 @@ Bf16Panels pack_bf16_panels(const WeightMatrix& w) {
   constexpr int64_t NR = kBf16NR, KC = kBf16KC;
   const Bf16Kernels& k = bf16_kernels();
   Bf16Panels out;
+  out.source = w.data;
+  out.rows = w.rows;
+  out.cols = w.cols;
   // nt: panels over the rows of W (the product's columns), pairs along its columns; nn the other
   // way round. Each panel holds ceil(depth/2) pairs of NR values, packed KC at a time.
   auto fill = [&](std::vector<uint32_t>& dst, bool nt) {
@@ -244,27 +249,32 @@ Bf16Panels pack_bf16_panels(const WeightMatrix& w) {
 }
 
 bool gemm_available() {
-  static const bool ok = [] {
-    const char* forced = std::getenv("LA_ISA");
-    if (forced && std::string(forced) != "avx512" && std::string(forced) != "avx512vnni") return false;
-    return cpu_runs_avx512_build();
-  }();
-  return ok;
+  return runtime_isa() >= Isa::Avx512;  // set_runtime checked that the CPU runs it
 }
 
 bool gemm_bf16_available() {
-  static const bool ok = gemm_available() && cpu_features().avx512_bf16;
-  return ok;
+  return gemm_available() && cpu_features().avx512_bf16;
 }
 
-void gemm_bf16_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
-  if (w.type != DType::BF16) fail("gemm_bf16_nt: the weight is {}, not bf16", dtype_name(w.type));
-  gemm_bf16(true, C, A, w, M, accumulate);
+namespace {
+void check_bf16_operands(const char* what, const WeightMatrix& w, const Bf16Panels* panels) {
+  if (w.type != DType::BF16) fail("{}: the weight is {}, not bf16", what, dtype_name(w.type));
+  if (panels && (panels->source != w.data || panels->rows != w.rows || panels->cols != w.cols))
+    fail("{}: the packed panels are of another matrix ([{}, {}] at {}, not [{}, {}] at {})", what, panels->rows,
+         panels->cols, panels->source, w.rows, w.cols, w.data);
+}
+}  // namespace
+
+void gemm_bf16_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate,
+                  const Bf16Panels* panels) {
+  check_bf16_operands("gemm_bf16_nt", w, panels);
+  gemm_bf16(true, C, A, w, M, accumulate, panels);
 }
 
-void gemm_bf16_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
-  if (w.type != DType::BF16) fail("gemm_bf16_nn: the weight is {}, not bf16", dtype_name(w.type));
-  gemm_bf16(false, C, A, w, M, accumulate);
+void gemm_bf16_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate,
+                  const Bf16Panels* panels) {
+  check_bf16_operands("gemm_bf16_nn", w, panels);
+  gemm_bf16(false, C, A, w, M, accumulate, panels);
 }
 
 void gemm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {

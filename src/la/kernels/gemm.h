@@ -10,13 +10,13 @@
 // results do not depend on the thread count.
 //
 // Built for AVX-512 (a 14 x 32 register tile of FMAs; 16 x 16 SIMD transposes for the nt
-// packing). gemm_available() says whether this CPU (and LA_ISA) allows it; matmul.cpp uses
-// OpenBLAS otherwise.
+// packing). gemm_available() says whether the instruction set in force (core/runtime.h: avx512 or
+// avx512vnni) allows it; matmul.cpp uses OpenBLAS otherwise.
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "la/kernels/dtype.h"
+#include "la/tensor/dtype.h"
 
 namespace la {
 
@@ -38,25 +38,31 @@ inline bool gemm_broadcast_form(int64_t M) {
 void gemm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
 void gemm_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
 
-// The same products with bf16 arithmetic, for BF16-stored weights on AVX512-BF16 CPUs (opt-in
-// through matmul.h's set_bf16_compute: the numerics differ). A is rounded to bf16 (nearest,
-// ties to even) while it is packed, W is used as stored, and vdpbf16ps accumulates the products
-// of k-pairs in f32. Against the exact product of the rounded A with W the error is only that
-// f32 accumulation; against the f32 GEMM it is that of rounding A (2^-9 relative per element).
-// Results do not depend on the thread count either. gemm_bf16_available(): gemm_available() and
-// AVX512-BF16.
-bool gemm_bf16_available();
-void gemm_bf16_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
-void gemm_bf16_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);
-
 // A frozen BF16 weight packed once, whole, into the panels the bf16 GEMM packs a block at a time:
 // both layouts (nt for y = x W^T, nn for dX = dY W), each a sequence of 32-column panels of
-// k-pairs over the full depth. gemm_bf16_nt/nn read them in place when w.bf16_panels is set (same
-// bits as packing per call); training steps then never repack the base model. Costs twice the
-// matrix's bytes. Call only when gemm_bf16_available().
+// k-pairs over the full depth. gemm_bf16_nt/nn read them in place when given (same bits as
+// packing per call); training steps then never repack the base model. Costs twice the matrix's
+// bytes. Call only when gemm_bf16_available(). The owner of the weights keeps them (the model's
+// ModelWeights::bf16_panels_for); `source`, rows and cols name the matrix they were packed from.
 struct Bf16Panels {
+  const void* source = nullptr;
+  int64_t rows = 0, cols = 0;
   std::vector<uint32_t> nt, nn;
 };
 Bf16Panels pack_bf16_panels(const WeightMatrix& w);
+
+// The same products with bf16 arithmetic, for BF16-stored weights on AVX512-BF16 CPUs (opt-in
+// through core/runtime.h's Runtime::bf16_compute, which matmul.h follows: the numerics differ). A
+// is rounded to bf16 (nearest, ties to even) while it is packed, W is used as stored (or as
+// `panels`, packed from w beforehand: la::Error when they were packed from another matrix), and
+// vdpbf16ps accumulates the products of k-pairs in f32. Against the exact product of the rounded
+// A with W the error is only that f32 accumulation; against the f32 GEMM it is that of rounding A
+// (2^-9 relative per element). Results do not depend on the thread count either.
+// gemm_bf16_available(): gemm_available() and AVX512-BF16.
+bool gemm_bf16_available();
+void gemm_bf16_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate,
+                  const Bf16Panels* panels = nullptr);
+void gemm_bf16_nn(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate,
+                  const Bf16Panels* panels = nullptr);
 
 }  // namespace la

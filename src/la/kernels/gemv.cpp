@@ -1,6 +1,7 @@
 #include "la/kernels/gemv.h"
 
 #include "la/core/cpu.h"
+#include "la/core/runtime.h"
 
 namespace la {
 
@@ -29,8 +30,7 @@ std::vector<const GemvKernels*> gemv_variants() {
 }
 
 const GemvKernels& gemv_kernels() {
-  static const GemvKernels* k = pick_variant(gemv_variants());
-  return *k;
+  return *isa_pick(&generic::kGemv, &avx2::kGemv, &avx512::kGemv);
 }
 
 void gemv_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {

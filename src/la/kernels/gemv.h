@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "la/kernels/dtype.h"
+#include "la/tensor/dtype.h"
 
 namespace la {
 
@@ -48,8 +48,8 @@ struct GemvKernels {
 
 // The variants this CPU can run, generic first.
 std::vector<const GemvKernels*> gemv_variants();
-// The variant gemv_nt uses: the best by CPUID; LA_ISA=generic|avx2|avx512 forces one the CPU can
-// run (any other value, e.g. quant_dot's avx512vnni, leaves the best).
+// The variant gemv_nt uses: the one for the instruction set in force (core/runtime.h: the best by
+// CPUID unless LA_ISA says otherwise; avx512vnni uses avx512).
 const GemvKernels& gemv_kernels();
 
 }  // namespace la

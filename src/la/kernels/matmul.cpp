@@ -4,14 +4,15 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <vector>
 
 #include "la/core/error.h"
+#include "la/core/runtime.h"
 #include "la/kernels/gemm.h"
 #include "la/kernels/gemv.h"
 #include "la/kernels/quant_dot.h"
 #include "la/kernels/vec.h"
+#include "la/kernels/convert.h"
 
 namespace la {
 
@@ -34,11 +35,9 @@ void gemv_typed(float* out, const float* x, const WeightMatrix& w) {
   }
 }
 
-std::atomic<bool> g_bf16_compute{false};
-
-// The products set_bf16_compute switches: BF16 weights, more rows than gemv takes.
+// The products Runtime::bf16_compute switches: BF16 weights, more rows than gemv takes.
 bool use_bf16_gemm(const WeightMatrix& w, int64_t M) {
-  return w.type == DType::BF16 && M > kGemvMaxRows && g_bf16_compute.load(std::memory_order_relaxed);
+  return w.type == DType::BF16 && M > kGemvMaxRows && runtime().bf16_compute;
 }
 
 }  // namespace
@@ -47,24 +46,14 @@ bool bf16_compute_supported() {
   return gemm_bf16_available();
 }
 
-void set_bf16_compute(bool on) {
-  if (on && !bf16_compute_supported())
-    fail("bf16 arithmetic needs a CPU with AVX512-BF16 (vdpbf16ps); this one lacks it (or LA_ISA forbids AVX-512)");
-  g_bf16_compute.store(on);
-}
-
-bool bf16_compute_enabled() {
-  return g_bf16_compute.load();
-}
-
-void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
+void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M, const Bf16Panels* panels) {
   const int64_t N = w.rows, K = w.cols;
   if (M <= 0 || N <= 0) return;
   // Decode and other short products of F32/F16/BF16 weights are memory-bound: one fused pass over
   // the stored weights, converted in registers (gemv.h). Faster than sgemm up to 8 rows, and than
   // the former convert-a-row-then-dot path for F16/BF16 (measurements in gemv.h).
   if (M <= kGemvMaxRows && gemv_supports(w.type)) return gemv_nt(out, x, w, M);
-  if (use_bf16_gemm(w, M)) return gemm_bf16_nt(out, x, w, M, false);
+  if (use_bf16_gemm(w, M)) return gemm_bf16_nt(out, x, w, M, false, panels);
   if (w.type == DType::F32) {
     const auto* W = static_cast<const float*>(w.data);
     if (gemm_available())
@@ -95,14 +84,15 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
   }
 }
 
-void matmul_nn(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate) {
+void matmul_nn(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate,
+               const Bf16Panels* panels) {
   const int64_t N = w.rows, K = w.cols;
   if (M <= 0 || K <= 0) return;
   if (N == 0) {
     if (!accumulate) std::fill(out, out + M * K, 0.0f);
     return;
   }
-  if (use_bf16_gemm(w, M)) return gemm_bf16_nn(out, dy, w, M, accumulate);
+  if (use_bf16_gemm(w, M)) return gemm_bf16_nn(out, dy, w, M, accumulate, panels);
   if (gemm_available()) return gemm_nn(out, dy, w, M, accumulate);
   const float beta0 = accumulate ? 1.0f : 0.0f;
   if (w.type == DType::F32) {

@@ -5,23 +5,27 @@
 #pragma once
 #include <cstdint>
 
-#include "la/kernels/dtype.h"
+#include "la/tensor/dtype.h"
 
 namespace la {
 
-void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);
-void matmul_nn(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate);
+struct Bf16Panels;  // gemm.h
 
-// Opt-in bf16 arithmetic (off by default; process-wide): while on, matmul_nt and matmul_nn with
-// more than kGemvMaxRows rows against BF16-stored weights round the activations to bf16 and use
-// vdpbf16ps (gemm.h's gemm_bf16_*) — about twice the f32 GEMM's arithmetic rate, at the cost of a
-// relative error of up to 2^-9 per activation element. Decode (gemv) and every other weight type
-// are unchanged. It applies to training as well (independent of ExactActivations).
-// bf16_compute_supported(): the CPU has AVX512-BF16 (and LA_ISA allows AVX-512).
-// set_bf16_compute(true) on a CPU without it is an error (la::Error).
+// `panels`: w packed beforehand for the bf16 GEMM (gemm.h's pack_bf16_panels; a model's are
+// ModelWeights::bf16_panels_for(w)), read in place when the product takes that path; ignored
+// otherwise, and the same bits as without.
+void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M, const Bf16Panels* panels = nullptr);
+void matmul_nn(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate,
+               const Bf16Panels* panels = nullptr);
+
+// Opt-in bf16 arithmetic (off by default): while runtime().bf16_compute is on (core/runtime.h),
+// matmul_nt and matmul_nn with more than kGemvMaxRows rows against BF16-stored weights round the
+// activations to bf16 and use vdpbf16ps (gemm.h's gemm_bf16_*) — about twice the f32 GEMM's
+// arithmetic rate, at the cost of a relative error of up to 2^-9 per activation element. Decode
+// (gemv) and every other weight type are unchanged. It applies to training as well (independent
+// of ExactActivations). set_runtime refuses it where the CPU has no AVX512-BF16.
+// bf16_compute_supported(): the CPU has AVX512-BF16 and the instruction set in force is AVX-512.
 bool bf16_compute_supported();
-void set_bf16_compute(bool on);
-bool bf16_compute_enabled();
 
 // Plain references (double accumulation, no BLAS, no threads) the fast paths are tested against.
 void matmul_nt_ref(float* out, const float* x, const WeightMatrix& w, int64_t M);

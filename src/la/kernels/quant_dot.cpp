@@ -8,6 +8,7 @@
 
 #include "la/core/cpu.h"
 #include "la/core/memory.h"
+#include "la/core/runtime.h"
 #include "la/kernels/isa/quant_gemm_kernels.h"
 
 namespace la {
@@ -90,17 +91,11 @@ std::vector<const QuantDotKernels*> quant_dot_variants() {
 }
 
 bool quant_gemm_available() {
-  static const bool ok = [] {
-    const char* forced = std::getenv("LA_ISA");
-    if (forced && std::string(forced) != "avx512vnni") return false;
-    return cpu_runs_avx512_build() && cpu_features().avx512_vnni;
-  }();
-  return ok;
+  return runtime_isa() == Isa::Avx512Vnni;
 }
 
 const QuantDotKernels& quant_dot_kernels() {
-  static const QuantDotKernels* k = pick_variant(quant_dot_variants());
-  return *k;
+  return *isa_pick(&generic::kQuantDot, &avx2::kQuantDot, &avx512::kQuantDot, &avx512vnni::kQuantDot);
 }
 
 void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {

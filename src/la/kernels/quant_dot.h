@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "la/kernels/dtype.h"
+#include "la/tensor/dtype.h"
 
 namespace la {
 
@@ -56,7 +56,7 @@ void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t 
 inline int64_t quant_gemm_min_rows(DType t) {
   return t == DType::Q8_0 ? 12 : t == DType::Q4_0 ? 6 : 8;  // Q4_K, Q6_K: 8
 }
-// AVX512-F/BW/VL + VNNI + F16C, and LA_ISA unset or avx512vnni.
+// The instruction set in force is avx512vnni (core/runtime.h; AVX512-F/BW/VL + VNNI + F16C).
 bool quant_gemm_available();
 
 // Whether matmul_nt may quantise activations (per thread; on by default). Training must turn it
@@ -91,8 +91,8 @@ struct QuantDotKernels {
 
 // The variants this CPU can run, generic first.
 std::vector<const QuantDotKernels*> quant_dot_variants();
-// The variant quant_matmul_nt uses: the best by CPUID; LA_ISA=generic|avx2|avx512|avx512vnni
-// forces one the CPU can run (avx512 then means AVX512-BW without VNNI).
+// The variant quant_matmul_nt uses: the one for the instruction set in force (core/runtime.h: the
+// best by CPUID unless LA_ISA says otherwise; avx512 means AVX512-BW without VNNI).
 const QuantDotKernels& quant_dot_kernels();
 
 }  // namespace la

@@ -1,6 +1,7 @@
 #include "la/kernels/rowwise.h"
 
 #include "la/core/cpu.h"
+#include "la/core/runtime.h"
 
 namespace la {
 
@@ -23,8 +24,7 @@ std::vector<const RowwiseKernels*> rowwise_variants() {
 }
 
 const RowwiseKernels& rowwise_kernels() {
-  static const RowwiseKernels* k = pick_variant(rowwise_variants());
-  return *k;
+  return *isa_pick(&generic::kRowwise, &avx2::kRowwise, &avx512::kRowwise);
 }
 
 }  // namespace la

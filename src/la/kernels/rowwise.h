@@ -29,6 +29,6 @@ struct RowwiseKernels {
 };
 
 std::vector<const RowwiseKernels*> rowwise_variants();
-const RowwiseKernels& rowwise_kernels();  // best by CPUID; LA_ISA forces one
+const RowwiseKernels& rowwise_kernels();  // the one for the instruction set in force (core/runtime.h)
 
 }  // namespace la

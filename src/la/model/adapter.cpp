@@ -39,20 +39,28 @@ Adapter Adapter::create(const ModelConfig& c, int64_t len, int64_t layers, GateM
   a.dim = c.dim;
   a.n_heads = c.n_heads;
   a.model_layers = c.n_layers;
-  a.query.resize(static_cast<size_t>(layers * len * c.dim));
-  a.gate.assign(static_cast<size_t>(layers * c.n_heads), 0.0f);
-  fill_normal(a.query.data(), static_cast<int64_t>(a.query.size()), seed);
+  a.allocate();
+  fill_normal(a.query().data(), static_cast<int64_t>(a.query().size()), seed);
   return a;
 }
 
+ParamTable Adapter::table_for(int64_t len, int64_t n_layers, int64_t dim, int64_t n_heads, int64_t model_layers) {
+  ParamTable t;
+  t.add("adapter_query", {n_layers * len, dim}, "adapter_query.weight");
+  t.add("gate", {n_layers, n_heads}, "layers.{}.attention.gate", model_layers - n_layers);
+  return t;
+}
+
+void Adapter::allocate() { params = ParamSet(table_for(len, n_layers, dim, n_heads, model_layers)); }
+
 float Adapter::gamma(int64_t layer, int64_t head) const {
-  const float g = gate[static_cast<size_t>((layer - first_layer()) * n_heads + head)];
+  const float g = gate()[static_cast<size_t>((layer - first_layer()) * n_heads + head)];
   return gate_mode == GateMode::Tanh ? std::tanh(g) : g;
 }
 
 float Adapter::gamma_grad_scale(int64_t layer, int64_t head) const {
   if (gate_mode == GateMode::Identity) return 1.0f;
-  const float t = std::tanh(gate[static_cast<size_t>((layer - first_layer()) * n_heads + head)]);
+  const float t = std::tanh(gate()[static_cast<size_t>((layer - first_layer()) * n_heads + head)]);
   return 1.0f - t * t;
 }
 

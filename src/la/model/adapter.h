@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "la/model/config.h"
+#include "la/model/params.h"
 
 namespace la {
 
@@ -20,15 +21,25 @@ struct Adapter {
   // Shape of the model it belongs to.
   int64_t dim = 0, n_heads = 0, model_layers = 0;
 
-  std::vector<float> query;  // adapter_query [L*K, dim]; rows [i*K, (i+1)*K) -> layer N-L+i
-  std::vector<float> gate;   // [L, H]
+  // The trainable tensors (model/params.h), named as the adapter file names them:
+  //   "adapter_query" [L*K, dim]  (file: adapter_query.weight); rows [i*K, (i+1)*K) -> layer N-L+i
+  //   "gate"          [L, H]      (file: layers.{l}.attention.gate, one [H] per adapted layer l)
+  ParamSet params;
+  std::span<float> query() { return params["adapter_query"]; }
+  std::span<const float> query() const { return params["adapter_query"]; }
+  std::span<float> gate() { return params["gate"]; }
+  std::span<const float> gate() const { return params["gate"]; }
 
   // N(0,1) prompts from `seed`, gates 0. Throws when K or L do not fit the model.
   static Adapter create(const ModelConfig& c, int64_t len, int64_t layers, GateMode mode, uint64_t seed);
+  // The table for a shape (every value 0); K, L, dim, heads and model layers must be set.
+  static ParamTable table_for(int64_t len, int64_t n_layers, int64_t dim, int64_t n_heads, int64_t model_layers);
+  // Sets the shape fields and a zeroed parameter buffer laid out by table_for.
+  void allocate();
 
   int64_t first_layer() const { return model_layers - n_layers; }
   bool adapts(int64_t layer) const { return n_layers > 0 && layer >= first_layer(); }
-  const float* prompt(int64_t layer) const { return query.data() + (layer - first_layer()) * len * dim; }
+  const float* prompt(int64_t layer) const { return query().data() + (layer - first_layer()) * len * dim; }
   float gamma(int64_t layer, int64_t head) const;            // gate after its activation
   float gamma_grad_scale(int64_t layer, int64_t head) const;  // d gamma / d g
   int64_t parameter_count() const { return n_layers * len * dim + n_layers * n_heads; }

@@ -1,12 +1,14 @@
 #include "la/model/config.h"
 
+#include <cmath>
+
 #include "la/core/error.h"
+#include "la/model/weights.h"
 
 namespace la {
 
 int64_t ModelConfig::parameter_count() const {
-  const int64_t per_layer = 2 * dim + dim * dim * 2 + 2 * dim * kv_dim() + 3 * dim * hidden_dim;
-  return vocab_size * dim * (tied_classifier ? 1 : 2) + n_layers * per_layer + dim;
+  return vocab_size * dim * (tied_classifier ? 1 : 2) + n_layers * layer_numel(*this) + dim;
 }
 
 std::string ModelConfig::shape_string() const {
@@ -25,7 +27,10 @@ void ModelConfig::validate(const std::string& source) const {
   if (head_dim() % 2 != 0) bad("head_dim must be even for RoPE");
   if (vocab_size <= 0 || vocab_size > kMax) bad("vocab_size");
   if (max_seq_len <= 0 || max_seq_len > kMax) bad("max_seq_len");
-  if (!(norm_eps > 0.0f) || !(rope_theta > 0.0f)) bad("norm_eps/rope_theta");
+  // RMSNorm's epsilon is a small positive number (1e-5, 1e-6); one of 1 or more (or NaN, or
+  // infinite) would wash out every activation.
+  if (!(norm_eps > 0.0f && norm_eps < 1.0f)) bad("rms_norm_eps must be above 0 and below 1");
+  if (!(rope_theta > 0.0f) || !std::isfinite(rope_theta)) bad("rope_theta must be a positive finite number");
 }
 
 }  // namespace la

@@ -1,4 +1,5 @@
-// Training-time forward and backward of the frozen base model with an adapter. Only the
+// Training-time driver of the LLaMA block (model/block.h): forward with stored activations and
+// the backward, for the frozen base model with an adapter. Only the
 // adapter gets gradients (SPEC §2): backward computes activation gradients through the frozen
 // matrices (dX = dY·W, never dW) from the loss down to the lowest adapted layer and stops there.
 // Layers below it run forward only and store nothing.
@@ -14,9 +15,12 @@
 #include <string>
 #include <vector>
 
-#include "la/kernels/attention.h"
+#include <memory>
+
 #include "la/kernels/ops.h"
 #include "la/model/adapter.h"
+#include "la/model/batch.h"
+#include "la/model/block.h"
 #include "la/model/weights.h"
 
 namespace la {
@@ -36,13 +40,6 @@ struct PackedBatch {
   int64_t max_seq_len() const;
 };
 
-struct AdapterGrads {
-  std::vector<float> query;  // like Adapter::query
-  std::vector<float> gate;   // like Adapter::gate
-  void zero();
-  double norm() const;  // global L2 norm
-};
-
 struct LossResult {
   double loss_sum = 0;  // sum of per-token cross-entropies over supervised targets
   int64_t tokens = 0;   // supervised targets
@@ -57,42 +54,42 @@ class TrainGraph {
 
   // Forward + masked cross-entropy; when `grads` is set, also the backward, accumulating
   // loss_scale * dLoss/dparam into grads (loss_scale = 1 / supervised tokens of the whole step).
-  LossResult run(const PackedBatch& b, const Adapter& adapter, AdapterGrads* grads, float loss_scale);
+  // `grads` is laid out by the adapter's parameter table (adapter.params.zeros_like()).
+  LossResult run(const PackedBatch& b, const Adapter& adapter, ParamSet* grads, float loss_scale);
 
   // Forward + loss without an adapter (or with one), no backward: for eval of the base model.
   LossResult evaluate(const PackedBatch& b, const Adapter* adapter);
+
+  // The logits of every row of the batch ([rows, vocab] into `out`), with or without an adapter:
+  // the training driver's view of the same function inference computes.
+  void logits(const PackedBatch& b, const Adapter* adapter, float* out);
 
   size_t arena_bytes() const { return arena_.size() * sizeof(float); }
   std::string memory_plan() const;  // the table of named tensors and their sizes
 
  private:
-  struct LayerActs {  // stored per adapted layer
-    float *x_in, *rstd_att, *q, *k, *v, *lse_tok, *lse_prompt, *h, *rstd_ffn, *a, *b;
-  };
-  LossResult forward(const PackedBatch& b, const Adapter* adapter, bool store);
-  void layer_forward(int64_t l, const PackedBatch& b, float* x, const LayerActs* keep, const PromptKV* prompt);
-  void backward(const PackedBatch& b, const Adapter& adapter, AdapterGrads& grads);
-  void prepare_prompts(const Adapter* adapter);
+  void forward(const PackedBatch& b, const Adapter* adapter, bool store);
+  void backward(const Adapter& adapter, ParamSet& grads);
   LossResult loss_and_grad(const PackedBatch& b, bool want_grad, float loss_scale);
+  void check_adapter(const Adapter* adapter, const char* what) const;
 
   const ModelWeights& w_;
   const ModelConfig& c_;
   int64_t max_rows_, max_seq_, first_adapted_, n_adapted_, plen_;
   bool recompute_;
-  AttentionDims dims_;
   RopeTable rope_;
+  BlockContext ctx_;
+  std::unique_ptr<AdapterPrompts> prompts_;  // the adapter's current prompts, projected per run
+  Batch batch_;                              // the packed micro-batch as the block sees it
 
   std::vector<float> arena_;
   std::vector<std::pair<std::string, size_t>> plan_;
-  std::vector<LayerActs> acts_;   // [n_adapted] (recompute: only x_in set per layer)
-  LayerActs work_{};              // one layer's buffers for recompute
-  float *x_ = nullptr, *xb_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *att_ = nullptr;
-  float *hb_ = nullptr, *hb2_ = nullptr, *x_final_ = nullptr, *rstd_final_ = nullptr, *logits_ = nullptr;
-  float *dx_ = nullptr, *dh_ = nullptr, *dxn_ = nullptr, *datt_ = nullptr, *dq_ = nullptr, *dk_ = nullptr,
-        *dv_ = nullptr, *da_ = nullptr, *db_ = nullptr;
-  float *prompt_k_ = nullptr, *prompt_v_ = nullptr, *gamma_ = nullptr;  // [L][K][kv_dim], [L][H]
-  float *dprompt_k_ = nullptr, *dprompt_v_ = nullptr, *dgamma_ = nullptr, *dpk_seq_ = nullptr, *dpv_seq_ = nullptr,
-        *dgamma_seq_ = nullptr;
+  std::vector<BlockActs> acts_;  // [n_adapted] (recompute: only x_in set per layer)
+  BlockActs work_{};             // one layer's buffers for recompute
+  BlockScratch scratch_{};
+  BlockGradScratch gscratch_{};
+  float *x_ = nullptr, *x_final_ = nullptr, *rstd_final_ = nullptr, *logits_ = nullptr, *dx_ = nullptr;
+  float *dprompt_k_ = nullptr, *dprompt_v_ = nullptr, *dgamma_ = nullptr;
   float* xr_ = nullptr;     // recompute: the layer input being rebuilt
   int64_t logit_rows_ = 0;  // rows of logits computed at a time
   std::vector<int64_t> sup_rows_;  // supervised rows of the current micro-batch

@@ -1,8 +1,34 @@
 #include "la/model/weights.h"
+#include "la/kernels/convert.h"
 
 #include <map>
+#include <unordered_set>
 
 namespace la {
+
+namespace {
+template <class Layer, class Matrix>
+std::array<Matrix*, kLayerMatrixCount> matrices_of(Layer& l) {
+  std::array<Matrix*, kLayerMatrixCount> m{};
+  size_t n = 0;
+  for (const LayerTensor& t : kLayerTensors)
+    if (t.is_matrix()) m[n++] = &(l.*t.matrix);
+  return m;
+}
+}  // namespace
+
+std::array<WeightMatrix*, kLayerMatrixCount> layer_matrices(LayerWeights& l) {
+  return matrices_of<LayerWeights, WeightMatrix>(l);
+}
+std::array<const WeightMatrix*, kLayerMatrixCount> layer_matrices(const LayerWeights& l) {
+  return matrices_of<const LayerWeights, const WeightMatrix>(l);
+}
+
+int64_t layer_numel(const ModelConfig& c) {
+  int64_t n = 0;
+  for (const LayerTensor& t : kLayerTensors) n += t.numel(c);
+  return n;
+}
 
 const float* ModelWeights::own_f32(DType t, const void* src, int64_t n) {
   owned.emplace_back(static_cast<size_t>(n));
@@ -16,8 +42,8 @@ std::vector<std::pair<std::string, size_t>> ModelWeights::bytes_by_type() const 
   add(tok_embeddings);
   if (output.data != tok_embeddings.data) add(output);
   for (const auto& l : layers)
-    for (const WeightMatrix* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) add(*w);
-  const size_t norms = static_cast<size_t>(config.dim) * (2 * config.n_layers + 1) * 4;
+    for (const WeightMatrix* w : layer_matrices(l)) add(*w);
+  const size_t norms = static_cast<size_t>(config.dim) * (kLayerNormCount * config.n_layers + 1) * 4;
   m["F32"] += norms;
   return {m.begin(), m.end()};
 }
@@ -26,29 +52,38 @@ namespace {
 template <class Weights, class F>
 void for_each_packable(Weights& w, F f) {  // the matrices pack_bf16_panels() packs
   for (auto& l : w.layers)
-    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w1, &l.w2, &l.w3}) f(*m);
+    for (auto* m : layer_matrices(l)) f(*m);
   f(w.output);
 }
-bool wants_panels(const WeightMatrix& w) { return w.type == DType::BF16 && !w.bf16_panels && gemm_bf16_available(); }
 size_t panel_bytes(const WeightMatrix& w) {  // both layouts: 32-column panels of k-pairs
   const auto padded = [](int64_t n, int64_t k) { return static_cast<size_t>((n + 31) / 32 * 32 * ((k + 1) / 2)); };
   return (padded(w.rows, w.cols) + padded(w.cols, w.rows)) * sizeof(uint32_t);
 }
 }  // namespace
 
+const Bf16Panels* ModelWeights::bf16_panels_for(const WeightMatrix& m) const {
+  if (panels.empty()) return nullptr;
+  const auto it = panels.find(m.data);
+  if (it == panels.end() || it->second.rows != m.rows || it->second.cols != m.cols) return nullptr;
+  return &it->second;
+}
+
 size_t ModelWeights::bf16_panel_bytes() const {
   size_t n = 0;
-  for_each_packable(*this, [&](const WeightMatrix& w) { n += wants_panels(w) ? panel_bytes(w) : 0; });
+  std::unordered_set<const void*> counted;  // a matrix twice (tied storage) is packed once
+  for_each_packable(*this, [&](const WeightMatrix& w) {
+    if (w.type == DType::BF16 && gemm_bf16_available() && !panels.count(w.data) && counted.insert(w.data).second)
+      n += panel_bytes(w);
+  });
   return n;
 }
 
 size_t ModelWeights::pack_bf16_panels() {
   size_t added = 0;
-  for_each_packable(*this, [&](WeightMatrix& w) {
-    if (!wants_panels(w)) return;
-    panels.push_back(la::pack_bf16_panels(w));
-    w.bf16_panels = &panels.back();
-    added += (panels.back().nt.size() + panels.back().nn.size()) * sizeof(uint32_t);
+  for_each_packable(*this, [&](const WeightMatrix& w) {
+    if (w.type != DType::BF16 || !gemm_bf16_available() || panels.count(w.data)) return;
+    const Bf16Panels& p = panels.emplace(w.data, la::pack_bf16_panels(w)).first->second;
+    added += (p.nt.size() + p.nn.size()) * sizeof(uint32_t);
   });
   return added;
 }

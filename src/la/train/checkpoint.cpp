@@ -4,24 +4,18 @@
 #include <cstring>
 
 #include "la/core/error.h"
-#include "la/formats/safetensors.h"
-#include "la/model/adapter_file.h"
+#include "la/io/safetensors.h"
+#include "la/io/adapter_file.h"
 
 namespace la {
 
 namespace {
 
-void put(SafetensorsWriter& w, const std::string& name, const std::vector<float>& v) {
-  w.add_f32(name, {static_cast<int64_t>(v.size())}, v.data());
-}
-
-std::vector<float> take(const SafetensorsFile& f, const std::string& name, size_t n) {
+void take(const SafetensorsFile& f, const std::string& name, float* out, size_t n) {
   const SafeTensor& t = f.get(name);
   if (t.dtype != SafeDType::F32 || static_cast<size_t>(t.numel()) != n)
     fail("{}: tensor '{}' has the wrong type or size (expected {} F32 values)", f.path(), name, n);
-  std::vector<float> v(n);
-  std::memcpy(v.data(), t.data, n * sizeof(float));
-  return v;
+  std::memcpy(out, t.data, n * sizeof(float));
 }
 
 std::string meta(const SafetensorsFile& f, const std::string& key) {
@@ -44,16 +38,18 @@ T meta_num(const SafetensorsFile& f, const std::string& key) {
 void save_checkpoint(const TrainState& s, const std::string& path) {
   SafetensorsWriter w;
   add_adapter_tensors(w, s.adapter);
-  put(w, "optimizer.exp_avg.adapter_query", s.m_query.m);
-  put(w, "optimizer.exp_avg_sq.adapter_query", s.m_query.v);
-  put(w, "optimizer.exp_avg.gate", s.m_gate.m);
-  put(w, "optimizer.exp_avg_sq.gate", s.m_gate.v);
+  // The moments row by row of the parameter table: optimizer.exp_avg.<name>, .exp_avg_sq.<name>.
+  for (const ParamTensor& t : s.adapter.params.table().tensors()) {
+    w.add_f32("optimizer.exp_avg." + t.name, {static_cast<int64_t>(t.size)}, s.moments.m.data() + t.offset);
+    w.add_f32("optimizer.exp_avg_sq." + t.name, {static_cast<int64_t>(t.size)}, s.moments.v.data() + t.offset);
+  }
   w.set_metadata("checkpoint.step", std::to_string(s.step));
   w.set_metadata("checkpoint.seed", std::to_string(s.seed));
   w.set_metadata("checkpoint.shuffle", s.shuffle ? "1" : "0");
   w.set_metadata("checkpoint.batch_size", std::to_string(s.batch_size));
   w.set_metadata("checkpoint.examples", std::to_string(s.examples));
   w.set_metadata("checkpoint.last_loss", fmt::format("{:.9g}", s.last_loss));
+  for (const auto& [k, v] : s.settings) w.set_metadata("checkpoint.setting." + k, v);
   w.write(path);
 }
 
@@ -66,11 +62,14 @@ TrainState load_checkpoint(const std::string& path) {
   s.batch_size = meta_num<int64_t>(f, "checkpoint.batch_size");
   s.examples = meta_num<int64_t>(f, "checkpoint.examples");
   s.adapter = read_adapter_tensors(f);
-  const size_t nq = s.adapter.query.size(), ng = s.adapter.gate.size();
-  s.m_query.m = take(f, "optimizer.exp_avg.adapter_query", nq);
-  s.m_query.v = take(f, "optimizer.exp_avg_sq.adapter_query", nq);
-  s.m_gate.m = take(f, "optimizer.exp_avg.gate", ng);
-  s.m_gate.v = take(f, "optimizer.exp_avg_sq.gate", ng);
+  const std::string prefix = "checkpoint.setting.";
+  for (const auto& [k, v] : f.metadata())
+    if (k.rfind(prefix, 0) == 0) s.settings[k.substr(prefix.size())] = v;
+  s.moments.resize(s.adapter.params.size());
+  for (const ParamTensor& t : s.adapter.params.table().tensors()) {
+    take(f, "optimizer.exp_avg." + t.name, s.moments.m.data() + t.offset, t.size);
+    take(f, "optimizer.exp_avg_sq." + t.name, s.moments.v.data() + t.offset, t.size);
+  }
   return s;
 }
 

@@ -4,6 +4,7 @@
 // file, written atomically.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "la/model/adapter.h"
@@ -13,13 +14,17 @@ namespace la {
 
 struct TrainState {
   Adapter adapter;
-  AdamWState m_query, m_gate;  // AdamWState holds m and v for each tensor
+  AdamWState moments;          // m and v: flat twins of adapter.params (laid out by its table)
   int64_t step = 0;            // optimizer steps completed
   uint64_t seed = 0;
   bool shuffle = true;
   int64_t batch_size = 0;
   int64_t examples = 0;
   double last_loss = 0;
+  // What else must match for a resume to continue the same run: the training data (a hash of
+  // its tokens) and the hyper-parameters that shape the updates, each as text
+  // ("lr" -> "0.01"). Checked name by name on resume; stored as checkpoint.setting.<name>.
+  std::map<std::string, std::string> settings;
 };
 
 void save_checkpoint(const TrainState& s, const std::string& path);

@@ -4,12 +4,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <numeric>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
-#include "la/model/adapter_file.h"
+#include "la/core/mapped_file.h"
+#include "la/io/adapter_file.h"
 #include "la/train/checkpoint.h"
 
 namespace la {
@@ -25,13 +28,6 @@ int64_t longest(const TokenizedDataset& d) {
 void pack(PackedBatch& pb, const std::vector<int64_t>& idx, const std::vector<Example>& ex) {
   pb.clear();
   for (int64_t i : idx) pb.add(ex[static_cast<size_t>(i)].tokens, ex[static_cast<size_t>(i)].prompt_len);
-}
-
-std::string format_eta(double s) {
-  if (!std::isfinite(s) || s < 0) return "--:--";
-  const auto t = static_cast<int64_t>(s + 0.5);
-  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60);
-  return fmt::format("{:02}:{:02}", t / 60, t % 60);
 }
 
 std::string metrics_json(const StepMetrics& m) {
@@ -51,9 +47,22 @@ std::string metrics_json(const StepMetrics& m) {
 
 class MetricsFile {
  public:
-  MetricsFile(const std::string& path, bool append) : path_(path) {
+  // A fresh run starts the file anew. A resumed run (resumed_at >= 0: the checkpoint's step)
+  // keeps the lines of the steps up to it and drops those of steps it will redo, so the file
+  // never holds a step twice.
+  MetricsFile(const std::string& path, int64_t resumed_at) : path_(path) {
     if (path.empty()) return;
-    f_ = std::fopen(path.c_str(), append ? "a" : "w");
+    if (resumed_at >= 0 && file_exists(path)) {
+      std::string kept;
+      std::istringstream in(read_file(path));
+      for (std::string line; std::getline(in, line);) {
+        const auto j = nlohmann::json::parse(line, nullptr, false);
+        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= resumed_at)
+          kept += line + "\n";
+      }
+      write_file_atomic(path, kept.data(), kept.size());
+    }
+    f_ = std::fopen(path.c_str(), resumed_at >= 0 ? "a" : "w");
     if (!f_) fail("{}: cannot open metrics file for writing", path);
   }
   ~MetricsFile() {
@@ -71,6 +80,35 @@ class MetricsFile {
   std::string path_;
   std::FILE* f_ = nullptr;
 };
+
+// FNV-1a over every example's tokens and prompt length: changes with any change of the data.
+uint64_t data_hash(const TokenizedDataset& d) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xffu;
+      h *= 1099511628211ull;
+    }
+  };
+  for (const Example& e : d.examples) {
+    mix(e.tokens.size());
+    mix(static_cast<uint64_t>(e.prompt_len));
+    for (int t : e.tokens) mix(static_cast<uint32_t>(t));
+  }
+  return h;
+}
+
+std::map<std::string, std::string> run_settings(const FinetuneOptions& o, const TokenizedDataset& train) {
+  return {{"data", fmt::format("{:016x}", data_hash(train))},
+          {"lr", o.lr >= 0 ? fmt::format("{}", o.lr) : fmt::format("blr {}", o.blr)},
+          {"min_lr", fmt::format("{}", o.min_lr)},
+          {"schedule", o.schedule == Schedule::Cosine ? "cosine" : "constant"},
+          {"epochs", std::to_string(o.epochs)},
+          {"warmup", o.warmup_steps >= 0 ? fmt::format("{} steps", o.warmup_steps)
+                                         : fmt::format("{} epochs", o.warmup_epochs)},
+          {"weight_decay", fmt::format("{}", o.weight_decay)},
+          {"grad_clip", fmt::format("{}", o.grad_clip)}};
+}
 
 }  // namespace
 
@@ -101,7 +139,10 @@ EvalResult evaluate_dataset(const ModelWeights& w, const TokenizedDataset& data,
 }
 
 FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, const TokenizedDataset* val,
-                        const FinetuneOptions& o, const std::function<void(const std::string&)>& log) {
+                        const FinetuneOptions& o, const TrainerCallbacks& cb) {
+  auto log = [&](const std::string& line) {
+    if (cb.log) cb.log(line);
+  };
   const ModelConfig& c = w.config;
   const auto n = static_cast<int64_t>(train.examples.size());
   if (n == 0) fail("training data has no examples with supervised tokens");
@@ -113,6 +154,9 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
   int64_t total_steps = steps_per_epoch * o.epochs;
   if (o.steps >= 0) total_steps = std::min(total_steps, o.steps);
 
+  // What a resume must find unchanged besides the data order: the data itself and the
+  // hyper-parameters of the updates.
+  std::map<std::string, std::string> settings = run_settings(o, train);
   // State: fresh, from --init-adapter, or from --resume.
   TrainState st;
   if (!o.resume.empty()) {
@@ -122,6 +166,15 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
       fail("{}: checkpoint was made with seed={} shuffle={} batch={} examples={}, this run has seed={} shuffle={} "
            "batch={} examples={}",
            o.resume, st.seed, st.shuffle, st.batch_size, st.examples, o.seed, o.shuffle, o.batch_size, n);
+    for (const auto& [k, v] : st.settings) {
+      auto it = settings.find(k);
+      if (it != settings.end() && it->second != v)
+        fail("{}: checkpoint was made with {} {}, this run has {} (resume with the same data and settings)", o.resume,
+             k, v, it->second);
+    }
+    if (st.step >= total_steps)
+      fail("{}: nothing to train: the checkpoint is at step {} and this run ends at step {}", o.resume, st.step,
+           total_steps);
   } else {
     if (!o.init_adapter.empty()) {
       st.adapter = load_adapter(o.init_adapter, &c);
@@ -130,13 +183,13 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
       const int64_t layers = o.adapter_layers > 0 ? o.adapter_layers : std::min<int64_t>(30, c.n_layers);
       st.adapter = Adapter::create(c, o.adapter_len, layers, o.gate_mode, o.seed);
     }
-    st.m_query.resize(st.adapter.query.size());
-    st.m_gate.resize(st.adapter.gate.size());
+    st.moments.resize(st.adapter.params.size());
     st.seed = o.seed;
     st.shuffle = o.shuffle;
     st.batch_size = o.batch_size;
     st.examples = n;
   }
+  st.settings = settings;
   Adapter& a = st.adapter;
   const std::string ckpt_path = o.checkpoint.empty() ? o.out + ".ckpt" : o.checkpoint;
 
@@ -160,8 +213,8 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
                   a.shape_string(), a.parameter_count(), gate_mode_name(a.gate_mode), n, steps_per_epoch, total_steps,
                   sched.lr, static_cast<double>(graph.arena_bytes()) / (1 << 20), o.recompute ? " (recompute)" : ""));
 
-  AdapterGrads grads{std::vector<float>(a.query.size()), std::vector<float>(a.gate.size())};
-  MetricsFile metrics(o.metrics, !o.resume.empty());
+  ParamSet grads = a.params.zeros_like();
+  MetricsFile metrics(o.metrics, o.resume.empty() ? -1 : st.step);
   FinetuneResult res;
   PackedBatch pb;
   std::vector<int64_t> order;
@@ -169,7 +222,6 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
   using clock = std::chrono::steady_clock;
   const auto t_start = clock::now();
   const int64_t first_step = st.step;
-  int64_t tokens_done = 0;
   std::string last_checkpoint = o.resume;  // the newest checkpoint with finite weights, if any
   auto where_to_resume = [&] {
     return last_checkpoint.empty() ? std::string("no checkpoint was written")
@@ -202,26 +254,19 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
       fail("{} is {} at step {}: stopping without updating the adapter; {}",
            std::isfinite(loss) ? "gradient norm" : "loss", std::isfinite(loss) ? gnorm : loss, step + 1,
            where_to_resume());
-    if (o.grad_clip > 0 && gnorm > o.grad_clip) {
-      const auto f = static_cast<float>(o.grad_clip / gnorm);
-      for (float& g : grads.query) g *= f;
-      for (float& g : grads.gate) g *= f;
-    }
+    if (o.grad_clip > 0 && gnorm > o.grad_clip) grads.scale(static_cast<float>(o.grad_clip / gnorm));
     const float lr = learning_rate(sched, step);
-    adamw_update(a.query.data(), grads.query.data(), st.m_query, static_cast<int64_t>(a.query.size()), lr, step + 1, adam);
-    adamw_update(a.gate.data(), grads.gate.data(), st.m_gate, static_cast<int64_t>(a.gate.size()), lr, step + 1, adam);
+    // One update over the whole flat buffer: every row of the parameter table alike.
+    adamw_update(a.params.values().data(), grads.values().data(), st.moments, static_cast<int64_t>(a.params.size()), lr,
+                 step + 1, adam);
     // A finite loss can still give an update that overflows (a huge lr): never checkpoint that.
-    auto finite = [](const std::vector<float>& v) {
-      return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
-    };
-    if (!finite(a.query) || !finite(a.gate))
+    if (!a.params.all_finite())
       fail("adapter weights became NaN or infinite in the update of step {} (lr {:.3g}): stopping; {}", step + 1, lr,
            where_to_resume());
     st.step = step + 1;
     st.last_loss = loss;
 
     const auto t1 = clock::now();
-    tokens_done += tokens;
     StepMetrics m;
     m.step = step + 1;
     m.epoch = static_cast<double>(step + 1) / static_cast<double>(steps_per_epoch);
@@ -241,23 +286,18 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
     if (step == first_step) res.first_loss = loss;
     res.last_loss = loss;
 
-    const double avg_tps = static_cast<double>(tokens_done) / m.elapsed_s;
-    const double eta = static_cast<double>(total_steps - m.step) * m.elapsed_s / static_cast<double>(m.step - first_step);
-    if (o.progress_bar) {
-      const int width = 24;
-      const int filled = static_cast<int>(width * m.step / std::max<int64_t>(1, total_steps));
-      std::fprintf(stderr, "\r[%s%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %s ", std::string(filled, '#').c_str(),
-                   std::string(width - filled, '.').c_str(), static_cast<long long>(m.step),
-                   static_cast<long long>(total_steps), loss, static_cast<double>(lr), avg_tps, format_eta(eta).c_str());
-      std::fflush(stderr);
-      if (m.step == total_steps) std::fputc('\n', stderr);
-    } else if (m.step == first_step + 1 || m.step % o.log_every == 0 || m.step == total_steps) {
-      log(fmt::format("step {}/{} epoch {:.2f} loss {:.4f} grad_norm {:.3g} lr {:.3e} {:.0f} tok/s ETA {}", m.step,
-                      total_steps, m.epoch, loss, gnorm, lr, avg_tps, format_eta(eta)));
-    }
-    if (o.save_every > 0 && (m.step % o.save_every == 0 || m.step == total_steps)) {
+    if (cb.on_step) cb.on_step(m, total_steps);
+    const bool stop = m.step < total_steps && cb.should_stop && cb.should_stop();
+    if (stop || (o.save_every > 0 && (m.step % o.save_every == 0 || m.step == total_steps))) {
       save_checkpoint(st, ckpt_path);
       last_checkpoint = ckpt_path;
+    }
+    if (stop) {
+      res.interrupted = true;
+      res.checkpoint = ckpt_path;
+      res.steps_done = st.step - first_step;
+      res.adapter = a;
+      return res;
     }
   }
   save_adapter(a, o.out);

@@ -10,7 +10,7 @@
 #include "la/model/adapter.h"
 #include "la/model/train_graph.h"
 #include "la/model/weights.h"
-#include "la/train/dataset.h"
+#include "la/data/dataset.h"
 #include "la/train/optimizer.h"
 
 namespace la {
@@ -41,8 +41,6 @@ struct FinetuneOptions {
   int64_t save_every = 0;
   int64_t eval_every = 0;
   bool recompute = false;
-  int64_t log_every = 10;
-  bool progress_bar = false;  // true on a terminal
 };
 
 struct StepMetrics {
@@ -60,14 +58,27 @@ struct StepMetrics {
 
 struct FinetuneResult {
   Adapter adapter;
+  bool interrupted = false;  // stopped early by should_stop; `checkpoint` resumes it
+  std::string checkpoint;
   int64_t steps_done = 0;
   double first_loss = 0, last_loss = 0;
   std::vector<StepMetrics> history;
 };
 
-// Runs the whole fine-tune. `log` receives human-readable lines (progress, evaluation).
+// What the loop reports as it goes: `log` gets human-readable lines (the plan, evaluations);
+// `on_step` the metrics of each optimizer step with the step count of the whole run (the CLI
+// draws its progress from these).
+struct TrainerCallbacks {
+  std::function<void(const std::string&)> log;
+  std::function<void(const StepMetrics&, int64_t total_steps)> on_step;
+  // Read at every step boundary: true stops the run there, after writing a checkpoint
+  // (FinetuneResult::interrupted; the final adapter is not written).
+  std::function<bool()> should_stop;
+};
+
+// Runs the whole fine-tune.
 FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, const TokenizedDataset* val,
-                        const FinetuneOptions& o, const std::function<void(const std::string&)>& log);
+                        const FinetuneOptions& o, const TrainerCallbacks& cb);
 
 struct EvalResult {
   double loss = 0;  // mean masked cross-entropy over all supervised tokens

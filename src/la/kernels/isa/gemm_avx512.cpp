@@ -9,6 +9,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 
+#include "la/kernels/convert.h"
 #include "la/kernels/isa/gemm_kernels.h"
 
 namespace la::gemm_detail {

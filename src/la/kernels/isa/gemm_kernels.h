@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "la/kernels/dtype.h"
+#include "la/tensor/dtype.h"
 
 namespace la::gemm_detail {
 

@@ -19,7 +19,7 @@
 #pragma once
 #include <cstdint>
 
-#include "la/kernels/dtype.h"
+#include "la/tensor/dtype.h"
 
 namespace la::quant_gemm_detail {
 
