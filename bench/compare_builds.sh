@@ -7,15 +7,17 @@
 #   decode with an adapter (K=10, every layer) on the Q4_0 file
 #   bench/compare_builds.sh BEFORE/llama-adapter AFTER/llama-adapter [out.md]
 # The GGUF files are made in $WORK (default /tmp/la-issue4, shared with run_issue4.sh) by the
-# AFTER build on the first run. THREADS (default 2).
+# AFTER build on the first run. THREADS (default 2); TYPES (default "f16 q8_0 q4_0"), PROMPT (128),
+# GEN (64) and REPEAT (3) shrink the run on a slow machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 before=$1 after=$2 out=${3:-/dev/stdout}
-WORK=${WORK:-/tmp/la-issue4} THREADS=${THREADS:-2} ROUNDS=${ROUNDS:-3}
+WORK=${WORK:-/tmp/la-issue4} THREADS=${THREADS:-2} ROUNDS=${ROUNDS:-3} TYPES=${TYPES:-f16 q8_0 q4_0}
+PROMPT=${PROMPT:-128} GEN=${GEN:-64} REPEAT=${REPEAT:-3}
 mkdir -p "$WORK"
 tok=../shared/data/tokenizer/tokenizer.model
 [ -f "$WORK/tl.bin" ] || "$after" bench --shape tinyllama-1.1b --save-model "$WORK/tl.bin" >/dev/null
-for t in f16 q8_0 q4_0; do
+for t in $TYPES; do
   [ -f "$WORK/tl-$t.gguf" ] || "$after" convert --model "$WORK/tl.bin" --tokenizer "$tok" --type "$t" --out "$WORK/tl-$t.gguf" >/dev/null
 done
 rows="$WORK/builds.tsv"
@@ -31,12 +33,12 @@ for r in $(seq "$ROUNDS"); do
   for side in before after; do
     bin=$before
     [ "$side" = after ] && bin=$after
-    measure $side "train 110M fp32 (tok/s)" train_tok_s "$bin" bench --shape 110m --threads "$THREADS" --no-infer --repeat 3
-    for t in f16 q8_0 q4_0; do
-      measure $side "prefill $t (tok/s)" prefill_tok_s "$bin" bench --model "$WORK/tl-$t.gguf" --threads "$THREADS" --no-train --prompt-tokens 128 --gen-tokens 1 --repeat 3
-      measure $side "decode $t (tok/s)" decode_tok_s "$bin" bench --model "$WORK/tl-$t.gguf" --threads "$THREADS" --no-train --prompt-tokens 16 --gen-tokens 64 --repeat 3
+    measure $side "train 110M fp32 (tok/s)" train_tok_s "$bin" bench --shape 110m --threads "$THREADS" --no-infer --repeat "$REPEAT"
+    for t in $TYPES; do
+      measure $side "prefill $t, $PROMPT tokens (tok/s)" prefill_tok_s "$bin" bench --model "$WORK/tl-$t.gguf" --threads "$THREADS" --no-train --prompt-tokens "$PROMPT" --gen-tokens 1 --repeat "$REPEAT"
+      measure $side "decode $t, $GEN tokens (tok/s)" decode_tok_s "$bin" bench --model "$WORK/tl-$t.gguf" --threads "$THREADS" --no-train --prompt-tokens 16 --gen-tokens "$GEN" --repeat "$REPEAT"
     done
-    measure $side "decode q4_0 + adapter (tok/s)" decode_tok_s "$bin" bench --model "$WORK/tl-q4_0.gguf" --threads "$THREADS" --no-train --prompt-tokens 16 --gen-tokens 64 --repeat 3 --adapter-decode
+    measure $side "decode q4_0 + adapter (tok/s)" decode_tok_s "$bin" bench --model "$WORK/tl-q4_0.gguf" --threads "$THREADS" --no-train --prompt-tokens 16 --gen-tokens "$GEN" --repeat "$REPEAT" --adapter-decode
   done
 done
 python3 - "$rows" "$ROUNDS" <<'PY' | tee "$out"

@@ -13,7 +13,7 @@
 
 #include "la/core/error.h"
 #include "la/io/adapter_file.h"
-#include "la/io/safetensors.h"
+#include "la/formats/safetensors.h"
 #include "la/io/shapes.h"
 #include "la/model/inference.h"
 #include "la/model/train_graph.h"

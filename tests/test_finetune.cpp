@@ -26,7 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
-#include "la/io/safetensors.h"
+#include "la/formats/safetensors.h"
 #include "la/model/adapter.h"
 #include "la/io/adapter_file.h"
 #include "la/io/loader.h"

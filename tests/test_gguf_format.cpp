@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "la/core/error.h"
-#include "la/io/gguf.h"
+#include "la/formats/gguf.h"
 #include "support/test_support.h"
 
 namespace la {

@@ -10,7 +10,7 @@
 #include <utility>
 
 #include "la/core/error.h"
-#include "la/io/gguf.h"
+#include "la/formats/gguf.h"
 #include "la/io/adapter_file.h"
 #include "la/io/convert.h"
 #include "la/io/gguf_model.h"

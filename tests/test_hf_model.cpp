@@ -18,7 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "la/core/half.h"
-#include "la/io/safetensors.h"
+#include "la/formats/safetensors.h"
 #include "la/core/cpu.h"
 #include "la/model/inference.h"
 #include "la/io/loader.h"

@@ -27,7 +27,7 @@
 #include "la/data/alpaca.h"
 #include "la/data/synthetic.h"
 #include "la/io/adapter_file.h"
-#include "la/io/safetensors.h"
+#include "la/formats/safetensors.h"
 #include "la/io/shapes.h"
 #include "la/model/adapter.h"
 #include "la/tokenizer/bpe_trainer.h"
@@ -603,4 +603,15 @@ TEST(Signals, KillThenResumeFromPeriodicCheckpoint) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(la::read_file(out), la::read_file(d.file("ref.safetensors")));
   EXPECT_EQ(metric_steps(out + ".jsonl").size(), 600u);
+}
+
+// --threads far beyond the machine under an address-space limit: clamped to the cores this
+// process may use (with a note), so OpenBLAS never sizes 64 per-thread buffers and spins on
+// failing to map them.
+TEST(Threads, ClampedUnderAnAddressSpaceLimit) {
+  const World& w = world();
+  const auto r = la::test::run_cli_with_prefix("ulimit -v 6000000; timeout -k 2 60",
+                                               gen(w) + " --threads 64");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("threads"), std::string::npos) << r.err;  // the note says it was clamped
 }

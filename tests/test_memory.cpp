@@ -14,8 +14,8 @@
 
 #include "la/core/half.h"
 #include "la/core/memory.h"
-#include "la/io/gguf.h"
-#include "la/io/safetensors.h"
+#include "la/formats/gguf.h"
+#include "la/formats/safetensors.h"
 #include "la/io/gguf_model.h"
 #include "la/io/loader.h"
 #include "la/io/shapes.h"

@@ -8,7 +8,7 @@
 #include <span>
 
 #include "la/core/error.h"
-#include "la/io/gguf.h"
+#include "la/formats/gguf.h"
 
 namespace la {
 
@@ -90,8 +90,9 @@ Adapter load_adapter_gguf(const std::string& path) {
   a.dim = f.get_int("llama_adapter.dim");
   a.model_layers = f.get_int("llama_adapter.n_layers");
   a.n_heads = f.get_int("llama_adapter.n_heads");
+  const std::string gate_mode = f.get_string("llama_adapter.gate_mode");  // its errors name the file
   try {
-    a.gate_mode = parse_gate_mode(f.get_string("llama_adapter.gate_mode"));
+    a.gate_mode = parse_gate_mode(gate_mode);
   } catch (const Error& e) {
     fail("{}: {}", path, e.what());
   }

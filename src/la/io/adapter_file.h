@@ -6,7 +6,7 @@
 #pragma once
 #include <string>
 
-#include "la/io/safetensors.h"
+#include "la/formats/safetensors.h"
 #include "la/model/adapter.h"
 
 namespace la {

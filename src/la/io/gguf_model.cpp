@@ -10,7 +10,7 @@
 #include <map>
 
 #include "la/core/error.h"
-#include "la/io/gguf.h"
+#include "la/formats/gguf.h"
 #include "la/io/convert.h"
 #include "la/io/loader.h"
 #include "la/io/tensor_names.h"

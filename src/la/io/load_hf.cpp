@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
-#include "la/io/safetensors.h"
+#include "la/formats/safetensors.h"
 #include "la/io/loader.h"
 #include "la/io/tensor_names.h"
 

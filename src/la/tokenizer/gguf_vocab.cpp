@@ -11,6 +11,9 @@ namespace {
 // GGUF token types (llama.cpp's llama_token_type): 1 normal, 2 unknown, 3 control,
 // 4 user-defined, 5 unused, 6 byte; 0 (undefined) is read as normal.
 PieceType piece_type(double t, const std::string& path, size_t i) {
+  // The array may hold any number (floats, NaN, 64-bit integers): converting one outside int's
+  // range is undefined behaviour, so only whole numbers 0-6 get that far.
+  if (!(t >= 0 && t <= 6) || t != std::floor(t)) fail("{}: token {} has unknown token_type {}", path, i, t);
   switch (static_cast<int>(t)) {
     case 0:
     case 1: return PieceType::Normal;

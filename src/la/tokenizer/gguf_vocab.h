@@ -1,6 +1,6 @@
 // The vocabulary embedded in a GGUF file (tokenizer.ggml.*), as a SentencePiece-style BPE.
 #pragma once
-#include "la/io/gguf.h"
+#include "la/formats/gguf.h"
 #include "la/tokenizer/bpe_tokenizer.h"
 
 namespace la {

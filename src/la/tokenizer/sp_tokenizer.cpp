@@ -41,7 +41,9 @@ std::string spaces_from_symbols(std::string_view piece) {
 SpTokenizer::SpTokenizer(std::string_view serialized, const std::string& path)
     : processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(path) {
   const auto status = processor_->LoadFromSerializedProto(serialized);
-  if (!status.ok()) fail("{}: not a usable SentencePiece model: {}", path, status.ToString());
+  // libsentencepiece's messages quote pieces from the file as they are (a piece may hold a
+  // newline): escaped, so the error stays one line.
+  if (!status.ok()) fail("{}: not a usable SentencePiece model: {}", path, printable(status.ToString()));
   const int n = processor_->GetPieceSize();
   if (n <= 0) fail("{}: SentencePiece model has no pieces", path);
   bos_id_ = processor_->bos_id();
@@ -76,7 +78,7 @@ void SpTokenizer::check_id(int id) const {
 std::vector<int> SpTokenizer::encode(std::string_view text, bool add_bos, bool add_eos) const {
   std::vector<int> pieces;
   const auto status = processor_->Encode(text, &pieces);
-  if (!status.ok()) fail("{}: SentencePiece encode failed: {}", path_, status.ToString());
+  if (!status.ok()) fail("{}: SentencePiece encode failed: {}", path_, printable(status.ToString()));
   if (!add_bos && !add_eos) return pieces;
 
   std::vector<int> ids;

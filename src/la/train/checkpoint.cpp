@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "la/core/error.h"
-#include "la/io/safetensors.h"
+#include "la/formats/safetensors.h"
 #include "la/io/adapter_file.h"
 
 namespace la {

@@ -1,4 +1,4 @@
-#include "la/io/safetensors.h"
+#include "la/formats/safetensors.h"
 
 #include <algorithm>
 #include <cstring>

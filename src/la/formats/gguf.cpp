@@ -1,4 +1,4 @@
-#include "la/io/gguf.h"
+#include "la/formats/gguf.h"
 
 #include <algorithm>
 #include <cstring>
