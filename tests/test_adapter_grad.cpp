@@ -41,13 +41,12 @@ TEST_P(AdapterGradTest, MatchesCentralFiniteDifferences) {
   test::expect_adapter_grads_match_fd(g, b, a, rng);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, AdapterGradTest,
-    ::testing::Values(GradCase{"stories260K.bin", GateMode::Tanh, 5, false},
-                      GradCase{"stories260K.bin", GateMode::Identity, 3, false},
-                      GradCase{"stories260K.bin", GateMode::Tanh, 2, true},
-                      GradCase{"aidreams260K.bin", GateMode::Tanh, 4, false},
-                      GradCase{"aidreams260K.bin", GateMode::Identity, 2, true}));
+INSTANTIATE_TEST_SUITE_P(Models, AdapterGradTest,
+                         ::testing::Values(GradCase{"stories260K.bin", GateMode::Tanh, 5, false},
+                                           GradCase{"stories260K.bin", GateMode::Identity, 3, false},
+                                           GradCase{"stories260K.bin", GateMode::Tanh, 2, true},
+                                           GradCase{"aidreams260K.bin", GateMode::Tanh, 4, false},
+                                           GradCase{"aidreams260K.bin", GateMode::Identity, 2, true}));
 
 TEST(AdapterGrad, RecomputeGivesTheSameGradients) {
   REQUIRE_SHARED_DATA("llama2c/stories260K.bin");

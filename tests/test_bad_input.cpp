@@ -10,12 +10,11 @@
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
 #include "la/formats/safetensors.h"
@@ -32,12 +31,13 @@ using la::test::write_text;
 
 constexpr const char* kStories = "llama2c/stories260K.bin";
 
-std::string data(const std::string& rel) { return la::test::shared_path(rel); }
+std::string data(const std::string& rel) {
+  return la::test::shared_path(rel);
+}
 
 // Runs `f`, which must throw la::Error whose message is one line, contains `path` and every
 // one of `needles`. Any other exception (or none) fails the test.
-void expect_error(const std::function<void()>& f, const std::string& path,
-                  std::initializer_list<std::string> needles) {
+void expect_error(const std::function<void()>& f, const std::string& path, std::initializer_list<std::string> needles) {
   try {
     f();
     ADD_FAILURE() << "no error for " << path;
@@ -65,7 +65,9 @@ void expect_cli_error(const std::string& args, const std::string& path, std::ini
   EXPECT_EQ(r.out, "");
 }
 
-std::string model_arg(const std::string& path) { return " --model " + shell_quote(path); }
+std::string model_arg(const std::string& path) {
+  return " --model " + shell_quote(path);
+}
 
 // ---- a tiny random Hugging Face model ------------------------------------------------------------
 
@@ -75,10 +77,12 @@ struct TinyShape {
 };
 
 nlohmann::json tiny_config(const TinyShape& s) {
-  return {{"model_type", "llama"},           {"hidden_size", s.dim},         {"intermediate_size", s.hidden},
-          {"num_hidden_layers", s.layers},   {"num_attention_heads", s.heads}, {"num_key_value_heads", s.kv_heads},
-          {"vocab_size", s.vocab},           {"max_position_embeddings", s.max_pos},
-          {"rms_norm_eps", 1e-5},            {"rope_theta", 10000.0},        {"tie_word_embeddings", true}};
+  return {{"model_type", "llama"},          {"hidden_size", s.dim},
+          {"intermediate_size", s.hidden},  {"num_hidden_layers", s.layers},
+          {"num_attention_heads", s.heads}, {"num_key_value_heads", s.kv_heads},
+          {"vocab_size", s.vocab},          {"max_position_embeddings", s.max_pos},
+          {"rms_norm_eps", 1e-5},           {"rope_theta", 10000.0},
+          {"tie_word_embeddings", true}};
 }
 
 // name -> shape of every tensor of the tiny model, in file order.
@@ -288,72 +292,70 @@ TEST_F(BadInput, SafetensorsDuplicateTensorName) {
 
 TEST_F(BadInput, SafetensorsUnknownDtype) {
   const std::string p = file(
-      "a.safetensors", safetensors_bytes(R"({"w": {"dtype": "Q7", "shape": [4], "data_offsets": [0, 16]}})",
-                                         std::string(16, '\0')));
+      "a.safetensors",
+      safetensors_bytes(R"({"w": {"dtype": "Q7", "shape": [4], "data_offsets": [0, 16]}})", std::string(16, '\0')));
   expect_error([&] { la::SafetensorsFile::open(p); }, p, {"unknown dtype 'Q7'", "'w'"});
 }
 
 TEST_F(BadInput, SafetensorsOffsetsOutOfRange) {
   const std::string payload(16, '\0');
-  const std::string p = file(
-      "a.safetensors",
-      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [100], "data_offsets": [0, 400]}})", payload));
+  const std::string p =
+      file("a.safetensors",
+           safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [100], "data_offsets": [0, 400]}})", payload));
   expect_error([&] { la::SafetensorsFile::open(p); }, p, {"out of range", "'w'"});
   const std::string q = file(
       "b.safetensors", safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [0], "data_offsets": [16, 0]}})", payload));
   expect_error([&] { la::SafetensorsFile::open(q); }, q, {"out of range"});
-  const std::string r = file(
-      "c.safetensors",
-      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, -16]}})", payload));
+  const std::string r =
+      file("c.safetensors",
+           safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, -16]}})", payload));
   expect_error([&] { la::SafetensorsFile::open(r); }, r, {"data_offsets"});
   // A begin offset near 2^64.
-  const std::string s = file(
-      "d.safetensors",
-      safetensors_bytes(
-          R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [18446744073709551608, 8]}})", payload));
+  const std::string s =
+      file("d.safetensors",
+           safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [18446744073709551608, 8]}})",
+                             payload));
   expect_error([&] { la::SafetensorsFile::open(s); }, s, {"out of range"});
 }
 
 TEST_F(BadInput, SafetensorsOverlappingOffsets) {
-  const std::string p = file("a.safetensors",
-                             safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+  const std::string p =
+      file("a.safetensors", safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
                                                   "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})",
-                                               std::string(24, '\0')));
+                                              std::string(24, '\0')));
   expect_error([&] { la::SafetensorsFile::open(p); }, p, {"overlap", "'a'", "'b'"});
   // Control: the same tensors side by side are fine.
-  const std::string q = file("b.safetensors",
-                             safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+  const std::string q =
+      file("b.safetensors", safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
                                                   "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]}})",
-                                               std::string(24, '\0')));
+                                              std::string(24, '\0')));
   EXPECT_EQ(la::SafetensorsFile::open(q).tensors().size(), 2u);
 }
 
 TEST_F(BadInput, SafetensorsShapeByteSizeMismatch) {
   const std::string p = file(
-      "a.safetensors", safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}})",
-                                         std::string(16, '\0')));
+      "a.safetensors",
+      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}})", std::string(16, '\0')));
   expect_error([&] { la::SafetensorsFile::open(p); }, p, {"'w'", "16 bytes", "need 12"});
-  const std::string q = file(
-      "b.safetensors", safetensors_bytes(R"({"w": {"dtype": "BF16", "shape": [2, 4], "data_offsets": [0, 32]}})",
-                                         std::string(32, '\0')));
+  const std::string q =
+      file("b.safetensors", safetensors_bytes(R"({"w": {"dtype": "BF16", "shape": [2, 4], "data_offsets": [0, 32]}})",
+                                              std::string(32, '\0')));
   expect_error([&] { la::SafetensorsFile::open(q); }, q, {"need 16"});
 }
 
 TEST_F(BadInput, SafetensorsNegativeOrBadDimension) {
   for (const std::string shape : {"[-4]", "[4, -1]", "[2.5]", "[\"4\"]", "4"}) {
     SCOPED_TRACE(shape);
-    const std::string p =
-        file("a.safetensors",
-             safetensors_bytes(R"({"w": {"dtype": "F32", "shape": )" + shape + R"(, "data_offsets": [0, 16]}})",
-                               std::string(16, '\0')));
+    const std::string p = file("a.safetensors", safetensors_bytes(R"({"w": {"dtype": "F32", "shape": )" + shape +
+                                                                      R"(, "data_offsets": [0, 16]}})",
+                                                                  std::string(16, '\0')));
     expect_error([&] { la::SafetensorsFile::open(p); }, p, {"'w'"});
   }
   // Dimensions whose product overflows.
   const std::string q = file(
       "b.safetensors",
-      safetensors_bytes(
-          R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 16], "data_offsets": [0, 16]}})",
-          std::string(16, '\0')));
+      safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 16], "data_offsets": [0, 16]}})",
+                        std::string(16, '\0')));
   expect_error([&] { la::SafetensorsFile::open(q); }, q, {"too large"});
 }
 
@@ -370,8 +372,8 @@ TEST_F(BadInput, SafetensorsDamageThroughTheCli) {
   write_text(st, safetensors_bytes("{}", "", 1 << 20));
   expect_cli_error("info" + model_arg(dir), st, {"past the end"});
   // Unknown dtype.
-  write_text(st, safetensors_bytes(R"({"w": {"dtype": "F8", "shape": [4], "data_offsets": [0, 4]}})",
-                                   std::string(4, '\0')));
+  write_text(
+      st, safetensors_bytes(R"({"w": {"dtype": "F8", "shape": [4], "data_offsets": [0, 4]}})", std::string(4, '\0')));
   expect_cli_error("info" + model_arg(dir), st, {"unknown dtype"});
   // A tensor named twice.
   write_text(st, safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
@@ -501,8 +503,8 @@ TEST_F(BadInput, TokenizerVocabDiffersFromModel) {
   REQUIRE_SHARED_DATA(kStories);
   REQUIRE_SHARED_DATA("tokenizer/tokenizer.bin");
   const std::string tok = data("tokenizer/tokenizer.bin");
-  expect_cli_error("generate" + model_arg(data(kStories)) + " --tokenizer " + shell_quote(tok) + " --prompt hi",
-                   tok, {"32000", "512"});
+  expect_cli_error("generate" + model_arg(data(kStories)) + " --tokenizer " + shell_quote(tok) + " --prompt hi", tok,
+                   {"32000", "512"});
   // The tiny HF model (vocab 32) with stories' tok512.model found in its directory.
   if (la::test::shared_file_exists("llama2c/tok512.model")) {
     const std::string dir = tmp_.file("m");

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "la/core/error.h"
-#include "la/io/adapter_file.h"
 #include "la/formats/safetensors.h"
+#include "la/io/adapter_file.h"
 #include "la/io/shapes.h"
 #include "la/model/inference.h"
 #include "la/model/train_graph.h"

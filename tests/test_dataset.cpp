@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "la/core/error.h"
-#include "la/tokenizer/tokenizer.h"
 #include "la/data/alpaca.h"
 #include "la/data/dataset.h"
+#include "la/tokenizer/tokenizer.h"
 #include "support/test_support.h"
 
 namespace {
@@ -23,7 +23,9 @@ using la::test::write_text;
 
 const char* kTokModel = "llama2c/tok512.model";
 
-std::unique_ptr<la::Tokenizer> tok512() { return la::load_tokenizer(la::test::shared_data() + "/" + kTokModel); }
+std::unique_ptr<la::Tokenizer> tok512() {
+  return la::load_tokenizer(la::test::shared_data() + "/" + kTokModel);
+}
 
 // Expects load_alpaca(path) to throw la::Error whose one-line message names the file and
 // contains every string in `parts`.
@@ -154,7 +156,8 @@ TEST(TokenizeAlpaca, TruncatesAndCounts) {
   auto tok = tok512();
   const std::vector<la::AlpacaRecord> recs = {
       {"Hi.", "", "Ok."},
-      {"Write a long answer about the cat, the dog and the bird that lived by the river.", "", "This is a fairly long answer that goes on and on for a while, with many words."},
+      {"Write a long answer about the cat, the dog and the bird that lived by the river.", "",
+       "This is a fairly long answer that goes on and on for a while, with many words."},
   };
   const auto full = la::tokenize_alpaca(recs, *tok, 4096);
   EXPECT_EQ(full.truncated, 0);
@@ -193,14 +196,15 @@ TEST(LoadAlpaca, JsonAndJsonlGiveTheSameRecords) {
   TempDir dir;
   const std::string arr = dir.file("data.json");
   const std::string jsonl = dir.file("data.jsonl");
-  write_text(arr,
-             "  [\n"
-             "  {\"instruction\": \"Say hi.\", \"input\": \"\", \"output\": \"Hi!\"},\n"
-             "  {\"instruction\": \"Translate\", \"input\": \"caf\\u00e9 \\\"au lait\\\"\", \"output\": \"coffee\\nwith "
-             "milk\", \"extra\": 5},\n"
-             "  {\"output\": \"\u00fcber \u732b \U0001F600\", \"instruction\": \"Unicode\"},\n"
-             "  {\"instruction\": \"Null input\", \"input\": null, \"output\": \"\"}\n"
-             "]\n");
+  write_text(
+      arr,
+      "  [\n"
+      "  {\"instruction\": \"Say hi.\", \"input\": \"\", \"output\": \"Hi!\"},\n"
+      "  {\"instruction\": \"Translate\", \"input\": \"caf\\u00e9 \\\"au lait\\\"\", \"output\": \"coffee\\nwith "
+      "milk\", \"extra\": 5},\n"
+      "  {\"output\": \"\u00fcber \u732b \U0001F600\", \"instruction\": \"Unicode\"},\n"
+      "  {\"instruction\": \"Null input\", \"input\": null, \"output\": \"\"}\n"
+      "]\n");
   write_text(jsonl,
              "\n"
              "{\"instruction\": \"Say hi.\", \"input\": \"\", \"output\": \"Hi!\"}\r\n"

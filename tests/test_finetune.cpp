@@ -4,9 +4,8 @@
 // property seen through the CLI, and clean failures on bad input and on a diverging run.
 // Every CLI run here is small (short records, short sequences, few steps) so that the whole
 // file stays quick single-threaded.
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,21 +17,20 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "la/core/error.h"
+#include "la/data/dataset.h"
 #include "la/formats/safetensors.h"
-#include "la/model/adapter.h"
 #include "la/io/adapter_file.h"
 #include "la/io/loader.h"
+#include "la/model/adapter.h"
 #include "la/tokenizer/tokenizer.h"
 #include "la/train/checkpoint.h"
-#include "la/data/dataset.h"
 #include "la/train/trainer.h"
 #include "support/test_support.h"
 
@@ -45,8 +43,8 @@ using la::test::read_text;
 using la::test::run_cli;
 using la::test::shell_quote;
 using la::test::TempDir;
-using la::test::write_text;
 using la::test::to_vec;
+using la::test::write_text;
 
 constexpr const char* kStories = "llama2c/stories260K.bin";
 constexpr const char* kStoriesTok = "llama2c/tok512.model";
@@ -54,10 +52,16 @@ constexpr const char* kAidreams = "llama2c/aidreams260K.bin";
 constexpr const char* kAidreamsTok = "llama2c/aidreams260K_tok512.bin";
 constexpr const char* kAlpaca = "alpaca/alpaca_data_1k_subset.json";
 
-std::string shared(const std::string& rel) { return la::test::shared_data() + "/" + rel; }
-std::string q(const std::string& s) { return shell_quote(s); }
+std::string shared(const std::string& rel) {
+  return la::test::shared_data() + "/" + rel;
+}
+std::string q(const std::string& s) {
+  return shell_quote(s);
+}
 
-std::string stories_args() { return " --model " + q(shared(kStories)) + " --tokenizer " + q(shared(kStoriesTok)); }
+std::string stories_args() {
+  return " --model " + q(shared(kStories)) + " --tokenizer " + q(shared(kStoriesTok));
+}
 
 // The `n` records of the Alpaca subset without an input and with the shortest instruction +
 // output (stable order), as a JSON array: real data whose examples fit in 128 tokens, so the
@@ -143,7 +147,9 @@ std::string lower(std::string s) {
   return s;
 }
 
-double relative_diff(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(a), std::fabs(b)); }
+double relative_diff(double a, double b) {
+  return std::fabs(a - b) / std::max(std::fabs(a), std::fabs(b));
+}
 
 // A small model shape for the library-only file tests (no weights needed).
 la::ModelConfig small_config() {
@@ -261,14 +267,31 @@ TEST_F(Finetune, ResumeAfterKillNineIsBitForBit) {
   const std::string data = write_short_records(dir, "d.json", 64);  // 8 steps per epoch
   const int total = 24;
   const std::string ckpt = dir.file("k.ckpt"), killed_out = dir.file("k.safetensors");
-  const std::vector<std::string> flags{"--model", shared(kStories), "--tokenizer", shared(kStoriesTok),
-                                       "--max-seq-len", "128", "--adapter-len", "4", "--adapter-layers", "3",
-                                       "--batch-size", "8", "--micro-batch-size", "4", "--seed", "9",
-                                       "--lr", "1e-2", "--warmup-steps", "3", "--no-progress"};
+  const std::vector<std::string> flags{"--model",
+                                       shared(kStories),
+                                       "--tokenizer",
+                                       shared(kStoriesTok),
+                                       "--max-seq-len",
+                                       "128",
+                                       "--adapter-len",
+                                       "4",
+                                       "--adapter-layers",
+                                       "3",
+                                       "--batch-size",
+                                       "8",
+                                       "--micro-batch-size",
+                                       "4",
+                                       "--seed",
+                                       "9",
+                                       "--lr",
+                                       "1e-2",
+                                       "--warmup-steps",
+                                       "3",
+                                       "--no-progress"};
   std::vector<std::string> args{"finetune"};
   args.insert(args.end(), flags.begin(), flags.end());
-  for (const char* s : {"--data", data.c_str(), "--out", killed_out.c_str(), "--save-every", "1", "--checkpoint",
-                        ckpt.c_str()})
+  for (const char* s :
+       {"--data", data.c_str(), "--out", killed_out.c_str(), "--save-every", "1", "--checkpoint", ckpt.c_str()})
     args.emplace_back(s);
   args.emplace_back("--steps");
   args.emplace_back(std::to_string(total));
@@ -350,10 +373,14 @@ TEST(AdapterFile, RoundTripWithMetadataAndOfficialNames) {
     EXPECT_EQ(std::memcmp(b.gate().data(), a.gate().data(), a.gate().size() * sizeof(float)), 0);
 
     const la::SafetensorsFile f = la::SafetensorsFile::open(path);
-    const std::map<std::string, std::string> want{
-        {"format", "llama-adapter"}, {"version", "1"}, {"adapter_len", "3"},       {"adapter_layers", "2"},
-        {"gate_mode", la::gate_mode_name(mode)},    {"dim", "16"},                 {"n_layers", "4"},
-        {"n_heads", "4"}};
+    const std::map<std::string, std::string> want{{"format", "llama-adapter"},
+                                                  {"version", "1"},
+                                                  {"adapter_len", "3"},
+                                                  {"adapter_layers", "2"},
+                                                  {"gate_mode", la::gate_mode_name(mode)},
+                                                  {"dim", "16"},
+                                                  {"n_layers", "4"},
+                                                  {"n_heads", "4"}};
     for (const auto& [k, v] : want) {
       auto it = f.metadata().find(k);
       ASSERT_NE(it, f.metadata().end()) << "metadata " << k << " missing";
@@ -370,7 +397,8 @@ TEST(AdapterFile, RoundTripWithMetadataAndOfficialNames) {
       EXPECT_EQ(g.shape, (std::vector<int64_t>{4}));
       std::vector<float> v(4);
       std::memcpy(v.data(), g.data, sizeof(float) * 4);
-      for (int h = 0; h < 4; ++h) EXPECT_EQ(v[static_cast<size_t>(h)], a.gate()[static_cast<size_t>((layer - 2) * 4 + h)]);
+      for (int h = 0; h < 4; ++h)
+        EXPECT_EQ(v[static_cast<size_t>(h)], a.gate()[static_cast<size_t>((layer - 2) * 4 + h)]);
     }
     EXPECT_EQ(f.find("layers.1.attention.gate"), nullptr);
   }
@@ -435,7 +463,8 @@ TEST(AdapterFile, ReadsScalarAndFourDimensionalGates) {
             std::string::npos);
   EXPECT_NE(error_of(write_bad("deep.safetensors", 50, {0, 1, 2, 3})).find("more than the model's 4 layers"),
             std::string::npos);
-  EXPECT_NE(error_of(write_bad("gap.safetensors", 20, {0, 1, 3})).find("no gate for adapted layer 2"), std::string::npos);
+  EXPECT_NE(error_of(write_bad("gap.safetensors", 20, {0, 1, 3})).find("no gate for adapted layer 2"),
+            std::string::npos);
 }
 
 TEST(AdapterFile, InfoCountsTheSevenBParameters) {
@@ -472,8 +501,8 @@ TEST_F(Finetune, WrongModelIsAClearErrorNamingBothShapes) {
   const la::Adapter a = la::Adapter::create(stories->config, 4, 3, la::GateMode::Tanh, 1);
   const std::string path = dir.file("stories_adapter.safetensors");
   la::save_adapter(a, path);
-  const std::string model = " --model " + q(shared(kAidreams)) + " --tokenizer " + q(shared(kAidreamsTok)) +
-                            " --adapter " + q(path);
+  const std::string model =
+      " --model " + q(shared(kAidreams)) + " --tokenizer " + q(shared(kAidreamsTok)) + " --adapter " + q(path);
   for (const std::string& args :
        {"eval" + model + " --data " + q(data) + " --max-seq-len 128 --json",
         "generate" + model + " --instruction 'Say hi.' --temperature 0 --max-new-tokens 8 -q"}) {
@@ -510,7 +539,8 @@ TEST_F(Finetune, GateModeAndShapeComeFromTheFile) {
   EXPECT_TRUE(any_nonzero(a.gate())) << "the gates did not train";
   EXPECT_TRUE(all_finite(a.query()) && all_finite(a.gate()));
 
-  const std::string eval = "eval" + stories_args() + " --data " + q(data) + " --max-seq-len 128 --json --adapter " + q(out);
+  const std::string eval =
+      "eval" + stories_args() + " --data " + q(data) + " --max-seq-len 128 --json --adapter " + q(out);
   const auto from_file = run_ok(eval);
   const auto as_identity = run_ok(eval + " --gate-mode identity");
   const auto as_tanh = run_ok(eval + " --gate-mode tanh");
@@ -582,8 +612,9 @@ TEST_F(Finetune, TrainedAdapterChangesGreedyGeneration) {
   run_ok(finetune_args(data, out, "--steps 8 --lr 5e-2 --warmup-steps 0 --schedule constant --seed 1"));
   const la::Adapter a = la::load_adapter(out);
   EXPECT_TRUE(any_nonzero(a.gate()));
-  const std::string gen = "generate" + stories_args() +
-                          " --instruction 'Give three tips for staying healthy.' --temperature 0 --max-new-tokens 48 -q";
+  const std::string gen =
+      "generate" + stories_args() +
+      " --instruction 'Give three tips for staying healthy.' --temperature 0 --max-new-tokens 48 -q";
   const auto with = run_ok(gen + " --adapter " + q(out));
   const auto without = run_ok(gen);
   EXPECT_GT(with.out.size(), 1u) << "no text generated";
@@ -693,7 +724,8 @@ TEST_F(Finetune, NanLossStopsAndKeepsTheLastGoodCheckpoint) {
   write_text(out, "sentinel");
   const auto r = run_cli(finetune_args(data, out,
                                        "--steps 12 --save-every 1 --lr 1e30 --warmup-steps 0 --schedule constant "
-                                       "--checkpoint " + q(ckpt) + " --metrics " + q(m)));
+                                       "--checkpoint " +
+                                           q(ckpt) + " --metrics " + q(m)));
   EXPECT_EQ(r.exit_code, 1) << r.err;
   const std::string err = last_line(r.err);
   EXPECT_TRUE(err.starts_with("error: ")) << r.err;

@@ -19,8 +19,8 @@
 namespace la {
 namespace {
 
-#define REQUIRE_GEMM()                                                                   \
-  do {                                                                                   \
+#define REQUIRE_GEMM()                                                                          \
+  do {                                                                                          \
     if (!gemm_available()) GTEST_SKIP() << "no AVX-512 on this CPU (or LA_ISA forces another)"; \
   } while (0)
 
@@ -48,12 +48,13 @@ struct Stored {
 // |error| of an f32 sum of K products of values <= 1 in magnitude: K·eps·Σ|a b| is the textbook
 // bound; with |a|,|b| <= 1 that is K·eps·K at worst. Measured errors are far smaller; the bound
 // used is generous but still fails on any wrong index or missing block.
-float tolerance(int64_t K) { return 4e-7f * static_cast<float>(K) * std::sqrt(static_cast<float>(K)) + 1e-6f; }
+float tolerance(int64_t K) {
+  return 4e-7f * static_cast<float>(K) * std::sqrt(static_cast<float>(K)) + 1e-6f;
+}
 
 void expect_close(const std::vector<float>& got, const std::vector<float>& want, float tol, const char* what) {
   ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i)
-    ASSERT_NEAR(got[i], want[i], tol) << what << " at " << i;
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], tol) << what << " at " << i;
 }
 
 struct Shape {
@@ -112,8 +113,8 @@ TEST(Gemm, FloatTypesAwkwardShapes) {
   REQUIRE_GEMM();
   // M: 1, a row short of / past a register tile, past an MC block. N: 1, 31, 33, past NC.
   // K: 1, 17, past KC, 2 KC + 1. {100, 2200, 600}: several column blocks per thread, A packed once.
-  const std::vector<Shape> shapes = {{1, 1, 1},     {13, 31, 17},   {14, 32, 256},  {15, 33, 257},    {113, 65, 64},
-                                     {29, 600, 513}, {130, 70, 300}, {3, 1030, 40},  {100, 2200, 600}};
+  const std::vector<Shape> shapes = {{1, 1, 1},      {13, 31, 17},   {14, 32, 256}, {15, 33, 257},   {113, 65, 64},
+                                     {29, 600, 513}, {130, 70, 300}, {3, 1030, 40}, {100, 2200, 600}};
   for (DType t : {DType::F32, DType::F16, DType::BF16}) check_type(t, shapes);
 }
 
@@ -128,8 +129,8 @@ TEST(Gemm, EveryRowCountOfTheLastTile) {
 }
 
 // For prefill-sized row counts (gemm_broadcast_form) gemm_nt broadcasts an f32 weight against a
-// packed A^T; otherwise it packs the weight (other types: always). Both take K in the same blocks with the same operations per element: a row's
-// result is the same bits whichever form the call's row count picks.
+// packed A^T; otherwise it packs the weight (other types: always). Both take K in the same blocks with the same
+// operations per element: a row's result is the same bits whichever form the call's row count picks.
 TEST(Gemm, BroadcastFormGivesTheSameBitsAsThePackedForm) {
   REQUIRE_GEMM();
   std::mt19937 rng(5);

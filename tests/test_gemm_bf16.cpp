@@ -14,20 +14,20 @@
 
 #include "la/core/error.h"
 #include "la/core/half.h"
+#include "la/io/shapes.h"
 #include "la/kernels/gemm.h"
 #include "la/kernels/gemv.h"
 #include "la/kernels/isa/gemm_kernels.h"
 #include "la/kernels/matmul.h"
-#include "la/io/shapes.h"
 #include "la/model/train_graph.h"
-#include "support/test_support.h"
 #include "support/grad_check.h"
+#include "support/test_support.h"
 
 namespace la {
 namespace {
 
-#define REQUIRE_BF16_GEMM()                                                                             \
-  do {                                                                                                  \
+#define REQUIRE_BF16_GEMM()                                                                                \
+  do {                                                                                                     \
     if (!gemm_bf16_available()) GTEST_SKIP() << "no AVX512-BF16 on this CPU (or LA_ISA excludes AVX-512)"; \
   } while (0)
 

@@ -116,9 +116,9 @@ TEST(GgufWriter, RoundTripsEveryMetadataTypeAndDtype) {
     std::vector<int64_t> dims;
   };
   const std::vector<Spec> specs = {
-      {"f32.awkward", DType::F32, {3, 5, 7}},  {"f16.one", DType::F16, {1}},
-      {"bf16.4d", DType::BF16, {7, 1, 1, 3}},  {"q8_0", DType::Q8_0, {96, 5}},
-      {"q4_0.3d", DType::Q4_0, {32, 1, 3}},    {"q4_k", DType::Q4_K, {256, 3}},
+      {"f32.awkward", DType::F32, {3, 5, 7}},   {"f16.one", DType::F16, {1}},
+      {"bf16.4d", DType::BF16, {7, 1, 1, 3}},   {"q8_0", DType::Q8_0, {96, 5}},
+      {"q4_0.3d", DType::Q4_0, {32, 1, 3}},     {"q4_k", DType::Q4_K, {256, 3}},
       {"q6_k.4d", DType::Q6_K, {512, 1, 1, 2}}, {"f32.tail", DType::F32, {1, 1, 1, 1}},
   };
   std::vector<std::vector<uint8_t>> payloads;
@@ -132,8 +132,8 @@ TEST(GgufWriter, RoundTripsEveryMetadataTypeAndDtype) {
   ASSERT_EQ(test::read_text(path), bytes);
 
   // Keys in insertion order (the replaced one keeps its first slot).
-  const char* order[] = {"general.architecture", "str.empty", "u32.zero", "i32.min", "f32.eps", "bool.true",
-                         "arr.strings",        "arr.i32",   "replaced", "after_replaced"};
+  const char* order[] = {"general.architecture", "str.empty", "u32.zero", "i32.min",       "f32.eps", "bool.true",
+                         "arr.strings",          "arr.i32",   "replaced", "after_replaced"};
   size_t last = 0;
   for (const char* k : order) {
     const std::string key = k;
@@ -228,15 +228,15 @@ TEST(GgufWriter, TypedAccessorsNameTheKey) {
 TEST(GgufWriter, RejectsBadTensorsAndAlignment) {
   GgufWriter w;
   std::vector<uint8_t> buf(4096);
-  EXPECT_THROW(w.add_tensor("a", {4}, DType::F32, buf.data(), 15), Error);         // wrong nbytes
-  EXPECT_THROW(w.add_tensor("a", {31, 2}, DType::Q8_0, buf.data(), 68), Error);    // not a block multiple
-  EXPECT_THROW(w.add_tensor("a", {}, DType::F32, buf.data(), 4), Error);           // no dims
-  EXPECT_THROW(w.add_tensor("a", {1, 1, 1, 1, 1}, DType::F32, buf.data(), 4), Error);  // 5 dims
-  EXPECT_THROW(w.add_tensor("a", {0}, DType::F32, buf.data(), 0), Error);          // zero dim
-  EXPECT_THROW(w.add_tensor("a", {-4}, DType::F32, buf.data(), 16), Error);        // negative dim
+  EXPECT_THROW(w.add_tensor("a", {4}, DType::F32, buf.data(), 15), Error);                  // wrong nbytes
+  EXPECT_THROW(w.add_tensor("a", {31, 2}, DType::Q8_0, buf.data(), 68), Error);             // not a block multiple
+  EXPECT_THROW(w.add_tensor("a", {}, DType::F32, buf.data(), 4), Error);                    // no dims
+  EXPECT_THROW(w.add_tensor("a", {1, 1, 1, 1, 1}, DType::F32, buf.data(), 4), Error);       // 5 dims
+  EXPECT_THROW(w.add_tensor("a", {0}, DType::F32, buf.data(), 0), Error);                   // zero dim
+  EXPECT_THROW(w.add_tensor("a", {-4}, DType::F32, buf.data(), 16), Error);                 // negative dim
   EXPECT_THROW(w.add_tensor(std::string(64, 'n'), {1}, DType::F32, buf.data(), 4), Error);  // ggml name limit
   w.add_tensor("a", {4}, DType::F32, buf.data(), 16);
-  EXPECT_THROW(w.add_tensor("a", {4}, DType::F32, buf.data(), 16), Error);         // duplicate
+  EXPECT_THROW(w.add_tensor("a", {4}, DType::F32, buf.data(), 16), Error);  // duplicate
   EXPECT_THROW(w.set_u32("general.alignment", 48), Error);
   EXPECT_THROW(w.set_u32("general.alignment", 0), Error);
   EXPECT_THROW(w.set_string("general.alignment", "32"), Error);

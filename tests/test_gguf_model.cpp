@@ -14,9 +14,9 @@
 #include "la/io/adapter_file.h"
 #include "la/io/convert.h"
 #include "la/io/gguf_model.h"
-#include "la/model/inference.h"
 #include "la/io/loader.h"
 #include "la/io/shapes.h"
+#include "la/model/inference.h"
 #include "la/sample/sampler.h"
 #include "la/tokenizer/tokenizer.h"
 #include "support/test_support.h"
@@ -54,7 +54,8 @@ TEST(GgufModel, ConvertedStories260KReproducesTheGoldenText) {
   test::TempDir tmp;
   const std::string d = test::shared_data() + "/llama2c/";
   const std::string out = tmp.file("stories260K-f32.gguf");
-  auto r = test::run_cli("convert --threads 1 --model " + d + "stories260K.bin --tokenizer " + d + "tok512.model --type f32 --out " + out);
+  auto r = test::run_cli("convert --threads 1 --model " + d + "stories260K.bin --tokenizer " + d +
+                         "tok512.model --type f32 --out " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // The vocabulary travels inside the file: no --tokenizer.
   r = test::run_cli("generate --threads 1 -q --model " + out + " --prompt '' --temperature 0 --max-new-tokens 200");
@@ -75,7 +76,8 @@ TEST(GgufModel, HalfPrecisionFilesStayClose) {
   const auto ref = greedy_logits(*bin, 24);
   for (const char* type : {"f16", "bf16"}) {
     const std::string out = tmp.file(std::string("s-") + type + ".gguf");
-    auto r = test::run_cli("convert --threads 1 --model " + d + "stories260K.bin --tokenizer " + d + "tok512.bin --type " + type + " --out " + out);
+    auto r = test::run_cli("convert --threads 1 --model " + d + "stories260K.bin --tokenizer " + d +
+                           "tok512.bin --type " + type + " --out " + out);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto w = load_model(out);
     EXPECT_EQ(w->layers[0].wq.type, std::string(type) == "f16" ? DType::F16 : DType::BF16);

@@ -10,18 +10,17 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <tuple>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "la/core/cpu.h"
 #include "la/core/half.h"
 #include "la/formats/safetensors.h"
-#include "la/core/cpu.h"
-#include "la/model/inference.h"
 #include "la/io/loader.h"
+#include "la/model/inference.h"
 #include "la/sample/sampler.h"
 #include "support/test_support.h"
 
@@ -39,7 +38,9 @@ constexpr const char* kStories = "llama2c/stories260K.bin";
 constexpr const char* kReference = "llama2c/stories260K_greedy_reference.json";
 constexpr const char* kTokModel = "llama2c/tok512.model";
 
-std::string data(const std::string& rel) { return la::test::shared_path(rel); }
+std::string data(const std::string& rel) {
+  return la::test::shared_path(rel);
+}
 
 const float* f32(const la::WeightMatrix& m) {
   EXPECT_EQ(m.type, la::DType::F32);
@@ -116,7 +117,9 @@ nlohmann::json hf_config(const la::ModelConfig& c) {
 
 // SafetensorsWriter::write fsyncs (atomic replace); a scratch file does not need that, and an
 // fsync on a busy disk can take seconds.
-void write_bytes(const std::string& path, const std::string& bytes) { la::test::write_text(path, bytes); }
+void write_bytes(const std::string& path, const std::string& bytes) {
+  la::test::write_text(path, bytes);
+}
 
 // Writes `w` as an HF directory `dir` (created). Sharded: layers 0-2 (and the embedding) in one
 // file, the rest in another, listed by model.safetensors.index.json.
@@ -142,13 +145,12 @@ void write_hf_dir(const la::ModelWeights& w, const std::string& dir, la::SafeDTy
     for (int s = 0; s < 2; ++s) write_bytes(dir + "/" + names[s], wr[s].serialize());
     la::test::write_text(dir + "/model.safetensors.index.json", index.dump(2));
   }
-  if (la::test::shared_file_exists(kTokModel))
-    std::filesystem::copy_file(data(kTokModel), dir + "/tokenizer.model");
+  if (la::test::shared_file_exists(kTokModel)) std::filesystem::copy_file(data(kTokModel), dir + "/tokenizer.model");
 }
 
 struct Trace {
-  std::vector<int> tokens;                  // inputs, starting with BOS
-  std::vector<std::vector<float>> logits;   // one row per input
+  std::vector<int> tokens;                 // inputs, starting with BOS
+  std::vector<std::vector<float>> logits;  // one row per input
 };
 
 // Greedy from BOS for `steps` tokens; with `forced`, feeds those inputs instead of its own picks.
@@ -283,8 +285,8 @@ TEST_F(HfModel, CliFindsTokenizerInDirectoryAndMatchesGolden) {
     GTEST_SKIP() << "shared data not present";
   const std::string dir = tmp_.file("stories260K-hf");
   write_hf_dir(*bin_, dir, la::SafeDType::F32, false);
-  auto r = run_cli("generate --model " + shell_quote(dir) +
-                   " --prompt '' --temperature 0 --max-new-tokens 200 --threads 1");
+  auto r =
+      run_cli("generate --model " + shell_quote(dir) + " --prompt '' --temperature 0 --max-new-tokens 200 --threads 1");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   const auto ref = nlohmann::json::parse(la::test::read_text(data(kReference)));
   EXPECT_EQ(r.out, ref["decoded_text"].get<std::string>() + "\n");
@@ -318,8 +320,7 @@ TEST_F(HfModel, ShardedGivesIdenticalLogits) {
   const Trace ra = decode(*a, 64);
   const Trace rb = decode(*b, 64, &ra.tokens);
   for (size_t s = 0; s < ra.logits.size(); ++s)
-    ASSERT_EQ(std::memcmp(ra.logits[s].data(), rb.logits[s].data(), ra.logits[s].size() * 4), 0)
-        << "position " << s;
+    ASSERT_EQ(std::memcmp(ra.logits[s].data(), rb.logits[s].data(), ra.logits[s].size() * 4), 0) << "position " << s;
 }
 
 // Half-precision checkpoints: the weights are rounded (f16: 11-bit significand, bf16: 8-bit), so

@@ -17,17 +17,16 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "la/core/mapped_file.h"
 #include "la/data/alpaca.h"
 #include "la/data/synthetic.h"
-#include "la/io/adapter_file.h"
 #include "la/formats/safetensors.h"
+#include "la/io/adapter_file.h"
 #include "la/io/shapes.h"
 #include "la/model/adapter.h"
 #include "la/tokenizer/bpe_trainer.h"
@@ -41,7 +40,9 @@ using la::test::write_text;
 
 // A needle standing for the case's own folder, filled in when the case runs.
 const std::string kDirNeedle = "@DIR@";
-std::string d_placeholder() { return kDirNeedle; }
+std::string d_placeholder() {
+  return kDirNeedle;
+}
 
 // ---- the materials ---------------------------------------------------------------------------
 
@@ -50,7 +51,9 @@ struct World {
   la::ModelConfig config;
 };
 
-std::string q(const std::string& s) { return shell_quote(s); }
+std::string q(const std::string& s) {
+  return shell_quote(s);
+}
 
 la::test::CommandResult run_limited(const std::string& args, int seconds = 30) {
   // `timeout` turns a hang into exit 124 (a failure below), never a stuck test.
@@ -135,15 +138,21 @@ std::map<std::string, std::string> snapshot(const std::string& root) {
   return m;
 }
 
-std::string mt(const World& w) { return " --model " + q(w.model) + " --tokenizer " + q(w.tok); }
+std::string mt(const World& w) {
+  return " --model " + q(w.model) + " --tokenizer " + q(w.tok);
+}
 // finetune with the materials; `data` replaces the training data.
 std::string ft(const World& w, const std::string& data = "") {
   return "finetune" + mt(w) + " --data " + q(data.empty() ? w.data : data) +
          " --batch-size 8 --micro-batch-size 8 --epochs 1 --adapter-len 4 --adapter-layers 2 --max-seq-len 512"
          " --threads 1";
 }
-std::string gen(const World& w) { return "generate" + mt(w) + " --prompt hi -n 4 --temperature 0"; }
-std::string ev(const World& w) { return "eval" + mt(w) + " --data " + q(w.val); }
+std::string gen(const World& w) {
+  return "generate" + mt(w) + " --prompt hi -n 4 --temperature 0";
+}
+std::string ev(const World& w) {
+  return "eval" + mt(w) + " --data " + q(w.val);
+}
 std::string put(const std::string& dir, const std::string& name, const std::string& bytes) {
   write_text(dir + "/" + name, bytes);
   return dir + "/" + name;
@@ -179,9 +188,12 @@ std::string adapter_file(const std::string& dir, const std::string& name,
   return dir + "/" + name;
 }
 std::map<std::string, std::string> ours(const World& w, int64_t K = 4, int64_t L = 2) {
-  return {{"format", "llama-adapter"},      {"adapter_len", std::to_string(K)},
-          {"adapter_layers", std::to_string(L)}, {"gate_mode", "tanh"},
-          {"dim", std::to_string(w.config.dim)},  {"n_layers", std::to_string(w.config.n_layers)},
+  return {{"format", "llama-adapter"},
+          {"adapter_len", std::to_string(K)},
+          {"adapter_layers", std::to_string(L)},
+          {"gate_mode", "tanh"},
+          {"dim", std::to_string(w.config.dim)},
+          {"n_layers", std::to_string(w.config.n_layers)},
           {"n_heads", std::to_string(w.config.n_heads)}};
 }
 std::vector<std::pair<std::string, std::vector<int64_t>>> adapter_tensors(const World& w, int64_t rows = 8) {
@@ -196,9 +208,11 @@ std::string hf_dir(const std::string& dir, const nlohmann::json& config) {
   return dir + "/hf";
 }
 nlohmann::json hf_config() {
-  return {{"model_type", "llama"},         {"hidden_size", 16},           {"intermediate_size", 24},
-          {"num_hidden_layers", 2},        {"num_attention_heads", 4},   {"num_key_value_heads", 2},
-          {"vocab_size", 32},              {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-5}};
+  return {{"model_type", "llama"},    {"hidden_size", 16},
+          {"intermediate_size", 24},  {"num_hidden_layers", 2},
+          {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+          {"vocab_size", 32},         {"max_position_embeddings", 64},
+          {"rms_norm_eps", 1e-5}};
 }
 
 std::vector<Case> make_cases();
@@ -210,169 +224,365 @@ const std::vector<Case>& cases() {
 std::vector<Case> make_cases() {
   std::vector<Case> c;
   auto add = [&](std::string name, std::function<std::string(const World&, const std::string&)> a,
-                 std::vector<std::string> needles) { c.push_back({std::move(name), std::move(a), std::move(needles)}); };
+                 std::vector<std::string> needles) {
+    c.push_back({std::move(name), std::move(a), std::move(needles)});
+  };
   using W = const World&;
   using D = const std::string&;
 
   // ---- model files ----
-  add("ModelMissing", [](W w, D d) { return "generate --model " + q(d + "/none.bin") + " --tokenizer " + q(w.tok) + " --prompt x"; }, {"none.bin"});
-  add("ModelEmpty", [](W w, D d) { return "generate --model " + q(put(d, "e.bin", "")) + " --tokenizer " + q(w.tok) + " --prompt x"; }, {"e.bin"});
-  add("ModelTruncatedHalf", [](W w, D d) { return "eval --model " + q(put(d, "t.bin", head_of(w.model, la::read_file(w.model).size() / 2))) + " --tokenizer " + q(w.tok) + " --data " + q(w.val); }, {"t.bin"});
-  add("ModelHeaderOnly", [](W w, D d) { return "info --model " + q(put(d, "h.bin", head_of(w.model, 28))); }, {"h.bin"});
-  add("ModelNegativeDim", [](W w, D d) {
-    std::string s = la::read_file(w.model);
-    const int32_t neg = -32;
-    std::memcpy(s.data(), &neg, 4);
-    return "info --model " + q(put(d, "neg.bin", s));
-  }, {"neg.bin"});
-  add("ModelHugeLayers", [](W w, D d) {
-    std::string s = la::read_file(w.model);
-    const int32_t big = 1 << 30;
-    std::memcpy(s.data() + 8, &big, 4);
-    return "info --model " + q(put(d, "big.bin", s));
-  }, {"big.bin"});
-  add("ModelNaNWeight", [](W w, D d) { return "generate --model " + q(poisoned_bin(w, d, std::nanf(""))) + " --tokenizer " + q(w.tok) + " --prompt x -n 2"; }, {"poisoned.bin", "NaN"});
-  add("ModelInfWeight", [](W w, D d) { return "eval --model " + q(poisoned_bin(w, d, std::numeric_limits<float>::infinity())) + " --tokenizer " + q(w.tok) + " --data " + q(w.val); }, {"poisoned.bin"});
-  add("ModelNaNLastWeight", [](W w, D d) {
-    const size_t n = la::read_file(w.model).size();
-    return "finetune --model " + q(poisoned_bin(w, d, std::nanf(""), (n / 2) & ~size_t{3})) + " --tokenizer " + q(w.tok) + " --data " + q(w.data) + " --out " + q(d + "/a.safetensors") + " --batch-size 8 --micro-batch-size 8 --steps 1";
-  }, {"poisoned.bin"});
-  add("ModelFifo", [](W w, D d) { return "generate --model " + q(fifo(d, "m.fifo")) + " --tokenizer " + q(w.tok) + " --prompt x"; }, {"m.fifo", "not a regular file"});
-  add("ModelDevZero", [](W w, D) { return "generate --model /dev/zero --tokenizer " + q(w.tok) + " --prompt x"; }, {"/dev/zero"});
-  add("ModelGgufTruncated", [](W w, D d) { return "info --model " + q(put(d, "t.gguf", head_of(w.gguf, 200))); }, {"t.gguf"});
-  add("ModelGgufBadVersion", [](W w, D d) {
-    std::string s = la::read_file(w.gguf);
-    const uint32_t v = 99;
-    std::memcpy(s.data() + 4, &v, 4);
-    return "info --model " + q(put(d, "v.gguf", s));
-  }, {"v.gguf"});
-  add("ModelGgufNaNWeight", [](W w, D d) {
-    std::string s = la::read_file(w.gguf);
-    const float nan = std::nanf("");
-    std::memcpy(s.data() + s.size() - 64, &nan, 4);
-    return "generate --model " + q(put(d, "nan.gguf", s)) + " --prompt x -n 2";
-  }, {"nan.gguf", "NaN"});
-  add("HfConfigMalformed", [](W, D d) {
-    fs::create_directories(d + "/hf");
-    write_text(d + "/hf/config.json", "{\"hidden_size\": 16,");
-    return "info --model " + q(d + "/hf");
-  }, {"config.json"});
-  add("HfConfigHugeEps", [](W, D d) {
-    auto c = hf_config();
-    c["rms_norm_eps"] = 1e39;
-    return "info --model " + q(hf_dir(d, c));
-  }, {"rms_norm_eps"});
-  add("HfConfigNegativeHeads", [](W, D d) {
-    auto c = hf_config();
-    c["num_attention_heads"] = -4;
-    return "info --model " + q(hf_dir(d, c));
-  }, {"config.json"});
-  add("HfConfigEscapeInModelType", [](W, D d) {
-    auto c = hf_config();
-    c["model_type"] = "llama\x1b[2K\rerror: forged";
-    return "info --model " + q(hf_dir(d, c));
-  }, {"\\x1b"});
-  add("HfDirNoConfig", [](W, D d) {
-    fs::create_directories(d + "/empty");
-    return "info --model " + q(d + "/empty");
-  }, {"empty"});
+  add("ModelMissing",
+      [](W w, D d) { return "generate --model " + q(d + "/none.bin") + " --tokenizer " + q(w.tok) + " --prompt x"; },
+      {"none.bin"});
+  add("ModelEmpty",
+      [](W w, D d) {
+        return "generate --model " + q(put(d, "e.bin", "")) + " --tokenizer " + q(w.tok) + " --prompt x";
+      },
+      {"e.bin"});
+  add("ModelTruncatedHalf",
+      [](W w, D d) {
+        return "eval --model " + q(put(d, "t.bin", head_of(w.model, la::read_file(w.model).size() / 2))) +
+               " --tokenizer " + q(w.tok) + " --data " + q(w.val);
+      },
+      {"t.bin"});
+  add("ModelHeaderOnly", [](W w, D d) { return "info --model " + q(put(d, "h.bin", head_of(w.model, 28))); },
+      {"h.bin"});
+  add("ModelNegativeDim",
+      [](W w, D d) {
+        std::string s = la::read_file(w.model);
+        const int32_t neg = -32;
+        std::memcpy(s.data(), &neg, 4);
+        return "info --model " + q(put(d, "neg.bin", s));
+      },
+      {"neg.bin"});
+  add("ModelHugeLayers",
+      [](W w, D d) {
+        std::string s = la::read_file(w.model);
+        const int32_t big = 1 << 30;
+        std::memcpy(s.data() + 8, &big, 4);
+        return "info --model " + q(put(d, "big.bin", s));
+      },
+      {"big.bin"});
+  add("ModelNaNWeight",
+      [](W w, D d) {
+        return "generate --model " + q(poisoned_bin(w, d, std::nanf(""))) + " --tokenizer " + q(w.tok) +
+               " --prompt x -n 2";
+      },
+      {"poisoned.bin", "NaN"});
+  add("ModelInfWeight",
+      [](W w, D d) {
+        return "eval --model " + q(poisoned_bin(w, d, std::numeric_limits<float>::infinity())) + " --tokenizer " +
+               q(w.tok) + " --data " + q(w.val);
+      },
+      {"poisoned.bin"});
+  add("ModelNaNLastWeight",
+      [](W w, D d) {
+        const size_t n = la::read_file(w.model).size();
+        return "finetune --model " + q(poisoned_bin(w, d, std::nanf(""), (n / 2) & ~size_t{3})) + " --tokenizer " +
+               q(w.tok) + " --data " + q(w.data) + " --out " + q(d + "/a.safetensors") +
+               " --batch-size 8 --micro-batch-size 8 --steps 1";
+      },
+      {"poisoned.bin"});
+  add("ModelFifo",
+      [](W w, D d) { return "generate --model " + q(fifo(d, "m.fifo")) + " --tokenizer " + q(w.tok) + " --prompt x"; },
+      {"m.fifo", "not a regular file"});
+  add("ModelDevZero", [](W w, D) { return "generate --model /dev/zero --tokenizer " + q(w.tok) + " --prompt x"; },
+      {"/dev/zero"});
+  add("ModelGgufTruncated", [](W w, D d) { return "info --model " + q(put(d, "t.gguf", head_of(w.gguf, 200))); },
+      {"t.gguf"});
+  add("ModelGgufBadVersion",
+      [](W w, D d) {
+        std::string s = la::read_file(w.gguf);
+        const uint32_t v = 99;
+        std::memcpy(s.data() + 4, &v, 4);
+        return "info --model " + q(put(d, "v.gguf", s));
+      },
+      {"v.gguf"});
+  add("ModelGgufNaNWeight",
+      [](W w, D d) {
+        std::string s = la::read_file(w.gguf);
+        const float nan = std::nanf("");
+        std::memcpy(s.data() + s.size() - 64, &nan, 4);
+        return "generate --model " + q(put(d, "nan.gguf", s)) + " --prompt x -n 2";
+      },
+      {"nan.gguf", "NaN"});
+  add("HfConfigMalformed",
+      [](W, D d) {
+        fs::create_directories(d + "/hf");
+        write_text(d + "/hf/config.json", "{\"hidden_size\": 16,");
+        return "info --model " + q(d + "/hf");
+      },
+      {"config.json"});
+  add("HfConfigHugeEps",
+      [](W, D d) {
+        auto c = hf_config();
+        c["rms_norm_eps"] = 1e39;
+        return "info --model " + q(hf_dir(d, c));
+      },
+      {"rms_norm_eps"});
+  add("HfConfigNegativeHeads",
+      [](W, D d) {
+        auto c = hf_config();
+        c["num_attention_heads"] = -4;
+        return "info --model " + q(hf_dir(d, c));
+      },
+      {"config.json"});
+  add("HfConfigEscapeInModelType",
+      [](W, D d) {
+        auto c = hf_config();
+        c["model_type"] = "llama\x1b[2K\rerror: forged";
+        return "info --model " + q(hf_dir(d, c));
+      },
+      {"\\x1b"});
+  add("HfDirNoConfig",
+      [](W, D d) {
+        fs::create_directories(d + "/empty");
+        return "info --model " + q(d + "/empty");
+      },
+      {"empty"});
   add("HfMissingTensors", [](W, D d) { return "info --model " + q(hf_dir(d, hf_config())); }, {"hf"});
 
   // ---- tokenizers ----
-  add("TokenizerMissing", [](W w, D d) { return "generate --model " + q(w.model) + " --tokenizer " + q(d + "/no.bin") + " --prompt x"; }, {"no.bin"});
-  add("TokenizerEmpty", [](W w, D d) { return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "e.bin", "")) + " --prompt x"; }, {"e.bin"});
-  add("TokenizerTruncated", [](W w, D d) { return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "t.bin", head_of(w.tok, 100))) + " --prompt x"; }, {"t.bin"});
-  add("TokenizerFifo", [](W w, D d) { return "generate --model " + q(w.model) + " --tokenizer " + q(fifo(d, "t.fifo")) + " --prompt x"; }, {"t.fifo", "not a regular file"});
-  add("TokenizerDevZero", [](W w, D) { return "generate --model " + q(w.model) + " --tokenizer /dev/zero --prompt x"; }, {"/dev/zero"});
-  add("TokenizerDirectory", [](W w, D d) { return "generate --model " + q(w.model) + " --tokenizer " + q(d) + " --prompt x"; }, {d_placeholder()});
-  add("TokenizerGarbageModel", [](W w, D d) { return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "g.model", std::string(500, '\x07'))) + " --prompt x"; }, {"g.model"});
-  add("TokenizerWrongVocab", [](W w, D d) {
-    la::BpeVocab v = la::train_bpe_vocab({"abc def ghi"}, 280);
-    return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "small.bin", la::serialize_llama2c_vocab(v))) + " --prompt x";
-  }, {"small.bin", "vocabulary"});
-  add("TokenizerNegativePieceLength", [](W w, D d) {
-    std::string s = la::read_file(w.tok);
-    const int32_t neg = -100;
-    std::memcpy(s.data() + 4 + 4, &neg, 4);  // max_token_length, then the first score and length
-    return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "n.bin", s)) + " --prompt x";
-  }, {"n.bin"});
-  add("TokenizerHugePieceLength", [](W w, D d) {
-    std::string s = la::read_file(w.tok);
-    const int32_t big = 1 << 30;
-    std::memcpy(s.data() + 4 + 4, &big, 4);
-    return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "h.bin", s)) + " --prompt x";
-  }, {"h.bin"});
+  add("TokenizerMissing",
+      [](W w, D d) { return "generate --model " + q(w.model) + " --tokenizer " + q(d + "/no.bin") + " --prompt x"; },
+      {"no.bin"});
+  add("TokenizerEmpty",
+      [](W w, D d) {
+        return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "e.bin", "")) + " --prompt x";
+      },
+      {"e.bin"});
+  add("TokenizerTruncated",
+      [](W w, D d) {
+        return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "t.bin", head_of(w.tok, 100))) +
+               " --prompt x";
+      },
+      {"t.bin"});
+  add("TokenizerFifo",
+      [](W w, D d) {
+        return "generate --model " + q(w.model) + " --tokenizer " + q(fifo(d, "t.fifo")) + " --prompt x";
+      },
+      {"t.fifo", "not a regular file"});
+  add("TokenizerDevZero", [](W w, D) { return "generate --model " + q(w.model) + " --tokenizer /dev/zero --prompt x"; },
+      {"/dev/zero"});
+  add("TokenizerDirectory",
+      [](W w, D d) { return "generate --model " + q(w.model) + " --tokenizer " + q(d) + " --prompt x"; },
+      {d_placeholder()});
+  add("TokenizerGarbageModel",
+      [](W w, D d) {
+        return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "g.model", std::string(500, '\x07'))) +
+               " --prompt x";
+      },
+      {"g.model"});
+  add("TokenizerWrongVocab",
+      [](W w, D d) {
+        la::BpeVocab v = la::train_bpe_vocab({"abc def ghi"}, 280);
+        return "generate --model " + q(w.model) + " --tokenizer " +
+               q(put(d, "small.bin", la::serialize_llama2c_vocab(v))) + " --prompt x";
+      },
+      {"small.bin", "vocabulary"});
+  add("TokenizerNegativePieceLength",
+      [](W w, D d) {
+        std::string s = la::read_file(w.tok);
+        const int32_t neg = -100;
+        std::memcpy(s.data() + 4 + 4, &neg, 4);  // max_token_length, then the first score and length
+        return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "n.bin", s)) + " --prompt x";
+      },
+      {"n.bin"});
+  add("TokenizerHugePieceLength",
+      [](W w, D d) {
+        std::string s = la::read_file(w.tok);
+        const int32_t big = 1 << 30;
+        std::memcpy(s.data() + 4 + 4, &big, 4);
+        return "generate --model " + q(w.model) + " --tokenizer " + q(put(d, "h.bin", s)) + " --prompt x";
+      },
+      {"h.bin"});
 
   // ---- data ----
-  add("DataMissing", [](W w, D d) { return ft(w, d + "/none.json") + " --out " + q(d + "/a.safetensors"); }, {"none.json"});
-  add("DataEmptyFile", [](W w, D d) { return ft(w, put(d, "e.json", "")) + " --out " + q(d + "/a.safetensors"); }, {"e.json"});
-  add("DataEmptyArray", [](W w, D d) { return ft(w, put(d, "e.json", "[]")) + " --out " + q(d + "/a.safetensors"); }, {"e.json"});
-  add("DataMalformedJson", [](W w, D d) { return ft(w, put(d, "m.json", "[{\"instruction\": \"a\",")) + " --out " + q(d + "/a.safetensors"); }, {"m.json"});
-  add("DataJsonlBadLine", [](W w, D d) { return "eval" + mt(w) + " --data " + q(put(d, "b.jsonl", "{\"instruction\":\"a\",\"output\":\"b\"}\n{oops\n")); }, {"b.jsonl", "line 2"});
-  add("DataMissingOutput", [](W w, D d) { return "eval" + mt(w) + " --data " + q(put(d, "o.json", "[{\"instruction\":\"a\"}]")); }, {"o.json", "output"});
-  add("DataNonStringField", [](W w, D d) { return "eval" + mt(w) + " --data " + q(put(d, "n.json", "[{\"instruction\":5,\"output\":\"b\"}]")); }, {"n.json", "instruction"});
-  add("DataNotAnArray", [](W w, D d) { return "eval" + mt(w) + " --data " + q(put(d, "o.json", "{\"instruction\":\"a\"}")); }, {"o.json"});
-  add("DataFifo", [](W w, D d) { return "eval" + mt(w) + " --data " + q(fifo(d, "d.fifo")); }, {"d.fifo", "not a regular file"});
+  add("DataMissing", [](W w, D d) { return ft(w, d + "/none.json") + " --out " + q(d + "/a.safetensors"); },
+      {"none.json"});
+  add("DataEmptyFile", [](W w, D d) { return ft(w, put(d, "e.json", "")) + " --out " + q(d + "/a.safetensors"); },
+      {"e.json"});
+  add("DataEmptyArray", [](W w, D d) { return ft(w, put(d, "e.json", "[]")) + " --out " + q(d + "/a.safetensors"); },
+      {"e.json"});
+  add("DataMalformedJson",
+      [](W w, D d) {
+        return ft(w, put(d, "m.json", "[{\"instruction\": \"a\",")) + " --out " + q(d + "/a.safetensors");
+      },
+      {"m.json"});
+  add("DataJsonlBadLine",
+      [](W w, D d) {
+        return "eval" + mt(w) + " --data " + q(put(d, "b.jsonl", "{\"instruction\":\"a\",\"output\":\"b\"}\n{oops\n"));
+      },
+      {"b.jsonl", "line 2"});
+  add("DataMissingOutput",
+      [](W w, D d) { return "eval" + mt(w) + " --data " + q(put(d, "o.json", "[{\"instruction\":\"a\"}]")); },
+      {"o.json", "output"});
+  add("DataNonStringField",
+      [](W w, D d) {
+        return "eval" + mt(w) + " --data " + q(put(d, "n.json", "[{\"instruction\":5,\"output\":\"b\"}]"));
+      },
+      {"n.json", "instruction"});
+  add("DataNotAnArray",
+      [](W w, D d) { return "eval" + mt(w) + " --data " + q(put(d, "o.json", "{\"instruction\":\"a\"}")); },
+      {"o.json"});
+  add("DataFifo", [](W w, D d) { return "eval" + mt(w) + " --data " + q(fifo(d, "d.fifo")); },
+      {"d.fifo", "not a regular file"});
   add("DataDevZero", [](W w, D) { return "eval" + mt(w) + " --data /dev/zero"; }, {"/dev/zero"});
   add("DataDirectory", [](W w, D d) { return "eval" + mt(w) + " --data " + q(d); }, {d_placeholder()});
-  add("DataBinaryGarbage", [](W w, D d) { return "eval" + mt(w) + " --data " + q(put(d, "g.json", std::string("\xff\xfe\x00\x01garbage", 11))); }, {"g.json"});
-  add("DataInvalidUtf8", [](W w, D d) { return "eval" + mt(w) + " --data " + q(put(d, "u.json", "[{\"instruction\":\"\xc3\x28\",\"output\":\"b\"}]")); }, {"u.json"});
-  add("ValDataMalformed", [](W w, D d) { return ft(w) + " --val-data " + q(put(d, "v.json", "[")) + " --out " + q(d + "/a.safetensors"); }, {"v.json"});
-  add("DataFewerThanOneBatch", [](W w, D d) { return "finetune" + mt(w) + " --data " + q(w.val) + " --batch-size 32 --micro-batch-size 8 --out " + q(d + "/a.safetensors"); }, {"batch"});
-  add("DataDeeplyNested", [](W w, D d) { return "eval" + mt(w) + " --data " + q(put(d, "deep.json", std::string(100000, '[') + std::string(100000, ']'))); }, {"deep.json"});
+  add("DataBinaryGarbage",
+      [](W w, D d) {
+        return "eval" + mt(w) + " --data " + q(put(d, "g.json", std::string("\xff\xfe\x00\x01garbage", 11)));
+      },
+      {"g.json"});
+  add("DataInvalidUtf8",
+      [](W w, D d) {
+        return "eval" + mt(w) + " --data " + q(put(d, "u.json", "[{\"instruction\":\"\xc3\x28\",\"output\":\"b\"}]"));
+      },
+      {"u.json"});
+  add("ValDataMalformed",
+      [](W w, D d) { return ft(w) + " --val-data " + q(put(d, "v.json", "[")) + " --out " + q(d + "/a.safetensors"); },
+      {"v.json"});
+  add("DataFewerThanOneBatch",
+      [](W w, D d) {
+        return "finetune" + mt(w) + " --data " + q(w.val) + " --batch-size 32 --micro-batch-size 8 --out " +
+               q(d + "/a.safetensors");
+      },
+      {"batch"});
+  add("DataDeeplyNested",
+      [](W w, D d) {
+        return "eval" + mt(w) + " --data " +
+               q(put(d, "deep.json", std::string(100000, '[') + std::string(100000, ']')));
+      },
+      {"deep.json"});
 
   // ---- adapters ----
-  add("AdapterMissing", [](W w, D d) { return gen(w) + " --adapter " + q(d + "/none.safetensors"); }, {"none.safetensors"});
-  add("AdapterGarbage", [](W w, D d) { return gen(w) + " --adapter " + q(put(d, "g.safetensors", std::string(300, 'x'))); }, {"g.safetensors"});
-  add("AdapterTruncated", [](W w, D d) { return gen(w) + " --adapter " + q(put(d, "t.safetensors", head_of(w.adapter, 120))); }, {"t.safetensors"});
-  add("AdapterFifo", [](W w, D d) { return gen(w) + " --adapter " + q(fifo(d, "a.fifo")); }, {"a.fifo", "not a regular file"});
+  add("AdapterMissing", [](W w, D d) { return gen(w) + " --adapter " + q(d + "/none.safetensors"); },
+      {"none.safetensors"});
+  add("AdapterGarbage",
+      [](W w, D d) { return gen(w) + " --adapter " + q(put(d, "g.safetensors", std::string(300, 'x'))); },
+      {"g.safetensors"});
+  add("AdapterTruncated",
+      [](W w, D d) { return gen(w) + " --adapter " + q(put(d, "t.safetensors", head_of(w.adapter, 120))); },
+      {"t.safetensors"});
+  add("AdapterFifo", [](W w, D d) { return gen(w) + " --adapter " + q(fifo(d, "a.fifo")); },
+      {"a.fifo", "not a regular file"});
   add("AdapterDevZero", [](W w, D) { return gen(w) + " --adapter /dev/zero"; }, {"/dev/zero"});
-  add("AdapterWrongDim", [](W w, D d) {
-    auto m = ours(w);
-    m["dim"] = "48";
-    return gen(w) + " --adapter " + q(adapter_file(d, "dim.safetensors", {{"adapter_query.weight", {8, 48}}, {"layers.0.attention.gate", {4}}, {"layers.1.attention.gate", {4}}}, m));
-  }, {"dim.safetensors", "does not match the model"});
-  add("AdapterHugeHeadsScalarGate", [](W w, D d) {
-    auto m = ours(w);
-    m["n_heads"] = "4611686018427387904";
-    return gen(w) + " --adapter " + q(adapter_file(d, "h.safetensors", {{"adapter_query.weight", {8, w.config.dim}}, {"layers.0.attention.gate", {1}}, {"layers.1.attention.gate", {1}}}, m));
-  }, {"h.safetensors"});
-  add("AdapterHugeLen", [](W w, D d) {
-    auto m = ours(w);
-    m["adapter_len"] = "9223372036854775807";
-    return gen(w) + " --adapter " + q(adapter_file(d, "k.safetensors", adapter_tensors(w), m));
-  }, {"k.safetensors"});
-  add("AdapterNaN", [](W w, D d) { return ev(w) + " --adapter " + q(adapter_file(d, "nan.safetensors", adapter_tensors(w), ours(w), std::nanf(""))); }, {"nan.safetensors", "NaN"});
-  add("AdapterInf", [](W w, D d) { return gen(w) + " --adapter " + q(adapter_file(d, "inf.safetensors", adapter_tensors(w), ours(w), std::numeric_limits<float>::infinity())); }, {"inf.safetensors"});
-  add("AdapterRowsNotMultipleOfK", [](W w, D d) { return gen(w) + " --adapter " + q(adapter_file(d, "r.safetensors", adapter_tensors(w, 7), ours(w))); }, {"r.safetensors"});
-  add("AdapterGateForHugeLayer", [](W w, D d) { return gen(w) + " --adapter " + q(adapter_file(d, "l.safetensors", {{"adapter_query.weight", {8, w.config.dim}}, {"layers.1000000000.attention.gate", {4}}}, {})); }, {"l.safetensors"});
-  add("AdapterMetadataNotANumber", [](W w, D d) {
-    auto m = ours(w);
-    m["adapter_len"] = "four";
-    return gen(w) + " --adapter " + q(adapter_file(d, "m.safetensors", adapter_tensors(w), m));
-  }, {"m.safetensors", "adapter_len"});
-  add("AdapterOtherFormat", [](W w, D d) {
-    auto m = ours(w);
-    m["format"] = "lora";
-    return gen(w) + " --adapter " + q(adapter_file(d, "f.safetensors", adapter_tensors(w), m));
-  }, {"f.safetensors", "format"});
-  add("AdapterThreeDimQuery", [](W w, D d) { return gen(w) + " --adapter " + q(adapter_file(d, "3.safetensors", {{"adapter_query.weight", {2, 4, w.config.dim}}, {"layers.1.attention.gate", {4}}}, {})); }, {"3.safetensors"});
-  add("AdapterNoGates", [](W w, D d) { return gen(w) + " --adapter " + q(adapter_file(d, "ng.safetensors", {{"adapter_query.weight", {8, w.config.dim}}}, {})); }, {"ng.safetensors"});
-  add("AdapterWrongGateCount", [](W w, D d) { return gen(w) + " --adapter " + q(adapter_file(d, "gc.safetensors", {{"adapter_query.weight", {8, w.config.dim}}, {"layers.0.attention.gate", {3}}, {"layers.1.attention.gate", {3}}}, ours(w))); }, {"gc.safetensors"});
-  add("AdapterBadGateMode", [](W w, D d) {
-    auto m = ours(w);
-    m["gate_mode"] = "sigmoid";
-    return gen(w) + " --adapter " + q(adapter_file(d, "gm.safetensors", adapter_tensors(w), m));
-  }, {"gm.safetensors", "gate mode"});
-  add("AdapterGgufTruncated", [](W w, D d) {
-    const std::string full = d + "/full.gguf";
-    la::save_adapter(la::Adapter::create(w.config, 4, 2, la::GateMode::Tanh, 1), full);
-    const std::string s = head_of(full, 100);
-    fs::remove(full);
-    return gen(w) + " --adapter " + q(put(d, "t.gguf", s));
-  }, {"t.gguf"});
+  add("AdapterWrongDim",
+      [](W w, D d) {
+        auto m = ours(w);
+        m["dim"] = "48";
+        return gen(w) + " --adapter " +
+               q(adapter_file(d, "dim.safetensors",
+                              {{"adapter_query.weight", {8, 48}},
+                               {"layers.0.attention.gate", {4}},
+                               {"layers.1.attention.gate", {4}}},
+                              m));
+      },
+      {"dim.safetensors", "does not match the model"});
+  add("AdapterHugeHeadsScalarGate",
+      [](W w, D d) {
+        auto m = ours(w);
+        m["n_heads"] = "4611686018427387904";
+        return gen(w) + " --adapter " +
+               q(adapter_file(d, "h.safetensors",
+                              {{"adapter_query.weight", {8, w.config.dim}},
+                               {"layers.0.attention.gate", {1}},
+                               {"layers.1.attention.gate", {1}}},
+                              m));
+      },
+      {"h.safetensors"});
+  add("AdapterHugeLen",
+      [](W w, D d) {
+        auto m = ours(w);
+        m["adapter_len"] = "9223372036854775807";
+        return gen(w) + " --adapter " + q(adapter_file(d, "k.safetensors", adapter_tensors(w), m));
+      },
+      {"k.safetensors"});
+  add("AdapterNaN",
+      [](W w, D d) {
+        return ev(w) + " --adapter " +
+               q(adapter_file(d, "nan.safetensors", adapter_tensors(w), ours(w), std::nanf("")));
+      },
+      {"nan.safetensors", "NaN"});
+  add("AdapterInf",
+      [](W w, D d) {
+        return gen(w) + " --adapter " +
+               q(adapter_file(d, "inf.safetensors", adapter_tensors(w), ours(w),
+                              std::numeric_limits<float>::infinity()));
+      },
+      {"inf.safetensors"});
+  add("AdapterRowsNotMultipleOfK",
+      [](W w, D d) {
+        return gen(w) + " --adapter " + q(adapter_file(d, "r.safetensors", adapter_tensors(w, 7), ours(w)));
+      },
+      {"r.safetensors"});
+  add("AdapterGateForHugeLayer",
+      [](W w, D d) {
+        return gen(w) + " --adapter " +
+               q(adapter_file(d, "l.safetensors",
+                              {{"adapter_query.weight", {8, w.config.dim}}, {"layers.1000000000.attention.gate", {4}}},
+                              {}));
+      },
+      {"l.safetensors"});
+  add("AdapterMetadataNotANumber",
+      [](W w, D d) {
+        auto m = ours(w);
+        m["adapter_len"] = "four";
+        return gen(w) + " --adapter " + q(adapter_file(d, "m.safetensors", adapter_tensors(w), m));
+      },
+      {"m.safetensors", "adapter_len"});
+  add("AdapterOtherFormat",
+      [](W w, D d) {
+        auto m = ours(w);
+        m["format"] = "lora";
+        return gen(w) + " --adapter " + q(adapter_file(d, "f.safetensors", adapter_tensors(w), m));
+      },
+      {"f.safetensors", "format"});
+  add("AdapterThreeDimQuery",
+      [](W w, D d) {
+        return gen(w) + " --adapter " +
+               q(adapter_file(d, "3.safetensors",
+                              {{"adapter_query.weight", {2, 4, w.config.dim}}, {"layers.1.attention.gate", {4}}}, {}));
+      },
+      {"3.safetensors"});
+  add("AdapterNoGates",
+      [](W w, D d) {
+        return gen(w) + " --adapter " +
+               q(adapter_file(d, "ng.safetensors", {{"adapter_query.weight", {8, w.config.dim}}}, {}));
+      },
+      {"ng.safetensors"});
+  add("AdapterWrongGateCount",
+      [](W w, D d) {
+        return gen(w) + " --adapter " +
+               q(adapter_file(d, "gc.safetensors",
+                              {{"adapter_query.weight", {8, w.config.dim}},
+                               {"layers.0.attention.gate", {3}},
+                               {"layers.1.attention.gate", {3}}},
+                              ours(w)));
+      },
+      {"gc.safetensors"});
+  add("AdapterBadGateMode",
+      [](W w, D d) {
+        auto m = ours(w);
+        m["gate_mode"] = "sigmoid";
+        return gen(w) + " --adapter " + q(adapter_file(d, "gm.safetensors", adapter_tensors(w), m));
+      },
+      {"gm.safetensors", "gate mode"});
+  add("AdapterGgufTruncated",
+      [](W w, D d) {
+        const std::string full = d + "/full.gguf";
+        la::save_adapter(la::Adapter::create(w.config, 4, 2, la::GateMode::Tanh, 1), full);
+        const std::string s = head_of(full, 100);
+        fs::remove(full);
+        return gen(w) + " --adapter " + q(put(d, "t.gguf", s));
+      },
+      {"t.gguf"});
   add("AdapterIsTheModel", [](W w, D) { return gen(w) + " --adapter " + q(w.model); }, {"model.bin"});
-  add("InitAdapterGarbage", [](W w, D d) { return ft(w) + " --init-adapter " + q(put(d, "i.safetensors", "junk")) + " --out " + q(d + "/a.safetensors"); }, {"i.safetensors"});
+  add("InitAdapterGarbage",
+      [](W w, D d) {
+        return ft(w) + " --init-adapter " + q(put(d, "i.safetensors", "junk")) + " --out " + q(d + "/a.safetensors");
+      },
+      {"i.safetensors"});
 
   // ---- flags ----
   add("TemperatureNaN", [](W w, D) { return gen(w) + " --temperature nan"; }, {"--temperature"});
@@ -391,24 +601,50 @@ std::vector<Case> make_cases() {
   add("BlrNegative", [](W w, D d) { return ft(w) + " --blr -0.01 --out " + q(d + "/a.safetensors"); }, {"--blr"});
   add("MinLrNaN", [](W w, D d) { return ft(w) + " --min-lr nan --out " + q(d + "/a.safetensors"); }, {"--min-lr"});
   add("StepsNegative", [](W w, D d) { return ft(w) + " --steps -3 --out " + q(d + "/a.safetensors"); }, {"--steps"});
-  add("WarmupStepsNegative", [](W w, D d) { return ft(w) + " --warmup-steps -2 --out " + q(d + "/a.safetensors"); }, {"--warmup-steps"});
-  add("WarmupEpochsNegative", [](W w, D d) { return ft(w) + " --warmup-epochs -1 --out " + q(d + "/a.safetensors"); }, {"--warmup-epochs"});
-  add("WarmupEpochsNaN", [](W w, D d) { return ft(w) + " --warmup-epochs nan --out " + q(d + "/a.safetensors"); }, {"--warmup-epochs"});
-  add("SaveEveryNegative", [](W w, D d) { return ft(w) + " --save-every -1 --out " + q(d + "/a.safetensors"); }, {"--save-every"});
-  add("EvalEveryNegative", [](W w, D d) { return ft(w) + " --eval-every -1 --out " + q(d + "/a.safetensors"); }, {"--eval-every"});
+  add("WarmupStepsNegative", [](W w, D d) { return ft(w) + " --warmup-steps -2 --out " + q(d + "/a.safetensors"); },
+      {"--warmup-steps"});
+  add("WarmupEpochsNegative", [](W w, D d) { return ft(w) + " --warmup-epochs -1 --out " + q(d + "/a.safetensors"); },
+      {"--warmup-epochs"});
+  add("WarmupEpochsNaN", [](W w, D d) { return ft(w) + " --warmup-epochs nan --out " + q(d + "/a.safetensors"); },
+      {"--warmup-epochs"});
+  add("SaveEveryNegative", [](W w, D d) { return ft(w) + " --save-every -1 --out " + q(d + "/a.safetensors"); },
+      {"--save-every"});
+  add("EvalEveryNegative", [](W w, D d) { return ft(w) + " --eval-every -1 --out " + q(d + "/a.safetensors"); },
+      {"--eval-every"});
   add("EpochsZero", [](W w, D d) { return ft(w) + " --epochs 0 --out " + q(d + "/a.safetensors"); }, {"--epochs"});
-  add("BatchSizeZero", [](W w, D d) { return ft(w) + " --batch-size 0 --out " + q(d + "/a.safetensors"); }, {"--batch-size"});
-  add("MicroBatchZero", [](W w, D d) { return ft(w) + " --micro-batch-size 0 --out " + q(d + "/a.safetensors"); }, {"--micro-batch-size"});
-  add("BatchNotMultipleOfMicro", [](W w, D d) { return ft(w) + " --batch-size 8 --micro-batch-size 3 --out " + q(d + "/a.safetensors"); }, {"--batch-size"});
-  add("AdapterLenZero", [](W w, D d) { return ft(w) + " --adapter-len 0 --out " + q(d + "/a.safetensors"); }, {"--adapter-len"});
-  add("AdapterLayersTooMany", [](W w, D d) { return "finetune" + mt(w) + " --data " + q(w.data) + " --batch-size 8 --adapter-layers 99 --out " + q(d + "/a.safetensors"); }, {"adapter layers"});
-  add("MaxSeqLenOne", [](W w, D d) { return ft(w) + " --max-seq-len 1 --out " + q(d + "/a.safetensors"); }, {"--max-seq-len"});
-  add("MaxSeqLenBeyondModel", [](W w, D d) { return ft(w) + " --max-seq-len 100000 --out " + q(d + "/a.safetensors"); }, {"--max-seq-len"});
-  add("WeightDecayNaN", [](W w, D d) { return ft(w) + " --weight-decay nan --out " + q(d + "/a.safetensors"); }, {"--weight-decay"});
-  add("GradClipNegative", [](W w, D d) { return ft(w) + " --grad-clip -1 --out " + q(d + "/a.safetensors"); }, {"--grad-clip"});
-  add("ScheduleBogus", [](W w, D d) { return ft(w) + " --schedule linear --out " + q(d + "/a.safetensors"); }, {"--schedule"});
-  add("LrHugeOverflows", [](W w, D d) { return ft(w) + " --lr 1e38 --steps 3 --warmup-steps 0 --out " + q(d + "/a.safetensors"); }, {"step"});
-  add("ConvertTypeBogus", [](W w, D d) { return "convert --model " + q(w.model) + " --tokenizer " + q(w.tok) + " --type q9_9 --out " + q(d + "/o.gguf"); }, {"--type"});
+  add("BatchSizeZero", [](W w, D d) { return ft(w) + " --batch-size 0 --out " + q(d + "/a.safetensors"); },
+      {"--batch-size"});
+  add("MicroBatchZero", [](W w, D d) { return ft(w) + " --micro-batch-size 0 --out " + q(d + "/a.safetensors"); },
+      {"--micro-batch-size"});
+  add("BatchNotMultipleOfMicro",
+      [](W w, D d) { return ft(w) + " --batch-size 8 --micro-batch-size 3 --out " + q(d + "/a.safetensors"); },
+      {"--batch-size"});
+  add("AdapterLenZero", [](W w, D d) { return ft(w) + " --adapter-len 0 --out " + q(d + "/a.safetensors"); },
+      {"--adapter-len"});
+  add("AdapterLayersTooMany",
+      [](W w, D d) {
+        return "finetune" + mt(w) + " --data " + q(w.data) + " --batch-size 8 --adapter-layers 99 --out " +
+               q(d + "/a.safetensors");
+      },
+      {"adapter layers"});
+  add("MaxSeqLenOne", [](W w, D d) { return ft(w) + " --max-seq-len 1 --out " + q(d + "/a.safetensors"); },
+      {"--max-seq-len"});
+  add("MaxSeqLenBeyondModel", [](W w, D d) { return ft(w) + " --max-seq-len 100000 --out " + q(d + "/a.safetensors"); },
+      {"--max-seq-len"});
+  add("WeightDecayNaN", [](W w, D d) { return ft(w) + " --weight-decay nan --out " + q(d + "/a.safetensors"); },
+      {"--weight-decay"});
+  add("GradClipNegative", [](W w, D d) { return ft(w) + " --grad-clip -1 --out " + q(d + "/a.safetensors"); },
+      {"--grad-clip"});
+  add("ScheduleBogus", [](W w, D d) { return ft(w) + " --schedule linear --out " + q(d + "/a.safetensors"); },
+      {"--schedule"});
+  add("LrHugeOverflows",
+      [](W w, D d) { return ft(w) + " --lr 1e38 --steps 3 --warmup-steps 0 --out " + q(d + "/a.safetensors"); },
+      {"step"});
+  add("ConvertTypeBogus",
+      [](W w, D d) {
+        return "convert --model " + q(w.model) + " --tokenizer " + q(w.tok) + " --type q9_9 --out " + q(d + "/o.gguf");
+      },
+      {"--type"});
   add("BenchShapeBogus", [](W, D) { return std::string("bench --shape 3000b"); }, {"3000b"});
   add("ThreadsNegative", [](W w, D) { return gen(w) + " --threads -2"; }, {"--threads"});
   add("UnknownFlag", [](W w, D) { return gen(w) + " --temprature 0.5"; }, {"--temprature"});
@@ -418,58 +654,133 @@ std::vector<Case> make_cases() {
   add("OutIsTheModel", [](W w, D) { return ft(w) + " --out " + q(w.model); }, {"model.bin", "--out"});
   add("OutIsTheData", [](W w, D) { return ft(w) + " --out " + q(w.data); }, {"data.json", "--out"});
   add("OutIsTheTokenizer", [](W w, D) { return ft(w) + " --out " + q(w.tok); }, {"tok.bin", "--out"});
-  add("OutIsTheValData", [](W w, D) { return ft(w) + " --val-data " + q(w.val) + " --out " + q(w.val); }, {"val.json", "--out"});
-  add("OutSymlinkToModel", [](W w, D d) {
-    fs::create_symlink(w.model, d + "/link.safetensors");
-    return ft(w) + " --out " + q(d + "/link.safetensors");
-  }, {"link.safetensors", "--out"});
-  add("OutHardLinkToData", [](W w, D d) {
-    const std::string copy = put(d, "data.json", la::read_file(w.data));
-    fs::create_hard_link(copy, d + "/hard.safetensors");
-    return "finetune" + mt(w) + " --data " + q(copy) + " --batch-size 8 --micro-batch-size 8 --steps 1 --out " + q(d + "/hard.safetensors");
-  }, {"hard.safetensors", "--out"});
-  add("CheckpointEqualsOut", [](W w, D d) { return ft(w) + " --out " + q(d + "/a.safetensors") + " --checkpoint " + q(d + "/a.safetensors") + " --save-every 1"; }, {"--checkpoint"});
-  add("CheckpointIsTheModel", [](W w, D d) { return ft(w) + " --out " + q(d + "/a.safetensors") + " --checkpoint " + q(w.model) + " --save-every 1"; }, {"--checkpoint"});
-  add("MetricsIsTheData", [](W w, D d) { return ft(w) + " --out " + q(d + "/a.safetensors") + " --metrics " + q(w.data); }, {"--metrics"});
-  add("OutIsTheInitAdapter", [](W w, D d) {
-    const std::string a = put(d, "init.safetensors", la::read_file(w.adapter));
-    return ft(w) + " --init-adapter " + q(a) + " --out " + q(a);
-  }, {"--out"});
-  add("OutIsTheResumeCheckpoint", [](W w, D d) {
-    const std::string c = put(d, "r.ckpt", la::read_file(w.ckpt));
-    return ft(w) + " --resume " + q(c) + " --out " + q(c);
-  }, {"--out"});
-  add("ConvertOutIsItsInput", [](W w, D d) {
-    const std::string m = put(d, "m.gguf", la::read_file(w.gguf));
-    return "convert --model " + q(m) + " --type f16 --out " + q(m);
-  }, {"m.gguf", "--out"});
-  add("ConvertAdapterOutIsItsInput", [](W w, D d) {
-    const std::string a = put(d, "a.safetensors", la::read_file(w.adapter));
-    return "convert --adapter " + q(a) + " --out " + q(a);
-  }, {"a.safetensors", "--out"});
-  add("ConvertOutIsTheTokenizer", [](W w, D) { return "convert --model " + q(w.model) + " --tokenizer " + q(w.tok) + " --type f16 --out " + q(w.tok); }, {"--out"});
-  add("OutDirectoryMissing", [](W w, D d) { return ft(w) + " --out " + q(d + "/no/such/dir/a.safetensors"); }, {"--out", "no/such/dir"});
-  add("OutNameTooLong", [](W w, D d) { return ft(w) + " --out " + q(d + "/" + std::string(300, 'a') + ".safetensors"); }, {"--out"});
+  add("OutIsTheValData", [](W w, D) { return ft(w) + " --val-data " + q(w.val) + " --out " + q(w.val); },
+      {"val.json", "--out"});
+  add("OutSymlinkToModel",
+      [](W w, D d) {
+        fs::create_symlink(w.model, d + "/link.safetensors");
+        return ft(w) + " --out " + q(d + "/link.safetensors");
+      },
+      {"link.safetensors", "--out"});
+  add("OutHardLinkToData",
+      [](W w, D d) {
+        const std::string copy = put(d, "data.json", la::read_file(w.data));
+        fs::create_hard_link(copy, d + "/hard.safetensors");
+        return "finetune" + mt(w) + " --data " + q(copy) + " --batch-size 8 --micro-batch-size 8 --steps 1 --out " +
+               q(d + "/hard.safetensors");
+      },
+      {"hard.safetensors", "--out"});
+  add("CheckpointEqualsOut",
+      [](W w, D d) {
+        return ft(w) + " --out " + q(d + "/a.safetensors") + " --checkpoint " + q(d + "/a.safetensors") +
+               " --save-every 1";
+      },
+      {"--checkpoint"});
+  add("CheckpointIsTheModel",
+      [](W w, D d) {
+        return ft(w) + " --out " + q(d + "/a.safetensors") + " --checkpoint " + q(w.model) + " --save-every 1";
+      },
+      {"--checkpoint"});
+  add("MetricsIsTheData",
+      [](W w, D d) { return ft(w) + " --out " + q(d + "/a.safetensors") + " --metrics " + q(w.data); }, {"--metrics"});
+  add("OutIsTheInitAdapter",
+      [](W w, D d) {
+        const std::string a = put(d, "init.safetensors", la::read_file(w.adapter));
+        return ft(w) + " --init-adapter " + q(a) + " --out " + q(a);
+      },
+      {"--out"});
+  add("OutIsTheResumeCheckpoint",
+      [](W w, D d) {
+        const std::string c = put(d, "r.ckpt", la::read_file(w.ckpt));
+        return ft(w) + " --resume " + q(c) + " --out " + q(c);
+      },
+      {"--out"});
+  add("ConvertOutIsItsInput",
+      [](W w, D d) {
+        const std::string m = put(d, "m.gguf", la::read_file(w.gguf));
+        return "convert --model " + q(m) + " --type f16 --out " + q(m);
+      },
+      {"m.gguf", "--out"});
+  add("ConvertAdapterOutIsItsInput",
+      [](W w, D d) {
+        const std::string a = put(d, "a.safetensors", la::read_file(w.adapter));
+        return "convert --adapter " + q(a) + " --out " + q(a);
+      },
+      {"a.safetensors", "--out"});
+  add("ConvertOutIsTheTokenizer",
+      [](W w, D) {
+        return "convert --model " + q(w.model) + " --tokenizer " + q(w.tok) + " --type f16 --out " + q(w.tok);
+      },
+      {"--out"});
+  add("OutDirectoryMissing", [](W w, D d) { return ft(w) + " --out " + q(d + "/no/such/dir/a.safetensors"); },
+      {"--out", "no/such/dir"});
+  add("OutNameTooLong",
+      [](W w, D d) { return ft(w) + " --out " + q(d + "/" + std::string(300, 'a') + ".safetensors"); }, {"--out"});
   add("OutIsADirectory", [](W w, D d) { return ft(w) + " --out " + q(d); }, {"--out"});
-  add("MetricsDirectoryMissing", [](W w, D d) { return ft(w) + " --out " + q(d + "/a.safetensors") + " --metrics " + q(d + "/nope/m.jsonl"); }, {"--metrics"});
-  add("CheckpointDirectoryMissing", [](W w, D d) { return ft(w) + " --out " + q(d + "/a.safetensors") + " --checkpoint " + q(d + "/nope/c.ckpt") + " --save-every 1"; }, {"--checkpoint"});
-  add("ConvertOutDirectoryMissing", [](W w, D d) { return "convert --model " + q(w.model) + " --tokenizer " + q(w.tok) + " --type f16 --out " + q(d + "/nope/o.gguf"); }, {"--out"});
+  add("MetricsDirectoryMissing",
+      [](W w, D d) { return ft(w) + " --out " + q(d + "/a.safetensors") + " --metrics " + q(d + "/nope/m.jsonl"); },
+      {"--metrics"});
+  add("CheckpointDirectoryMissing",
+      [](W w, D d) {
+        return ft(w) + " --out " + q(d + "/a.safetensors") + " --checkpoint " + q(d + "/nope/c.ckpt") +
+               " --save-every 1";
+      },
+      {"--checkpoint"});
+  add("ConvertOutDirectoryMissing",
+      [](W w, D d) {
+        return "convert --model " + q(w.model) + " --tokenizer " + q(w.tok) + " --type f16 --out " +
+               q(d + "/nope/o.gguf");
+      },
+      {"--out"});
   // An existing output that is not a regular file is never replaced (renaming over a FIFO or a
   // device would destroy it).
   add("OutIsAFifo", [](W w, D d) { return ft(w) + " --out " + q(fifo(d, "out.fifo")); }, {"out.fifo", "--out"});
 
   // ---- resume ----
-  add("ResumeGarbage", [](W w, D d) { return ft(w) + " --resume " + q(put(d, "g.ckpt", "not a checkpoint")) + " --out " + q(d + "/a.safetensors"); }, {"g.ckpt"});
-  add("ResumeAdapterNotCheckpoint", [](W w, D d) { return ft(w) + " --resume " + q(w.adapter) + " --out " + q(d + "/a.safetensors"); }, {"adapter.safetensors", "checkpoint"});
-  add("ResumeOtherDataSameSize", [](W w, D d) {
-    return "finetune" + mt(w) + " --data " + q(w.data2) + " --batch-size 8 --micro-batch-size 8 --epochs 1 --adapter-len 4 --adapter-layers 2 --max-seq-len 512 --threads 1 --resume " + q(w.ckpt) + " --out " + q(d + "/a.safetensors");
-  }, {"run.ckpt", "data"});
-  add("ResumeOtherLr", [](W w, D d) { return ft(w) + " --lr 0.5 --resume " + q(w.ckpt) + " --out " + q(d + "/a.safetensors"); }, {"run.ckpt", "lr"});
-  add("ResumeOtherBatch", [](W w, D d) { return "finetune" + mt(w) + " --data " + q(w.data) + " --batch-size 16 --micro-batch-size 8 --epochs 1 --adapter-len 4 --adapter-layers 2 --max-seq-len 512 --resume " + q(w.ckpt) + " --out " + q(d + "/a.safetensors"); }, {"run.ckpt", "batch"});
-  add("ResumePastTheEnd", [](W w, D d) { return ft(w) + " --steps 2 --resume " + q(w.ckpt) + " --out " + q(d + "/a.safetensors"); }, {"run.ckpt", "nothing"});
-  add("ResumeWithInitAdapter", [](W w, D d) { return ft(w) + " --resume " + q(w.ckpt) + " --init-adapter " + q(w.adapter) + " --out " + q(d + "/a.safetensors"); }, {"--init-adapter"});
-  add("ResumeTruncated", [](W w, D d) { return ft(w) + " --resume " + q(put(d, "t.ckpt", head_of(w.ckpt, 300))) + " --out " + q(d + "/a.safetensors"); }, {"t.ckpt"});
-  add("ResumeFifo", [](W w, D d) { return ft(w) + " --resume " + q(fifo(d, "c.fifo")) + " --out " + q(d + "/a.safetensors"); }, {"c.fifo", "not a regular file"});
+  add("ResumeGarbage",
+      [](W w, D d) {
+        return ft(w) + " --resume " + q(put(d, "g.ckpt", "not a checkpoint")) + " --out " + q(d + "/a.safetensors");
+      },
+      {"g.ckpt"});
+  add("ResumeAdapterNotCheckpoint",
+      [](W w, D d) { return ft(w) + " --resume " + q(w.adapter) + " --out " + q(d + "/a.safetensors"); },
+      {"adapter.safetensors", "checkpoint"});
+  add("ResumeOtherDataSameSize",
+      [](W w, D d) {
+        return "finetune" + mt(w) + " --data " + q(w.data2) +
+               " --batch-size 8 --micro-batch-size 8 --epochs 1 --adapter-len 4 --adapter-layers 2 --max-seq-len 512 "
+               "--threads 1 --resume " +
+               q(w.ckpt) + " --out " + q(d + "/a.safetensors");
+      },
+      {"run.ckpt", "data"});
+  add("ResumeOtherLr",
+      [](W w, D d) { return ft(w) + " --lr 0.5 --resume " + q(w.ckpt) + " --out " + q(d + "/a.safetensors"); },
+      {"run.ckpt", "lr"});
+  add("ResumeOtherBatch",
+      [](W w, D d) {
+        return "finetune" + mt(w) + " --data " + q(w.data) +
+               " --batch-size 16 --micro-batch-size 8 --epochs 1 --adapter-len 4 --adapter-layers 2 --max-seq-len 512 "
+               "--resume " +
+               q(w.ckpt) + " --out " + q(d + "/a.safetensors");
+      },
+      {"run.ckpt", "batch"});
+  add("ResumePastTheEnd",
+      [](W w, D d) { return ft(w) + " --steps 2 --resume " + q(w.ckpt) + " --out " + q(d + "/a.safetensors"); },
+      {"run.ckpt", "nothing"});
+  add("ResumeWithInitAdapter",
+      [](W w, D d) {
+        return ft(w) + " --resume " + q(w.ckpt) + " --init-adapter " + q(w.adapter) + " --out " +
+               q(d + "/a.safetensors");
+      },
+      {"--init-adapter"});
+  add("ResumeTruncated",
+      [](W w, D d) {
+        return ft(w) + " --resume " + q(put(d, "t.ckpt", head_of(w.ckpt, 300))) + " --out " + q(d + "/a.safetensors");
+      },
+      {"t.ckpt"});
+  add("ResumeFifo",
+      [](W w, D d) { return ft(w) + " --resume " + q(fifo(d, "c.fifo")) + " --out " + q(d + "/a.safetensors"); },
+      {"c.fifo", "not a regular file"});
   return c;
 }
 
@@ -510,7 +821,9 @@ TEST_P(Hostile, CleanErrorNothingChanged) {
 INSTANTIATE_TEST_SUITE_P(Cases, Hostile, ::testing::Range<size_t>(0, cases().size()),
                          [](const auto& info) { return cases()[info.param].name; });
 
-TEST(HostileSuite, HasAtLeastAHundredCases) { EXPECT_GE(cases().size(), 100u); }
+TEST(HostileSuite, HasAtLeastAHundredCases) {
+  EXPECT_GE(cases().size(), 100u);
+}
 
 }  // namespace
 
@@ -559,7 +872,8 @@ TEST(Signals, InterruptCheckpointsAndResumesIdentically) {
   auto args = [&](const std::string& out, const std::string& metrics) {
     return "finetune" + mt(w) + " --data " + q(w.data) +
            " --batch-size 8 --micro-batch-size 8 --epochs 150 --adapter-len 4 --adapter-layers 2 --max-seq-len 512"
-           " --threads 1 --out " + q(out) + " --metrics " + q(metrics);
+           " --threads 1 --out " +
+           q(out) + " --metrics " + q(metrics);
   };
   const auto full = la::test::run_cli(args(d.file("ref.safetensors"), d.file("ref.jsonl")));
   ASSERT_EQ(full.exit_code, 0) << full.err;
@@ -591,7 +905,8 @@ TEST(Signals, KillThenResumeFromPeriodicCheckpoint) {
   auto args = [&](const std::string& out) {
     return "finetune" + mt(w) + " --data " + q(w.data) +
            " --batch-size 8 --micro-batch-size 8 --epochs 150 --adapter-len 4 --adapter-layers 2 --max-seq-len 512"
-           " --threads 1 --save-every 7 --out " + q(out) + " --metrics " + q(out + ".jsonl");
+           " --threads 1 --save-every 7 --out " +
+           q(out) + " --metrics " + q(out + ".jsonl");
   };
   ASSERT_EQ(la::test::run_cli(args(d.file("ref.safetensors"))).exit_code, 0);
   const std::string out = d.file("k.safetensors");
@@ -610,8 +925,7 @@ TEST(Signals, KillThenResumeFromPeriodicCheckpoint) {
 // failing to map them.
 TEST(Threads, ClampedUnderAnAddressSpaceLimit) {
   const World& w = world();
-  const auto r = la::test::run_cli_with_prefix("ulimit -v 6000000; timeout -k 2 60",
-                                               gen(w) + " --threads 64");
+  const auto r = la::test::run_cli_with_prefix("ulimit -v 6000000; timeout -k 2 60", gen(w) + " --threads 64");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("threads"), std::string::npos) << r.err;  // the note says it was clamped
 }

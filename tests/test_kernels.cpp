@@ -23,13 +23,13 @@
 
 #include "la/core/half.h"
 #include "la/kernels/attention.h"
-#include "la/tensor/dtype.h"
+#include "la/kernels/convert.h"
 #include "la/kernels/fast_exp.h"
 #include "la/kernels/matmul.h"
 #include "la/kernels/ops.h"
 #include "la/kernels/rowwise.h"
 #include "la/kernels/vec.h"
-#include "la/kernels/convert.h"
+#include "la/tensor/dtype.h"
 #include "support/test_support.h"
 
 namespace la {
@@ -42,8 +42,7 @@ using test::random_vec;
 // Passes when max_i |got_i - ref_i| <= rel * max_i |ref_i| + abs and nothing is NaN.
 template <class A, class B>
 ::testing::AssertionResult all_close(const A& got, const B& ref, double rel, double abs) {
-  if (got.size() != ref.size())
-    return ::testing::AssertionFailure() << "size " << got.size() << " != " << ref.size();
+  if (got.size() != ref.size()) return ::testing::AssertionFailure() << "size " << got.size() << " != " << ref.size();
   double max_ref = 0, max_err = 0;
   size_t worst = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
@@ -100,8 +99,12 @@ std::string shape(std::initializer_list<std::pair<const char*, int64_t>> dims) {
 // ---------------------------------------------------------------------------------------------
 // f16 / bf16 conversions
 
-bool f16_is_nan(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0; }
-bool bf16_is_nan(uint16_t h) { return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0; }
+bool f16_is_nan(uint16_t h) {
+  return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0;
+}
+bool bf16_is_nan(uint16_t h) {
+  return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0;
+}
 float f32_from_bits(uint32_t u) {
   float f;
   std::memcpy(&f, &u, 4);
@@ -458,7 +461,9 @@ TEST(Matmul, ReferenceUsesStoredWeights) {
         double s = 0;
         for (int64_t k = 0; k < K; ++k) {
           const size_t i = static_cast<size_t>(n * K + k);
-          const float wv = t == DType::F32 ? W.f32[i] : t == DType::F16 ? f16_to_f32(W.half[i]) : bf16_to_f32(W.half[i]);
+          const float wv = t == DType::F32   ? W.f32[i]
+                           : t == DType::F16 ? f16_to_f32(W.half[i])
+                                             : bf16_to_f32(W.half[i]);
           s += static_cast<double>(x[m * K + k]) * wv;
         }
         want[m * N + n] = s;
@@ -603,7 +608,9 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
 // ops.h: RoPE
 
 constexpr RopeStyle kStyles[] = {RopeStyle::Interleaved, RopeStyle::Half};
-const char* style_name(RopeStyle s) { return s == RopeStyle::Interleaved ? "interleaved" : "half"; }
+const char* style_name(RopeStyle s) {
+  return s == RopeStyle::Interleaved ? "interleaved" : "half";
+}
 
 std::vector<int32_t> random_positions(std::mt19937& rng, int64_t rows, int32_t max_pos) {
   std::uniform_int_distribution<int32_t> u(0, max_pos - 1);
@@ -901,7 +908,8 @@ struct AttnCase {
     return plen > 0 ? &p : nullptr;
   }
   std::string name() const {
-    return shape({{"H", d.n_heads}, {"Hkv", d.n_kv_heads}, {"hd", d.head_dim}, {"T", T}, {"pos0", pos0}, {"plen", plen}});
+    return shape(
+        {{"H", d.n_heads}, {"Hkv", d.n_kv_heads}, {"hd", d.head_dim}, {"T", T}, {"pos0", pos0}, {"plen", plen}});
   }
   // Output and log-sum-exps of the fast forward.
   void forward(Vec& out, Vec& lse_tok, Vec& lse_prompt) const {
@@ -996,8 +1004,8 @@ TEST(Attention, CacheRowsEqualFullCausalRows) {
       for (int64_t pos0 : {1, 5, 12}) {
         const int64_t T = S - pos0;
         Vec out(static_cast<size_t>(T * qdim)), lse(static_cast<size_t>(c.H * T));
-        attention_forward(out.data(), lse.data(), nullptr, full.q.data() + pos0 * qdim, full.k.data(), full.v.data(),
-                          T, pos0, full.d, full.prompt(p));
+        attention_forward(out.data(), lse.data(), nullptr, full.q.data() + pos0 * qdim, full.k.data(), full.v.data(), T,
+                          pos0, full.d, full.prompt(p));
         const Vec want(out_full.begin() + pos0 * qdim, out_full.end());
         EXPECT_TRUE(all_close(out, want, 1e-6, 1e-7)) << "pos0=" << pos0;
         for (int64_t h = 0; h < c.H; ++h)
@@ -1024,7 +1032,8 @@ TEST(Attention, ZeroGateIsExactlyTheBaseModel) {
     SCOPED_TRACE(ac.name());
     std::fill(ac.gamma.begin(), ac.gamma.end(), 0.0f);
     const size_t n = static_cast<size_t>(ac.T * ac.d.q_dim());
-    Vec base(n), base_lse(static_cast<size_t>(c.H * ac.T)), gated(n), lse_tok(base_lse.size()), lse_prompt(base_lse.size());
+    Vec base(n), base_lse(static_cast<size_t>(c.H * ac.T)), gated(n), lse_tok(base_lse.size()),
+        lse_prompt(base_lse.size());
     attention_forward(base.data(), base_lse.data(), nullptr, ac.q.data(), ac.k.data(), ac.v.data(), ac.T, 0, ac.d,
                       nullptr);
     const PromptKV p = ac.prompt_kv();
@@ -1160,43 +1169,43 @@ TEST(Attention, BackwardDirectionalDerivativeLarge) {
   for (const auto& [c, T, plen] : {std::tuple{HeadConfig{8, 2, 64}, int64_t{33}, int64_t{10}},
                                    std::tuple{HeadConfig{4, 2, 16}, int64_t{130}, int64_t{3}},
                                    std::tuple{HeadConfig{3, 3, 6}, int64_t{40}, int64_t{0}}}) {
-  AttnCase ac(rng, c.H, c.Hkv, c.hd, T, 0, plen);
-  SCOPED_TRACE(ac.name());
-  const int64_t n = ac.T * ac.d.q_dim();
-  const Vec R = random_vec(rng, n);
-  Vec out, lse_tok, lse_prompt;
-  ac.forward(out, lse_tok, lse_prompt);
-  const PromptKV p = ac.prompt_kv();
-  Vec dq(static_cast<size_t>(n)), dk(ac.k.size()), dv(ac.v.size()), dpk(ac.pk.size()), dpv(ac.pv.size()),
-      dgamma(ac.gamma.size());
-  attention_backward(dq.data(), dk.data(), dv.data(), dpk.data(), dpv.data(), dgamma.data(), R.data(), ac.q.data(),
-                     ac.k.data(), ac.v.data(), lse_tok.data(), lse_prompt.data(), ac.T, ac.d, &p);
-  auto check = [&](const char* what, const Vec& grad, Vec& param) {
-    const Vec x0 = param, u = random_vec(rng, static_cast<int64_t>(param.size()));
-    const float h = 1e-2f;
-    Vec plus(param.size()), minus(param.size());
-    for (size_t i = 0; i < param.size(); ++i) plus[i] = x0[i] + h * u[i], minus[i] = x0[i] - h * u[i];
-    param = plus;
-    const double lp = ac.loss(R);
-    param = minus;
-    const double lm = ac.loss(R);
-    param = x0;
-    double predicted = 0, scale = 0;
-    for (size_t i = 0; i < param.size(); ++i) {
-      const double step = static_cast<double>(plus[i]) - minus[i];
-      predicted += grad[i] * step;
-      scale += std::fabs(grad[i] * step);
+    AttnCase ac(rng, c.H, c.Hkv, c.hd, T, 0, plen);
+    SCOPED_TRACE(ac.name());
+    const int64_t n = ac.T * ac.d.q_dim();
+    const Vec R = random_vec(rng, n);
+    Vec out, lse_tok, lse_prompt;
+    ac.forward(out, lse_tok, lse_prompt);
+    const PromptKV p = ac.prompt_kv();
+    Vec dq(static_cast<size_t>(n)), dk(ac.k.size()), dv(ac.v.size()), dpk(ac.pk.size()), dpv(ac.pv.size()),
+        dgamma(ac.gamma.size());
+    attention_backward(dq.data(), dk.data(), dv.data(), dpk.data(), dpv.data(), dgamma.data(), R.data(), ac.q.data(),
+                       ac.k.data(), ac.v.data(), lse_tok.data(), lse_prompt.data(), ac.T, ac.d, &p);
+    auto check = [&](const char* what, const Vec& grad, Vec& param) {
+      const Vec x0 = param, u = random_vec(rng, static_cast<int64_t>(param.size()));
+      const float h = 1e-2f;
+      Vec plus(param.size()), minus(param.size());
+      for (size_t i = 0; i < param.size(); ++i) plus[i] = x0[i] + h * u[i], minus[i] = x0[i] - h * u[i];
+      param = plus;
+      const double lp = ac.loss(R);
+      param = minus;
+      const double lm = ac.loss(R);
+      param = x0;
+      double predicted = 0, scale = 0;
+      for (size_t i = 0; i < param.size(); ++i) {
+        const double step = static_cast<double>(plus[i]) - minus[i];
+        predicted += grad[i] * step;
+        scale += std::fabs(grad[i] * step);
+      }
+      EXPECT_NEAR(lp - lm, predicted, 1e-4 * scale) << what;  // measured: ~1e-6 * scale
+    };
+    check("dq", dq, ac.q);
+    check("dk", dk, ac.k);
+    check("dv", dv, ac.v);
+    if (plen > 0) {
+      check("dprompt_k", dpk, ac.pk);
+      check("dprompt_v", dpv, ac.pv);
+      check("dgamma", dgamma, ac.gamma);
     }
-    EXPECT_NEAR(lp - lm, predicted, 1e-4 * scale) << what;  // measured: ~1e-6 * scale
-  };
-  check("dq", dq, ac.q);
-  check("dk", dk, ac.k);
-  check("dv", dv, ac.v);
-  if (plen > 0) {
-    check("dprompt_k", dpk, ac.pk);
-    check("dprompt_v", dpv, ac.pv);
-    check("dgamma", dgamma, ac.gamma);
-  }
   }
 }
 

@@ -10,15 +10,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "la/core/cpu.h"
-#include "la/model/inference.h"
 #include "la/io/loader.h"
+#include "la/model/inference.h"
 #include "la/sample/sampler.h"
 #include "la/tokenizer/tokenizer.h"
 #include "support/test_support.h"
@@ -36,9 +35,13 @@ using la::test::shell_quote;
 constexpr const char* kStories = "llama2c/stories260K.bin";
 constexpr const char* kReference = "llama2c/stories260K_greedy_reference.json";
 
-std::string data(const std::string& rel) { return la::test::shared_path(rel); }
+std::string data(const std::string& rel) {
+  return la::test::shared_path(rel);
+}
 
-nlohmann::json reference() { return nlohmann::json::parse(la::test::read_text(data(kReference))); }
+nlohmann::json reference() {
+  return nlohmann::json::parse(la::test::read_text(data(kReference)));
+}
 
 // Logits at every position of feeding `inputs` one token at a time.
 std::vector<std::vector<float>> logits_for(const la::ModelWeights& w, const std::vector<int>& inputs) {
@@ -158,8 +161,7 @@ TEST(Llama2c, GoldenGreedyCliWithTokenizerBin) {
   REQUIRE_SHARED_DATA("llama2c/tok512.bin");
   const auto ref = reference();
   auto r = run_cli("generate --model " + shell_quote(data(kStories)) + " --tokenizer " +
-                   shell_quote(data("llama2c/tok512.bin")) +
-                   " --prompt '' --temperature 0 --max-new-tokens 200");
+                   shell_quote(data("llama2c/tok512.bin")) + " --prompt '' --temperature 0 --max-new-tokens 200");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, ref["decoded_text"].get<std::string>() + "\n");
 }
@@ -333,9 +335,9 @@ TEST(Llama2c, Version1HeaderGivesBitIdenticalLogits) {
 
   // The CLI reads it too (detected by content, not by name) and gives the golden opening.
   if (la::test::shared_file_exists(kReference)) {
-    auto r = run_cli("generate --model " + shell_quote(path) + " --tokenizer " +
-                     shell_quote(data("llama2c/tok512.bin")) +
-                     " --prompt '' --temperature 0 --max-new-tokens 200 --threads 1");
+    auto r =
+        run_cli("generate --model " + shell_quote(path) + " --tokenizer " + shell_quote(data("llama2c/tok512.bin")) +
+                " --prompt '' --temperature 0 --max-new-tokens 200 --threads 1");
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.out, reference()["decoded_text"].get<std::string>() + "\n");
   }

@@ -6,11 +6,10 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "la/core/half.h"
 #include "la/core/memory.h"
@@ -74,10 +73,11 @@ TEST(Memory, Llama2cWeightsAreNotCopied) {
 void write_tiny_hf(const std::string& dir, la::SafeDType dtype) {
   std::filesystem::create_directories(dir);
   const int64_t D = 32, F = 48, L = 2, H = 4, KVH = 2, V = 40, KV = KVH * (D / H);
-  nlohmann::json cfg = {{"model_type", "llama"},     {"hidden_size", D},          {"intermediate_size", F},
-                        {"num_hidden_layers", L},     {"num_attention_heads", H},  {"num_key_value_heads", KVH},
-                        {"vocab_size", V},            {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-5},
-                        {"tie_word_embeddings", false}};
+  nlohmann::json cfg = {{"model_type", "llama"},    {"hidden_size", D},
+                        {"intermediate_size", F},   {"num_hidden_layers", L},
+                        {"num_attention_heads", H}, {"num_key_value_heads", KVH},
+                        {"vocab_size", V},          {"max_position_embeddings", 64},
+                        {"rms_norm_eps", 1e-5},     {"tie_word_embeddings", false}};
   la::test::write_text(dir + "/config.json", cfg.dump());
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 0.1f);

@@ -14,13 +14,13 @@
 
 #include "la/core/error.h"
 #include "la/core/half.h"
+#include "la/io/convert.h"
+#include "la/io/loader.h"
+#include "la/io/shapes.h"
 #include "la/kernels/matmul.h"
 #include "la/kernels/quant.h"
 #include "la/kernels/quant_dot.h"
-#include "la/io/convert.h"
 #include "la/model/inference.h"
-#include "la/io/loader.h"
-#include "la/io/shapes.h"
 #include "support/test_support.h"
 
 namespace la {
@@ -80,7 +80,8 @@ TEST_P(QuantRoundTrip, TotalErrorWithinLlamaCppBounds) {
   const double rms = static_cast<double>(total) * std::sqrt(static_cast<double>(n));
   const double rms_bound = t == DType::Q8_0 ? 0.01 : t == DType::Q6_K ? 0.04 : 0.12;
   EXPECT_LT(rms, rms_bound) << dtype_name(t);
-  std::printf("  %-5s total error %.6f (bound %.3f), rms %.5f\n", dtype_name(t), total, kMaxQuantizationTotalError, rms);
+  std::printf("  %-5s total error %.6f (bound %.3f), rms %.5f\n", dtype_name(t), total, kMaxQuantizationTotalError,
+              rms);
 
   const auto b = generate_data(1.0f, n);
   double dq = 0, dref = 0;
@@ -214,8 +215,8 @@ TEST(QuantLayout, Q8_0QuantisesLikeGgmlRef) {
   EXPECT_EQ(b.d, 0x2C08);
   EXPECT_EQ(b.qs[0], -127);  // -8 * 127/8
   EXPECT_EQ(b.qs[16], 0);
-  EXPECT_EQ(b.qs[17], 8);     // 0.5 * 15.875 = 7.94
-  EXPECT_EQ(b.qs[31], 119);   // 7.5 * 15.875 = 119.06
+  EXPECT_EQ(b.qs[17], 8);    // 0.5 * 15.875 = 7.94
+  EXPECT_EQ(b.qs[31], 119);  // 7.5 * 15.875 = 119.06
   float y[32];
   dequantize(DType::Q8_0, &b, y, 32);
   EXPECT_EQ(y[31], 119.0f * f16_to_f32(0x2C08));
@@ -237,9 +238,9 @@ TEST(QuantLayout, Q4_0QuantisesLikeGgmlRef) {
   EXPECT_EQ(b.qs[2] & 0x0F, 10);
   EXPECT_EQ(b.qs[3] & 0x0F, 7);
   EXPECT_EQ(b.qs[4] & 0x0F, 7);
-  EXPECT_EQ(b.qs[5], 0x88);             // zeros in both halves
-  EXPECT_EQ(b.qs[0] >> 4, 6);           // element 16 is the high nibble of byte 0
-  EXPECT_EQ(b.qs[15], (12 << 4) | 8);   // element 31 high, element 15 (0) low
+  EXPECT_EQ(b.qs[5], 0x88);            // zeros in both halves
+  EXPECT_EQ(b.qs[0] >> 4, 6);          // element 16 is the high nibble of byte 0
+  EXPECT_EQ(b.qs[15], (12 << 4) | 8);  // element 31 high, element 15 (0) low
   float y[32];
   dequantize(DType::Q4_0, &b, y, 32);
   EXPECT_EQ(y[0], 4.0f);
@@ -300,12 +301,12 @@ TEST(QuantLayout, Q4_KScaleUnpackingAndNibbleOrder) {
   dequantize(DType::Q4_K, &b, y, 256);
   for (int e = 0; e < 256; ++e) ASSERT_EQ(y[e], q4k_element(b, kQ4KSc, kQ4KMin, e)) << "element " << e;
   // A few by hand (value = sc * q - 0.25 * m):
-  EXPECT_EQ(y[0], 11.0f);     // sub-block 0, qs[0] = 11 low nibble 11: 1*11 - 0
-  EXPECT_EQ(y[33], 4.75f);    // sub-block 1 (high nibbles of 0..31), qs[1] = 48 -> 3: 2*3 - 1.25
-  EXPECT_EQ(y[100], -3.75f);  // sub-block 3, qs[36] = 1343 % 256 = 63 -> high 3: 4*3 - 15.75
-  EXPECT_EQ(y[165], -12.0f);  // sub-block 5 (scale 50, min 48), qs[69] = 4 -> high 0: -12
-  EXPECT_EQ(y[200], 187.25f); // sub-block 6 (scale 63, min 7), qs[104] = 3859 % 256 = 19 -> 3
-  EXPECT_EQ(y[255], 87.0f);   // sub-block 7 (scale 17, min 60), qs[127] = 4710 % 256 = 102 -> 6
+  EXPECT_EQ(y[0], 11.0f);      // sub-block 0, qs[0] = 11 low nibble 11: 1*11 - 0
+  EXPECT_EQ(y[33], 4.75f);     // sub-block 1 (high nibbles of 0..31), qs[1] = 48 -> 3: 2*3 - 1.25
+  EXPECT_EQ(y[100], -3.75f);   // sub-block 3, qs[36] = 1343 % 256 = 63 -> high 3: 4*3 - 15.75
+  EXPECT_EQ(y[165], -12.0f);   // sub-block 5 (scale 50, min 48), qs[69] = 4 -> high 0: -12
+  EXPECT_EQ(y[200], 187.25f);  // sub-block 6 (scale 63, min 7), qs[104] = 3859 % 256 = 19 -> 3
+  EXPECT_EQ(y[255], 87.0f);    // sub-block 7 (scale 17, min 60), qs[127] = 4710 % 256 = 102 -> 6
 }
 
 // Q6_K: d = 0.5, scales {1,-2,3,-4,...,15,127}, ql[k] = 29k + 7, qh[k] = 53k + 1 (mod 256).
@@ -334,12 +335,12 @@ TEST(QuantLayout, Q6_KIndexMapping) {
   for (int e = 0; e < 256; ++e) ASSERT_EQ(y[e], q6k_element(b, e)) << "element " << e;
   // By hand: e = 0: ql[0] = 7, qh[0] = 1 -> bits 1 -> q = 7 | 16 = 23 -> 0.5 * 1 * -9 = -4.5
   EXPECT_EQ(y[0], -4.5f);
-  EXPECT_EQ(y[17], -4.0f);     // scale index 1 (-2), q = 36
-  EXPECT_EQ(y[40], 22.5f);     // g = 1: ql[40] low, qh[8] >> 2; scale index 2 (3), q = 47
-  EXPECT_EQ(y[77], 60.0f);     // g = 2: ql[13] high nibble; scale index 4 (5), q = 56
-  EXPECT_EQ(y[100], 59.5f);    // g = 3: ql[36] high nibble; scale index 7 (-8), q = 49
-  EXPECT_EQ(y[130], 76.5f);    // second half: ql[66], qh[34]; scale index 8 (9), q = 49
-  EXPECT_EQ(y[255], -1651.0f); // scale index 15 (127), q = 6
+  EXPECT_EQ(y[17], -4.0f);      // scale index 1 (-2), q = 36
+  EXPECT_EQ(y[40], 22.5f);      // g = 1: ql[40] low, qh[8] >> 2; scale index 2 (3), q = 47
+  EXPECT_EQ(y[77], 60.0f);      // g = 2: ql[13] high nibble; scale index 4 (5), q = 56
+  EXPECT_EQ(y[100], 59.5f);     // g = 3: ql[36] high nibble; scale index 7 (-8), q = 49
+  EXPECT_EQ(y[130], 76.5f);     // second half: ql[66], qh[34]; scale index 8 (9), q = 49
+  EXPECT_EQ(y[255], -1651.0f);  // scale index 15 (127), q = 6
 }
 
 // The quantisers write what the independent decoders read: a pack/unpack pair that is wrong in
@@ -426,7 +427,8 @@ void expect_close_products(const std::vector<float>& a, const std::vector<float>
   for (size_t i = 0; i < a.size(); ++i) {
     const double tol = rel * mag[i] + 1e-7 + (extra ? (*extra)[i] : 0.0);
     worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]) / tol);
-    ASSERT_LE(std::fabs(static_cast<double>(a[i]) - b[i]), tol) << what << " at " << i << ": " << a[i] << " vs " << b[i];
+    ASSERT_LE(std::fabs(static_cast<double>(a[i]) - b[i]), tol)
+        << what << " at " << i << ": " << a[i] << " vs " << b[i];
   }
 }
 
@@ -444,7 +446,8 @@ TEST(QuantMatmul, QuantisedWeightsEqualTheirF32Dequantisation) {
             for (int64_t n = 0; n < N; ++n) {
               double s = 0;
               for (int64_t k = 0; k < K; ++k)
-                s += std::fabs(static_cast<double>(x[static_cast<size_t>(m * K + k)]) * w.f[static_cast<size_t>(n * K + k)]);
+                s += std::fabs(static_cast<double>(x[static_cast<size_t>(m * K + k)]) *
+                               w.f[static_cast<size_t>(n * K + k)]);
               mag_nt[static_cast<size_t>(m * N + n)] = static_cast<float>(s);
             }
           // Q8_0/Q4_0 quantise x to 8 bits per 32 values (llama.cpp's
@@ -476,7 +479,8 @@ TEST(QuantMatmul, QuantisedWeightsEqualTheirF32Dequantisation) {
             for (int64_t k = 0; k < K; ++k) {
               double s = 1.0;  // the accumulated initial value below is ~1
               for (int64_t n = 0; n < N; ++n)
-                s += std::fabs(static_cast<double>(dy[static_cast<size_t>(m * N + n)]) * w.f[static_cast<size_t>(n * K + k)]);
+                s += std::fabs(static_cast<double>(dy[static_cast<size_t>(m * N + n)]) *
+                               w.f[static_cast<size_t>(n * K + k)]);
               mag_nn[static_cast<size_t>(m * K + k)] = static_cast<float>(s);
             }
           for (bool acc : {false, true}) {
@@ -595,8 +599,8 @@ TEST(QuantModel, Stories260KAsBF16KeepsItsGreedyLogits) {
   for (const WeightMatrix* m : matrices(*b)) EXPECT_EQ(m->type, DType::BF16);
   const Drift d = greedy_logit_drift(*w, *b, 32);
   // Measured: max 0.029, rms 0.0094 (x std of the logits); all 32 greedy tokens agree.
-  std::printf("  stories260K BF16: |dlogit| / std(logits): max %.4f, rms %.4f; greedy agreement %d/32\n", d.max,
-              d.rms, d.agree);
+  std::printf("  stories260K BF16: |dlogit| / std(logits): max %.4f, rms %.4f; greedy agreement %d/32\n", d.max, d.rms,
+              d.agree);
   EXPECT_LT(d.max, 0.05);
   EXPECT_LT(d.rms, 0.016);
   EXPECT_GT(d.max, 0.0);  // bf16 really changed the weights
@@ -619,10 +623,10 @@ void check_converted_model(const ModelWeights& ref, DType t, double max_bound, d
   }
   EXPECT_LT(self.max, 1e-4) << dtype_name(t);
   const Drift d = greedy_logit_drift(ref, *q, 32);
-  std::printf("  %-5s dim %3lld: |dlogit| / std(logits): max %.4f (bound %.2f), rms %.4f (bound %.3f); "
-              "greedy agreement %d/32; f32 copy vs typed: %.1e\n",
-              dtype_name(t), static_cast<long long>(ref.config.dim), d.max, max_bound, d.rms, rms_bound, d.agree,
-              self.max);
+  std::printf(
+      "  %-5s dim %3lld: |dlogit| / std(logits): max %.4f (bound %.2f), rms %.4f (bound %.3f); "
+      "greedy agreement %d/32; f32 copy vs typed: %.1e\n",
+      dtype_name(t), static_cast<long long>(ref.config.dim), d.max, max_bound, d.rms, rms_bound, d.agree, self.max);
   EXPECT_LT(d.max, max_bound) << dtype_name(t);
   EXPECT_LT(d.rms, rms_bound) << dtype_name(t);
   EXPECT_GE(d.agree, min_agree) << dtype_name(t) << ": greedy choices diverge";

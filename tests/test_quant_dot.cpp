@@ -242,8 +242,8 @@ TEST(QuantDot, KQuantsMatchTheDequantisedProductOfTheQuantisedActivations) {
         const Weights w = make_weights(t, N, K, static_cast<uint32_t>(N * 5 + K));
         const auto x = make_activations(M, K, static_cast<uint32_t>(K + 3));
         for (const QuantDotKernels* k : quant_dot_variants()) {
-          SCOPED_TRACE(std::string(k->name) + " " + dtype_name(t) + " N=" + std::to_string(N) + " K=" +
-                       std::to_string(K));
+          SCOPED_TRACE(std::string(k->name) + " " + dtype_name(t) + " N=" + std::to_string(N) +
+                       " K=" + std::to_string(K));
           Quantised q = quantise(*k, x, M, K);
           std::vector<float> out(static_cast<size_t>(M * N));
           k->rows(out.data(), N, w.w, 0, N, q.view(), M);

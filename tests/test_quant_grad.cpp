@@ -10,10 +10,10 @@
 #include <random>
 #include <string>
 
-#include "la/kernels/quant.h"
 #include "la/io/convert.h"
 #include "la/io/loader.h"
 #include "la/io/shapes.h"
+#include "la/kernels/quant.h"
 #include "la/model/train_graph.h"
 #include "support/grad_check.h"
 #include "support/test_support.h"

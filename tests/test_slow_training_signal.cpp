@@ -10,12 +10,11 @@
 
 #include <cmath>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "support/test_support.h"
 
@@ -32,8 +31,12 @@ constexpr const char* kStories = "llama2c/stories260K.bin";
 constexpr const char* kTok = "llama2c/tok512.model";
 constexpr const char* kAlpaca = "alpaca/alpaca_data_1k_subset.json";
 
-std::string shared(const std::string& rel) { return la::test::shared_data() + "/" + rel; }
-std::string q(const std::string& s) { return shell_quote(s); }
+std::string shared(const std::string& rel) {
+  return la::test::shared_data() + "/" + rel;
+}
+std::string q(const std::string& s) {
+  return shell_quote(s);
+}
 
 double eval_loss(const std::string& args) {
   const auto r = run_cli(args);
@@ -84,7 +87,8 @@ TEST(TrainingSignal, AdapterLearnsAlpacaOnStories260K) {
     EXPECT_EQ(lines[i]["step"].get<int64_t>(), static_cast<int64_t>(i) + 1);
     loss.push_back(lines[i]["loss"].get<double>());
     EXPECT_TRUE(std::isfinite(loss.back())) << lines[i].dump();
-    if (lines[i].contains("val_loss")) curve.emplace_back(lines[i]["step"].get<int64_t>(), lines[i]["val_loss"].get<double>());
+    if (lines[i].contains("val_loss"))
+      curve.emplace_back(lines[i]["step"].get<int64_t>(), lines[i]["val_loss"].get<double>());
   }
   const double first50 = std::accumulate(loss.begin(), loss.begin() + 50, 0.0) / 50;
   const double last50 = std::accumulate(loss.end() - 50, loss.end(), 0.0) / 50;
@@ -98,7 +102,8 @@ TEST(TrainingSignal, AdapterLearnsAlpacaOnStories260K) {
   std::printf("\nHeld-out loss, stories260K + LLaMA-Adapter (K=10, L=5) on Alpaca records 900-999\n");
   std::printf("(train 0-899, batch 8, lr 1e-2 constant after the default 2-epoch warm-up, max-seq-len 256):\n\n");
   std::printf("| step | held-out loss | perplexity |\n|-----:|--------------:|-----------:|\n");
-  for (const auto& [step, v] : curve) std::printf("| %4lld | %13.4f | %10.2f |\n", static_cast<long long>(step), v, std::exp(v));
+  for (const auto& [step, v] : curve)
+    std::printf("| %4lld | %13.4f | %10.2f |\n", static_cast<long long>(step), v, std::exp(v));
   std::printf("\ntraining loss: mean of steps 1-50 %.4f, of steps 251-300 %.4f; eval after training %.4f\n", first50,
               last50, after);
 }

@@ -1,20 +1,20 @@
 // Tokenizers, checked against references rather than hand-typed ids: llama.cpp's expected ids
 // for hard strings, libsentencepiece itself (our BPE must give its ids on real text, on every
 // vocabulary piece and on random strings), and decode/encode round trips.
+#include <sentencepiece_processor.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <iterator>
 #include <filesystem>
+#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <sentencepiece_processor.h>
 
 #include "la/core/error.h"
 #include "la/tokenizer/bpe_tokenizer.h"
@@ -37,7 +37,9 @@ constexpr const char* kVocabInp = "gguf/ggml-vocab-llama-spm.gguf.inp";
 constexpr const char* kVocabOut = "gguf/ggml-vocab-llama-spm.gguf.out";
 constexpr const char* kAlpaca = "alpaca/alpaca_data_1k_subset.json";
 
-std::string data(const std::string& rel) { return la::test::shared_path(rel); }
+std::string data(const std::string& rel) {
+  return la::test::shared_path(rel);
+}
 
 std::string show(const std::vector<int>& ids) {
   std::string s = "[";
@@ -142,21 +144,15 @@ std::string utf8_encode(uint32_t cp) {
 std::string random_text(std::mt19937& rng, const la::Tokenizer& vocab) {
   std::uniform_int_distribution<int> parts(0, 12), kind(0, 6), byte(0, 255);
   std::uniform_int_distribution<int> piece_id(0, vocab.vocab_size() - 1);
-  static constexpr uint32_t kRanges[][2] = {
-      {0x20, 0x7E}, {0xA0, 0x24F}, {0x400, 0x4FF}, {0x4E00, 0x9FFF}, {0x1F300, 0x1FAFF}, {0x80, 0x10FFFF}};
+  static constexpr uint32_t kRanges[][2] = {{0x20, 0x7E},     {0xA0, 0x24F},      {0x400, 0x4FF},
+                                            {0x4E00, 0x9FFF}, {0x1F300, 0x1FAFF}, {0x80, 0x10FFFF}};
   std::string s;
   for (int p = parts(rng); p > 0; --p) {
     switch (kind(rng)) {
       case 0:
-      case 1:
-        s += vocab.piece_bytes(piece_id(rng));
-        break;
-      case 2:
-        s += std::string(static_cast<size_t>(1 + rng() % 4), ' ');
-        break;
-      case 3:
-        s += static_cast<char>(rng() % 0x20);
-        break;
+      case 1: s += vocab.piece_bytes(piece_id(rng)); break;
+      case 2: s += std::string(static_cast<size_t>(1 + rng() % 4), ' '); break;
+      case 3: s += static_cast<char>(rng() % 0x20); break;
       case 4: {
         const auto& r = kRanges[rng() % std::size(kRanges)];
         uint32_t cp = r[0] + static_cast<uint32_t>(rng() % (r[1] - r[0] + 1));
@@ -164,12 +160,8 @@ std::string random_text(std::mt19937& rng, const la::Tokenizer& vocab) {
         s += utf8_encode(cp);
         break;
       }
-      case 5:
-        s += "\xE2\x96\x81";
-        break;
-      default:
-        s += static_cast<char>(byte(rng));
-        break;
+      case 5: s += "\xE2\x96\x81"; break;
+      default: s += static_cast<char>(byte(rng)); break;
     }
   }
   return s;
@@ -252,8 +244,8 @@ TEST(LoadTokenizer, DetectsTheFormatByContent) {
 // 3: our BPE against libsentencepiece.
 
 // Compares the two on every text; returns how many were compared.
-size_t expect_same_ids(const la::Tokenizer& ours, const la::Tokenizer& reference,
-                       const std::vector<std::string>& texts, const char* what) {
+size_t expect_same_ids(const la::Tokenizer& ours, const la::Tokenizer& reference, const std::vector<std::string>& texts,
+                       const char* what) {
   size_t failures = 0;
   for (const auto& text : texts) {
     const auto a = ours.encode(text, false, false);
@@ -377,8 +369,8 @@ TEST(BpeRoundTrip, EveryPieceEncodesToItself) {
         break;
     }
   }
-  std::printf("pieces: %d checked, %d control/unknown, %d high byte pieces, %zu split by BPE:", checked,
-              special, high_bytes, split.size());
+  std::printf("pieces: %d checked, %d control/unknown, %d high byte pieces, %zu split by BPE:", checked, special,
+              high_bytes, split.size());
   for (int id : split) std::printf(" %d'%s'", id, std::string(bare.piece(id)).c_str());
   std::printf("\n");
   EXPECT_EQ(special, 3);
@@ -411,8 +403,8 @@ TEST(Decode, EmojiByteFallbackReassembles) {
   REQUIRE_SHARED_DATA(kLlamaBin);
   REQUIRE_SHARED_DATA(kLlamaModel);
   const std::string text = "this is \xF0\x9F\xA6\x99.cpp";  // 🦙 has no piece: four byte pieces
-  for (const la::Tokenizer* tok : {static_cast<const la::Tokenizer*>(&llama_bpe()),
-                                   static_cast<const la::Tokenizer*>(&llama_sp())}) {
+  for (const la::Tokenizer* tok :
+       {static_cast<const la::Tokenizer*>(&llama_bpe()), static_cast<const la::Tokenizer*>(&llama_sp())}) {
     const auto ids = tok->encode(text, false, false);
     EXPECT_TRUE(std::any_of(ids.begin(), ids.end(), [&](int id) { return tok->piece(id) == "<0xF0>"; }));
     expect_round_trip(*tok, text);
@@ -472,14 +464,17 @@ TEST(Decode, StreamEqualsDecodeAndSentencePieceOnRandomIds) {
 
 TEST(Decode, Utf8Rules) {
   EXPECT_EQ(la::utf8_char_length("a"), 1);
-  EXPECT_EQ(la::utf8_char_length("\xC3\xA4"), 2);              // ä
-  EXPECT_EQ(la::utf8_char_length("\xEF\xBF\xBD"), 3);          // U+FFFD itself is fine
-  EXPECT_EQ(la::utf8_char_length("\xF0\x9F\xA6\x99"), 4);      // 🦙
-  EXPECT_EQ(la::utf8_char_length("\xC0\x80"), 0);              // overlong NUL
-  EXPECT_EQ(la::utf8_char_length("\xED\xA0\x80"), 0);          // surrogate
-  EXPECT_EQ(la::utf8_char_length("\xF4\x90\x80\x80"), 0);      // above U+10FFFF
-  EXPECT_EQ(la::utf8_char_length("\xF0\x9F\xA6"), 0);          // cut short
-  EXPECT_EQ(la::sanitize_utf8("a\xF0\x9F" "b"), "a\xEF\xBF\xBD\xEF\xBF\xBD" "b");
+  EXPECT_EQ(la::utf8_char_length("\xC3\xA4"), 2);          // ä
+  EXPECT_EQ(la::utf8_char_length("\xEF\xBF\xBD"), 3);      // U+FFFD itself is fine
+  EXPECT_EQ(la::utf8_char_length("\xF0\x9F\xA6\x99"), 4);  // 🦙
+  EXPECT_EQ(la::utf8_char_length("\xC0\x80"), 0);          // overlong NUL
+  EXPECT_EQ(la::utf8_char_length("\xED\xA0\x80"), 0);      // surrogate
+  EXPECT_EQ(la::utf8_char_length("\xF4\x90\x80\x80"), 0);  // above U+10FFFF
+  EXPECT_EQ(la::utf8_char_length("\xF0\x9F\xA6"), 0);      // cut short
+  EXPECT_EQ(la::sanitize_utf8("a\xF0\x9F"
+                              "b"),
+            "a\xEF\xBF\xBD\xEF\xBF\xBD"
+            "b");
 }
 
 TEST(Decode, OutOfRangeIdIsAnError) {

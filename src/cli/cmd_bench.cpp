@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -11,10 +10,10 @@
 #include "la/core/error.h"
 #include "la/core/memory.h"
 #include "la/core/runtime.h"
-#include "la/kernels/matmul.h"
-#include "la/model/inference.h"
 #include "la/io/loader.h"
 #include "la/io/shapes.h"
+#include "la/kernels/matmul.h"
+#include "la/model/inference.h"
 #include "la/model/train_graph.h"
 #include "la/sample/sampler.h"
 #include "la/train/optimizer.h"
@@ -154,7 +153,8 @@ void run_bench(const BenchArgs& a) {
     out["rss_after_inference_mib"] = static_cast<double>(current_rss_bytes()) / (1 << 20);
   }
   if (!a.no_train) {
-    if (a.train_seq >= c.max_seq_len) fail("--train-seq {} must be below the context length {}", a.train_seq, c.max_seq_len);
+    if (a.train_seq >= c.max_seq_len)
+      fail("--train-seq {} must be below the context length {}", a.train_seq, c.max_seq_len);
     PackedBatch b;
     b.clear();
     for (int64_t i = 0; i < a.train_batch; ++i) {
@@ -188,7 +188,8 @@ void run_bench(const BenchArgs& a) {
     std::printf("%s\n", out.dump().c_str());
     return;
   }
-  for (auto it = out.begin(); it != out.end(); ++it) std::printf("%-24s %s\n", it.key().c_str(), it.value().dump().c_str());
+  for (auto it = out.begin(); it != out.end(); ++it)
+    std::printf("%-24s %s\n", it.key().c_str(), it.value().dump().c_str());
 }
 
 }  // namespace
@@ -203,9 +204,15 @@ void register_bench(CLI::App& app) {
   m->excludes(s);
   cmd->add_option("--prompt-tokens", a->prompt_tokens, "Prefill length")->default_val(128)->check(CLI::PositiveNumber);
   cmd->add_option("--gen-tokens", a->gen_tokens, "Decode steps")->default_val(64)->check(CLI::NonNegativeNumber);
-  cmd->add_option("--repeat", a->repeat, "Repetitions (the median is reported)")->default_val(5)->check(CLI::PositiveNumber);
-  cmd->add_option("--train-batch", a->train_batch, "Training micro-batch (sequences)")->default_val(4)->check(CLI::PositiveNumber);
-  cmd->add_option("--train-seq", a->train_seq, "Training sequence length")->default_val(256)->check(CLI::PositiveNumber);
+  cmd->add_option("--repeat", a->repeat, "Repetitions (the median is reported)")
+      ->default_val(5)
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--train-batch", a->train_batch, "Training micro-batch (sequences)")
+      ->default_val(4)
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--train-seq", a->train_seq, "Training sequence length")
+      ->default_val(256)
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--adapter-len", a->adapter_len, "K")->default_val(10)->check(CLI::PositiveNumber);
   cmd->add_option("--adapter-layers", a->adapter_layers, "L (default: all layers)")->check(CLI::PositiveNumber);
   cmd->add_flag("--adapter-decode", a->adapter_decode, "Decode with a K, L adapter attached");
@@ -221,10 +228,12 @@ void register_bench(CLI::App& app) {
   add_bf16_compute_flag(cmd,
                         "Products with bf16-stored matrices (prefill, training) in bf16 arithmetic: activations "
                         "rounded to bf16, f32 sums (AVX512-BF16 CPUs; changes the numbers slightly)");
-  cmd->add_option("--type", a->type, "With --shape: store the random matrices as f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
+  cmd->add_option("--type", a->type,
+                  "With --shape: store the random matrices as f32, f16, bf16, q8_0, q4_0, q4_k, q6_k")
       ->default_val("f32")
       ->needs(s);
-  cmd->add_option("--save-model", a->save_model, "With --shape: write the random model as a llama2.c .bin and exit")->needs(s);
+  cmd->add_option("--save-model", a->save_model, "With --shape: write the random model as a llama2.c .bin and exit")
+      ->needs(s);
   cmd->callback([a] {
     if (a->model.model.empty() && a->shape.empty()) throw CLI::ValidationError("bench", "give --model or --shape");
     run_bench(*a);

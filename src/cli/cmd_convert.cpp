@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "commands.h"
-#include "la/core/paths.h"
 #include "la/core/error.h"
+#include "la/core/paths.h"
 #include "la/io/adapter_file.h"
 #include "la/io/gguf_model.h"
 #include "la/io/loader.h"
@@ -22,7 +22,8 @@ void register_convert(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* m = a->model.add_to(cmd, true, false);
-  auto* ad = cmd->add_option("--adapter", a->adapter, "Convert this adapter (.safetensors <-> .gguf) instead of a model");
+  auto* ad =
+      cmd->add_option("--adapter", a->adapter, "Convert this adapter (.safetensors <-> .gguf) instead of a model");
   m->excludes(ad);
   cmd->add_option("-o,--out", a->out, "Output file (.gguf, or .safetensors for an adapter)")->required();
   cmd->add_option("--type", a->type, "Matrix type: f32, f16, bf16, q8_0, q4_0 (norms stay f32)")
@@ -33,7 +34,7 @@ void register_convert(CLI::App& app) {
     check_outputs_distinct({{"--out", a->out}}, input_files(a->model, {{"--adapter", a->adapter}}));
     if (!a->adapter.empty()) {
       Adapter ad = load_adapter(a->adapter);  // no model here: the file's own shape
-      save_adapter(ad, a->out);  // the extension of --out picks the format
+      save_adapter(ad, a->out);               // the extension of --out picks the format
       std::fprintf(stderr, "wrote %s (%s)\n", a->out.c_str(), ad.shape_string().c_str());
       return;
     }

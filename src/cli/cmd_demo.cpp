@@ -6,15 +6,15 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "progress.h"
 #include "la/core/error.h"
+#include "la/data/alpaca.h"
 #include "la/data/synthetic.h"
-#include "la/tokenizer/bpe_trainer.h"
 #include "la/io/loader.h"
 #include "la/io/shapes.h"
 #include "la/sample/generate.h"
-#include "la/data/alpaca.h"
+#include "la/tokenizer/bpe_trainer.h"
 #include "la/train/trainer.h"
+#include "progress.h"
 
 namespace la::cli {
 
@@ -46,8 +46,8 @@ void samples(const ModelWeights& w, const Tokenizer& tok, const Adapter& adapter
     // its adapter, which tokens answers are made of would answer every prompt greedily with the
     // single most frequent target (EOS).
     Sampler sampler(SamplerOptions{0.7f, 0.95f, 0, 7});
-    const std::string out = generate(m, tok, tok.encode(alpaca_prompt(r.instruction, r.input), true, false), sampler,
-                                     24, nullptr);
+    const std::string out =
+        generate(m, tok, tok.encode(alpaca_prompt(r.instruction, r.input), true, false), sampler, 24, nullptr);
     std::printf("  %s%s%s\n    -> %s\n    (expected: %s)\n", r.instruction.c_str(), r.input.empty() ? "" : " | ",
                 r.input.c_str(), out.c_str(), r.output.c_str());
   }
@@ -109,26 +109,29 @@ void run_demo(const DemoArgs& a) {
   const EvalResult before = evaluate_dataset(*w, va, &init, 8);
   std::printf("\nbefore fine-tuning (gates are 0: exactly the base model), held-out loss %.4f\n", before.loss);
   samples(*w, *tok, init, {held.begin(), held.begin() + 3});
-  std::printf("\nfine-tuning a LLaMA-Adapter (K=%lld, L=%lld) for %lld steps...\n", static_cast<long long>(o.adapter_len),
-              static_cast<long long>(o.adapter_layers), static_cast<long long>(o.steps));
+  std::printf("\nfine-tuning a LLaMA-Adapter (K=%lld, L=%lld) for %lld steps...\n",
+              static_cast<long long>(o.adapter_len), static_cast<long long>(o.adapter_layers),
+              static_cast<long long>(o.steps));
   std::fflush(stdout);
   FinetuneResult r = finetune(*w, tr, &va, o, progress_callbacks({false, 25, "  "}));
   const EvalResult after = evaluate_dataset(*w, va, &r.adapter, 8);
-  std::printf("\nafter fine-tuning, held-out loss %.4f (was %.4f), training loss %.4f -> %.4f\n", after.loss, before.loss,
-              r.first_loss, r.last_loss);
+  std::printf("\nafter fine-tuning, held-out loss %.4f (was %.4f), training loss %.4f -> %.4f\n", after.loss,
+              before.loss, r.first_loss, r.last_loss);
   samples(*w, *tok, r.adapter, {held.begin(), held.begin() + 3});
   std::printf("\nadapter saved to %s (%lld parameters); metrics in %s\n", out.c_str(),
               static_cast<long long>(r.adapter.parameter_count()), o.metrics.c_str());
-  std::printf("try: build/bin/llama-adapter generate --model %s --adapter %s --instruction \"Add the two numbers.\" "
-              "--input \"12 and 30\" --temperature 0\n",
-              modelp.c_str(), out.c_str());
+  std::printf(
+      "try: build/bin/llama-adapter generate --model %s --adapter %s --instruction \"Add the two numbers.\" "
+      "--input \"12 and 30\" --temperature 0\n",
+      modelp.c_str(), out.c_str());
 }
 
 }  // namespace
 
 void register_demo(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "demo", "Run the whole pipeline on an embedded default: synthetic data, a learned tokenizer, a small random model");
+      "demo",
+      "Run the whole pipeline on an embedded default: synthetic data, a learned tokenizer, a small random model");
   auto a = std::make_shared<DemoArgs>();
   cmd->add_option("--dir", a->dir, "Where to write the data, model, tokenizer and adapter")->default_val("runs/demo");
   cmd->add_option("--steps", a->steps, "Fine-tuning steps")->default_val(300)->check(CLI::PositiveNumber);

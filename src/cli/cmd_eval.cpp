@@ -1,7 +1,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -12,7 +11,8 @@
 namespace la::cli {
 
 void register_eval(CLI::App& app) {
-  auto* cmd = app.add_subcommand("eval", "Masked cross-entropy and perplexity of a model (+ adapter) on instruction data");
+  auto* cmd =
+      app.add_subcommand("eval", "Masked cross-entropy and perplexity of a model (+ adapter) on instruction data");
   struct Args {
     ModelArgs model;
     std::string adapter, data, gate_mode;
@@ -23,9 +23,15 @@ void register_eval(CLI::App& app) {
   a->model.add_to(cmd);
   cmd->add_option("-a,--adapter", a->adapter, "LLaMA-Adapter weights (.safetensors)");
   cmd->add_option("-d,--data", a->data, "Alpaca JSON array or JSONL")->required();
-  auto* seq = cmd->add_option("--max-seq-len", a->max_seq_len, "Truncate examples to this many tokens (default: 512 or the model's context, if shorter)")->default_val(512)->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--micro-batch-size", a->micro_batch_size, "Examples per forward pass")->default_val(8)->check(CLI::PositiveNumber);
-  cmd->add_option("--gate-mode", a->gate_mode, "Override the adapter's gate mode: tanh or identity")->check(CLI::IsMember({"tanh", "identity"}));
+  auto* seq = cmd->add_option("--max-seq-len", a->max_seq_len,
+                              "Truncate examples to this many tokens (default: 512 or the model's context, if shorter)")
+                  ->default_val(512)
+                  ->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--micro-batch-size", a->micro_batch_size, "Examples per forward pass")
+      ->default_val(8)
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--gate-mode", a->gate_mode, "Override the adapter's gate mode: tanh or identity")
+      ->check(CLI::IsMember({"tanh", "identity"}));
   cmd->add_flag("--json", a->json, "Print one JSON object: loss, perplexity, tokens, examples");
   cmd->callback([a, seq] {
     LoadedModel lm = load_model_and_tokenizer(a->model);

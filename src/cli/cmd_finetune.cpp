@@ -4,14 +4,14 @@
 #include <cstdlib>
 
 #include "commands.h"
-#include "progress.h"
-#include "validators.h"
-#include "la/core/paths.h"
-#include "la/core/signals.h"
 #include "la/core/error.h"
+#include "la/core/paths.h"
 #include "la/core/runtime.h"
+#include "la/core/signals.h"
 #include "la/kernels/matmul.h"
 #include "la/train/trainer.h"
+#include "progress.h"
+#include "validators.h"
 
 namespace la::cli {
 
@@ -30,13 +30,14 @@ TokenizedDataset load_data(const std::string& path, const Tokenizer& tok, int64_
   TokenizedDataset d = tokenize_alpaca(load_alpaca(path), tok, max_seq_len);
   const size_t before = d.examples.size();
   std::erase_if(d.examples, [](const Example& e) { return e.supervised() == 0; });
-  std::fprintf(stderr, "%s: %s: %zu examples, %lld tokens (%lld supervised), %lld truncated to %lld tokens%s\n", what,
-               path.c_str(), d.examples.size(), static_cast<long long>(d.total_tokens),
-               static_cast<long long>(d.supervised_tokens), static_cast<long long>(d.truncated),
-               static_cast<long long>(max_seq_len),
-               before != d.examples.size()
-                   ? fmt::format(", {} skipped (no response token left after truncation)", before - d.examples.size()).c_str()
-                   : "");
+  std::fprintf(
+      stderr, "%s: %s: %zu examples, %lld tokens (%lld supervised), %lld truncated to %lld tokens%s\n", what,
+      path.c_str(), d.examples.size(), static_cast<long long>(d.total_tokens),
+      static_cast<long long>(d.supervised_tokens), static_cast<long long>(d.truncated),
+      static_cast<long long>(max_seq_len),
+      before != d.examples.size()
+          ? fmt::format(", {} skipped (no response token left after truncation)", before - d.examples.size()).c_str()
+          : "");
   return d;
 }
 
@@ -49,33 +50,62 @@ void register_finetune(CLI::App& app) {
   a->model.add_to(cmd);
   cmd->add_option("-d,--data", a->data, "Training data: Alpaca JSON array or JSONL")->required();
   cmd->add_option("-o,--out", o.out, "Output adapter (.safetensors)")->required();
-  cmd->add_option("--adapter-len", o.adapter_len, "K: prompt tokens per adapted layer")->default_val(10)->check(integer_in(1, 4096));
-  cmd->add_option("--adapter-layers", o.adapter_layers, "L: adapted (top) layers (default: min(30, layers))")->check(integer_in(1, 4096));
-  cmd->add_option("--gate-mode", a->gate_mode, "Gate activation: tanh or identity")->default_val("tanh")->check(CLI::IsMember({"tanh", "identity"}));
+  cmd->add_option("--adapter-len", o.adapter_len, "K: prompt tokens per adapted layer")
+      ->default_val(10)
+      ->check(integer_in(1, 4096));
+  cmd->add_option("--adapter-layers", o.adapter_layers, "L: adapted (top) layers (default: min(30, layers))")
+      ->check(integer_in(1, 4096));
+  cmd->add_option("--gate-mode", a->gate_mode, "Gate activation: tanh or identity")
+      ->default_val("tanh")
+      ->check(CLI::IsMember({"tanh", "identity"}));
   cmd->add_option("--epochs", o.epochs, "Epochs")->default_val(5)->check(integer_in(1, 1000000));
-  cmd->add_option("--batch-size", o.batch_size, "Examples per optimizer step (effective batch)")->default_val(32)->check(integer_in(1, 1 << 24));
-  cmd->add_option("--micro-batch-size", o.micro_batch_size, "Examples per forward/backward (gradient accumulation)")->default_val(8)->check(integer_in(1, 1 << 24));
+  cmd->add_option("--batch-size", o.batch_size, "Examples per optimizer step (effective batch)")
+      ->default_val(32)
+      ->check(integer_in(1, 1 << 24));
+  cmd->add_option("--micro-batch-size", o.micro_batch_size, "Examples per forward/backward (gradient accumulation)")
+      ->default_val(8)
+      ->check(integer_in(1, 1 << 24));
   cmd->add_option("--lr", o.lr, "Absolute learning rate (overrides --blr)")->check(finite_in(0));
-  cmd->add_option("--blr", o.blr, "Base learning rate: lr = blr * batch / 256")->default_val(9e-3f)->check(finite_in(0));
-  cmd->add_option("--min-lr", o.min_lr, "Learning rate at the end of the cosine")->default_val(0.0f)->check(finite_in(0));
-  cmd->add_option("--warmup-epochs", o.warmup_epochs, "Linear warm-up from 0, in epochs")->default_val(2.0)->check(finite_in(0));
-  cmd->add_option("--warmup-steps", o.warmup_steps, "Linear warm-up in optimizer steps (overrides --warmup-epochs)")->check(integer_in(0));
-  cmd->add_option("--schedule", a->schedule, "cosine (half-cycle after warm-up) or constant")->default_val("cosine")->check(CLI::IsMember({"cosine", "constant"}));
+  cmd->add_option("--blr", o.blr, "Base learning rate: lr = blr * batch / 256")
+      ->default_val(9e-3f)
+      ->check(finite_in(0));
+  cmd->add_option("--min-lr", o.min_lr, "Learning rate at the end of the cosine")
+      ->default_val(0.0f)
+      ->check(finite_in(0));
+  cmd->add_option("--warmup-epochs", o.warmup_epochs, "Linear warm-up from 0, in epochs")
+      ->default_val(2.0)
+      ->check(finite_in(0));
+  cmd->add_option("--warmup-steps", o.warmup_steps, "Linear warm-up in optimizer steps (overrides --warmup-epochs)")
+      ->check(integer_in(0));
+  cmd->add_option("--schedule", a->schedule, "cosine (half-cycle after warm-up) or constant")
+      ->default_val("cosine")
+      ->check(CLI::IsMember({"cosine", "constant"}));
   cmd->add_option("--steps", o.steps, "Stop after this many optimizer steps")->check(integer_in(0));
   cmd->add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->default_val(0.02f)->check(finite_in(0));
-  cmd->add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this (0 = off)")->default_val(0.0f)->check(finite_in(0));
-  auto* seq = cmd->add_option("--max-seq-len", a->max_seq_len, "Truncate examples to this many tokens (default: 512 or the model's context, if shorter)")->default_val(512)->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--grad-clip", o.grad_clip, "Clip the global gradient norm to this (0 = off)")
+      ->default_val(0.0f)
+      ->check(finite_in(0));
+  auto* seq = cmd->add_option("--max-seq-len", a->max_seq_len,
+                              "Truncate examples to this many tokens (default: 512 or the model's context, if shorter)")
+                  ->default_val(512)
+                  ->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--seed", o.seed, "Seed for the adapter's initialisation and the data order")->default_val(0);
   cmd->add_flag("--no-shuffle", a->no_shuffle, "Keep the data in file order");
   cmd->add_option("--init-adapter", o.init_adapter, "Start from these adapter weights (K, L, gate mode from the file)");
   cmd->add_option("--resume", o.resume, "Continue from a training checkpoint");
-  cmd->add_option("--save-every", o.save_every, "Write a resumable checkpoint every N steps")->default_val(0)->check(integer_in(0));
+  cmd->add_option("--save-every", o.save_every, "Write a resumable checkpoint every N steps")
+      ->default_val(0)
+      ->check(integer_in(0));
   cmd->add_option("--checkpoint", o.checkpoint, "Checkpoint path (default: <out>.ckpt)");
   cmd->add_option("--val-data", a->val_data, "Held-out data evaluated every --eval-every steps");
-  cmd->add_option("--eval-every", o.eval_every, "Held-out evaluation interval in steps")->default_val(0)->check(integer_in(0));
+  cmd->add_option("--eval-every", o.eval_every, "Held-out evaluation interval in steps")
+      ->default_val(0)
+      ->check(integer_in(0));
   cmd->add_option("--metrics", o.metrics, "Write one JSON object per optimizer step to this file");
   cmd->add_flag("--recompute", o.recompute, "Recompute activations in the backward (less memory)");
-  cmd->add_option("--log-every", a->log_every, "Print a progress line every N steps (non-terminal output)")->default_val(10)->check(CLI::PositiveNumber);
+  cmd->add_option("--log-every", a->log_every, "Print a progress line every N steps (non-terminal output)")
+      ->default_val(10)
+      ->check(CLI::PositiveNumber);
   add_bf16_compute_flag(cmd,
                         "Products with the base model's bf16-stored matrices in bf16 arithmetic: activations and "
                         "their gradients rounded to bf16, f32 sums; ~2x faster products (AVX512-BF16 CPUs only; "
@@ -110,7 +140,8 @@ void register_finetune(CLI::App& app) {
                      dtype_name(lm.weights->layers.front().wq.type));
       prepack_for_bf16_compute(*lm.weights);
     }
-    if (seq->count() == 0) a->max_seq_len = std::min(a->max_seq_len, lm.weights->config.max_seq_len);  // the default must fit
+    if (seq->count() == 0)
+      a->max_seq_len = std::min(a->max_seq_len, lm.weights->config.max_seq_len);  // the default must fit
     if (a->max_seq_len > lm.weights->config.max_seq_len)
       fail("--max-seq-len {} exceeds the model's context length {}", a->max_seq_len, lm.weights->config.max_seq_len);
     TokenizedDataset train = load_data(a->data, *lm.tokenizer, a->max_seq_len, "train");
@@ -125,9 +156,14 @@ void register_finetune(CLI::App& app) {
     FinetuneResult r = finetune(*lm.weights, train, a->val_data.empty() ? nullptr : &val, o, cb);
     if (r.interrupted) {
       const int sig = stop_signal();
-      std::fprintf(stderr, "interrupted by %s after step %lld: checkpoint saved to %s; continue with the same command and --resume %s\n",
-                   sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT", static_cast<long long>(r.history.empty() ? 0 : r.history.back().step),
-                   r.checkpoint.c_str(), r.checkpoint.c_str());
+      std::fprintf(
+          stderr,
+          "interrupted by %s after step %lld: checkpoint saved to %s; continue with the same command and --resume %s\n",
+          sig == SIGTERM  ? "SIGTERM"
+          : sig == SIGHUP ? "SIGHUP"
+                          : "SIGINT",
+          static_cast<long long>(r.history.empty() ? 0 : r.history.back().step), r.checkpoint.c_str(),
+          r.checkpoint.c_str());
       std::fflush(stderr);
       std::exit(128 + (sig > 0 ? sig : SIGINT));
     }

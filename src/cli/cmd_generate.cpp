@@ -2,13 +2,13 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "la/core/memory.h"
-#include "validators.h"
 #include "la/core/error.h"
+#include "la/core/memory.h"
+#include "la/data/alpaca.h"
 #include "la/io/adapter_file.h"
 #include "la/model/inference.h"
 #include "la/sample/generate.h"
-#include "la/data/alpaca.h"
+#include "validators.h"
 
 namespace la::cli {
 
@@ -69,12 +69,13 @@ void run_generate(const GenerateArgs& a) {
     for (int id : ids) std::fputs(dec.push(id).c_str(), stdout);
   }
   GenerationStats st;
-  generate(model, tok, ids, sampler, a.max_new_tokens,
-           [](const std::string& s) {
-             std::fputs(s.c_str(), stdout);
-             std::fflush(stdout);
-           },
-           &st);
+  generate(
+      model, tok, ids, sampler, a.max_new_tokens,
+      [](const std::string& s) {
+        std::fputs(s.c_str(), stdout);
+        std::fflush(stdout);
+      },
+      &st);
   std::fputs("\n", stdout);
   // Not silenced by --quiet: the text was cut short, which the user must not mistake for EOS.
   if (st.stopped_at_context)
@@ -103,13 +104,20 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--temperature", a->sampling.temperature, "Sampling temperature; 0 = greedy")
       ->default_val(0.1f)
       ->check(finite_in(0));
-  cmd->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass (1 = off)")->default_val(0.75f)->check(finite_in(0, 1));
-  cmd->add_option("--top-k", a->sampling.top_k, "Keep only the k most likely tokens (0 = off)")->default_val(0)->check(integer_in(0));
-  cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "Most tokens to generate")->default_val(512)->check(integer_in(0, 1 << 24));
+  cmd->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass (1 = off)")
+      ->default_val(0.75f)
+      ->check(finite_in(0, 1));
+  cmd->add_option("--top-k", a->sampling.top_k, "Keep only the k most likely tokens (0 = off)")
+      ->default_val(0)
+      ->check(integer_in(0));
+  cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "Most tokens to generate")
+      ->default_val(512)
+      ->check(integer_in(0, 1 << 24));
   cmd->add_option("--seed", a->sampling.seed, "Random seed for sampling")->default_val(42);
   cmd->add_option("--gate-mode", a->gate_mode, "Override the adapter's gate mode: tanh or identity")
       ->check(CLI::IsMember({"tanh", "identity"}));
-  cmd->add_option("--context", a->context, "Context length / KV cache size (default: the model's, at most 4096)")->check(integer_in(1, 1 << 24));
+  cmd->add_option("--context", a->context, "Context length / KV cache size (default: the model's, at most 4096)")
+      ->check(integer_in(1, 1 << 24));
   cmd->add_flag("-q,--quiet", a->quiet, "Do not print speed statistics to stderr");
   cmd->callback([a, p, ins] {
     if (p->count() == 0 && ins->count() == 0) throw CLI::ValidationError("generate", "give --prompt or --instruction");

@@ -1,13 +1,13 @@
-#include <cstdio>
-
 #include <fmt/format.h>
+
+#include <cstdio>
 
 #include "commands.h"
 #include "la/core/cpu.h"
 #include "la/core/error.h"
 #include "la/core/runtime.h"
-#include "la/model/inference.h"
 #include "la/io/shapes.h"
+#include "la/model/inference.h"
 
 namespace la::cli {
 
@@ -39,8 +39,11 @@ void register_info(CLI::App& app) {
   auto* s = cmd->add_option("--shape", a->shape, "A named shape instead of a file: " + names);
   m->excludes(s);
   cmd->add_option("--context", a->context, "Context length for the memory estimate (default: the model's)");
-  cmd->add_option("--adapter-len", a->adapter_len, "K for the adapter size shown")->default_val(10)->check(CLI::PositiveNumber);
-  cmd->add_option("--adapter-layers", a->adapter_layers, "L for the adapter size shown (default: min(30, layers))")->check(CLI::PositiveNumber);
+  cmd->add_option("--adapter-len", a->adapter_len, "K for the adapter size shown")
+      ->default_val(10)
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--adapter-layers", a->adapter_layers, "L for the adapter size shown (default: min(30, layers))")
+      ->check(CLI::PositiveNumber);
   cmd->callback([a] {
     if (a->model.model.empty() && a->shape.empty()) throw CLI::ValidationError("info", "give --model or --shape");
     std::unique_ptr<ModelWeights> owned;

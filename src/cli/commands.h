@@ -2,7 +2,6 @@
 // chosen; errors propagate as la::Error and main() prints them as one line.
 #pragma once
 #include <CLI/CLI.hpp>
-
 #include <memory>
 #include <string>
 #include <utility>
@@ -60,7 +59,7 @@ void prepack_for_bf16_compute(ModelWeights& w);
 // The files a command reads, as {flag, path}: --model (each file of a Hugging Face folder),
 // --tokenizer, and `more`; for the output checks of core/paths.h.
 std::vector<std::pair<std::string, std::string>> input_files(const ModelArgs& m,
-                                                              std::vector<std::pair<std::string, std::string>> more);
+                                                             std::vector<std::pair<std::string, std::string>> more);
 
 // True when stderr is a terminal (progress bars), false for pipes and files.
 bool stderr_is_tty();

@@ -4,12 +4,12 @@
 #include <filesystem>
 
 #include "commands.h"
-#include "validators.h"
-#include "la/core/runtime.h"
 #include "la/core/error.h"
 #include "la/core/mapped_file.h"
 #include "la/core/memory.h"
+#include "la/core/runtime.h"
 #include "la/io/loader.h"
+#include "validators.h"
 
 namespace la::cli {
 
@@ -81,7 +81,7 @@ void prepack_for_bf16_compute(ModelWeights& w) {
 }
 
 std::vector<std::pair<std::string, std::string>> input_files(const ModelArgs& m,
-                                                              std::vector<std::pair<std::string, std::string>> more) {
+                                                             std::vector<std::pair<std::string, std::string>> more) {
   std::vector<std::pair<std::string, std::string>> in{{"--model", m.model}, {"--tokenizer", m.tokenizer}};
   if (is_directory(m.model)) {
     std::error_code ec;
@@ -92,6 +92,8 @@ std::vector<std::pair<std::string, std::string>> input_files(const ModelArgs& m,
   return in;
 }
 
-bool stderr_is_tty() { return isatty(STDERR_FILENO) != 0; }
+bool stderr_is_tty() {
+  return isatty(STDERR_FILENO) != 0;
+}
 
 }  // namespace la::cli

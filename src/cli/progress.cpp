@@ -1,11 +1,11 @@
 #include "progress.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
-
-#include <fmt/format.h>
 
 namespace la::cli {
 
@@ -28,8 +28,7 @@ TrainerCallbacks progress_callbacks(const ProgressOptions& o) {
     if (st->first_step < 0) st->first_step = m.step - 1;
     st->tokens += m.tokens;
     const double avg_tps = static_cast<double>(st->tokens) / m.elapsed_s;
-    const double eta =
-        static_cast<double>(total - m.step) * m.elapsed_s / static_cast<double>(m.step - st->first_step);
+    const double eta = static_cast<double>(total - m.step) * m.elapsed_s / static_cast<double>(m.step - st->first_step);
     if (o.bar) {
       const int width = 24;
       const int filled = static_cast<int>(width * m.step / std::max<int64_t>(1, total));

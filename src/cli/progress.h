@@ -9,9 +9,9 @@
 namespace la::cli {
 
 struct ProgressOptions {
-  bool bar = false;        // a redrawn bar (a terminal); otherwise a line every `every` steps
+  bool bar = false;  // a redrawn bar (a terminal); otherwise a line every `every` steps
   int64_t every = 10;
-  std::string indent;      // prefix of every printed line
+  std::string indent;  // prefix of every printed line
 };
 
 // Callbacks that print to stderr.

@@ -1,13 +1,12 @@
 // Flag checks that say what is wanted in words. CLI11's Range lets NaN through (every comparison
 // with NaN is false) and prints its bounds in full (309 digits for a double's maximum).
 #pragma once
-#include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <cmath>
 #include <limits>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace la::cli {
 
@@ -24,7 +23,8 @@ inline CLI::Validator finite_in(double lo, double hi = std::numeric_limits<doubl
       [lo, hi](std::string& s) -> std::string {
         double v = 0;
         if (!CLI::detail::lexical_cast(s, v) || !std::isfinite(v) || v < lo || v > hi)
-          return fmt::format("must be a number {}, not '{}'", bound_words(lo, hi), s.size() > 40 ? s.substr(0, 40) + "..." : s);
+          return fmt::format("must be a number {}, not '{}'", bound_words(lo, hi),
+                             s.size() > 40 ? s.substr(0, 40) + "..." : s);
         return {};
       },
       "");
@@ -37,8 +37,9 @@ inline CLI::Validator integer_in(long long lo, long long hi = std::numeric_limit
         long long v = 0;
         if (!CLI::detail::lexical_cast(s, v) || v < lo || v > hi)
           return fmt::format("must be a whole number {}, not '{}'",
-                             hi == std::numeric_limits<long long>::max() ? (lo == 0 ? std::string("0 or more") : fmt::format("{} or more", lo))
-                                                                         : fmt::format("from {} to {}", lo, hi),
+                             hi == std::numeric_limits<long long>::max()
+                                 ? (lo == 0 ? std::string("0 or more") : fmt::format("{} or more", lo))
+                                 : fmt::format("from {} to {}", lo, hi),
                              s.size() > 40 ? s.substr(0, 40) + "..." : s);
         return {};
       },

@@ -14,8 +14,8 @@
 #include <string>
 
 #include "la/core/error.h"
-#include "la/io/gguf.h"
-#include "la/io/safetensors.h"
+#include "la/formats/gguf.h"
+#include "la/formats/safetensors.h"
 
 namespace {
 

@@ -20,7 +20,6 @@ PackedBatch make_batch(int64_t vocab, std::mt19937& rng) {
   return b;
 }
 
-
 void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter& a, std::mt19937& rng) {
   ParamSet grads = a.params.zeros_like();
   const LossResult r = g.run(b, a, &grads, 1.0f / static_cast<float>(b.supervised));

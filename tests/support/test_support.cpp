@@ -1,7 +1,5 @@
 #include "support/test_support.h"
 
-#include "la/core/runtime.h"
-
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +9,8 @@
 #include <random>
 #include <sstream>
 
+#include "la/core/runtime.h"
+
 namespace la::test {
 
 std::string shared_data() {
@@ -18,12 +18,16 @@ std::string shared_data() {
   return LA_SHARED_DATA_DEFAULT;
 }
 
-std::string shared_path(const std::string& rel) { return shared_data() + "/" + rel; }
+std::string shared_path(const std::string& rel) {
+  return shared_data() + "/" + rel;
+}
 
 bool run_library_on_one_thread() {
   class OneThread : public ::testing::Environment {
    public:
-    void SetUp() override { set_runtime(runtime_with([](Runtime& r) { r.threads = 1; })); }
+    void SetUp() override {
+      set_runtime(runtime_with([](Runtime& r) { r.threads = 1; }));
+    }
   };
   ::testing::AddGlobalTestEnvironment(new OneThread);
   return true;
@@ -37,7 +41,9 @@ ScopedRuntime::~ScopedRuntime() {
   set_runtime(saved_);
 }
 
-bool shared_file_exists(const std::string& rel) { return std::filesystem::exists(shared_data() + "/" + rel); }
+bool shared_file_exists(const std::string& rel) {
+  return std::filesystem::exists(shared_data() + "/" + rel);
+}
 
 TempDir::TempDir() {
   std::random_device rd;
@@ -80,7 +86,9 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-CommandResult run_cli(const std::string& args) { return run_cli_with_prefix("", args); }
+CommandResult run_cli(const std::string& args) {
+  return run_cli_with_prefix("", args);
+}
 
 CommandResult run_cli_with_prefix(const std::string& prefix, const std::string& args) {
   TempDir tmp;

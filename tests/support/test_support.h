@@ -13,8 +13,9 @@
 namespace la::test {
 
 // A copy of a span, for EXPECT_EQ against vectors.
-inline std::vector<float> to_vec(std::span<const float> s) { return {s.begin(), s.end()}; }
-
+inline std::vector<float> to_vec(std::span<const float> s) {
+  return {s.begin(), s.end()};
+}
 
 // ../shared/data (or $LA_SHARED_DATA). Tests that need it call REQUIRE_SHARED_DATA(...) first.
 std::string shared_data();
@@ -46,9 +47,9 @@ Runtime runtime_with(F change) {
   return r;
 }
 
-#define REQUIRE_SHARED_DATA(rel)                                                             \
-  do {                                                                                       \
-    if (!::la::test::shared_file_exists(rel))                                                \
+#define REQUIRE_SHARED_DATA(rel)                                                              \
+  do {                                                                                        \
+    if (!::la::test::shared_file_exists(rel))                                                 \
       GTEST_SKIP() << "shared data not present: " << ::la::test::shared_data() << "/" << rel; \
   } while (0)
 

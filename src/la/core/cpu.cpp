@@ -1,13 +1,12 @@
 #include "la/core/cpu.h"
 
+#include <cblas.h>
 #include <cpuid.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <vector>
-
-#include <cblas.h>
 
 namespace la {
 
@@ -117,6 +116,8 @@ void ensure_openblas_coretype(int argc, char** argv) {
   execv("/proc/self/exe", argv);
 }
 
-std::string blas_core_name() { return openblas_get_corename(); }
+std::string blas_core_name() {
+  return openblas_get_corename();
+}
 
 }  // namespace la

@@ -1,9 +1,9 @@
 // Errors that reach the user: one line, naming the file and what is wrong.
 #pragma once
+#include <fmt/format.h>
+
 #include <stdexcept>
 #include <string>
-
-#include <fmt/format.h>
 
 namespace la {
 

@@ -56,7 +56,7 @@ inline uint16_t f32_to_f16(float f) {
   uint32_t absu = u & 0x7fffffffu;
   if (absu > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);
   if (absu >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow (incl. rounding)
-  if (absu < 0x38800000u) {                                                // subnormal or zero
+  if (absu < 0x38800000u) {                                               // subnormal or zero
     if (absu < 0x33000000u) return static_cast<uint16_t>(sign);
     uint32_t exp = absu >> 23;
     uint32_t mant = (absu & 0x7fffffu) | 0x800000u;

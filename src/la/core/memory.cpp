@@ -1,5 +1,6 @@
 #include "la/core/memory.h"
 
+#include <omp.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <cstdio>
 #include <cstring>
 #include <vector>
-
-#include <omp.h>
 
 namespace la {
 
@@ -59,7 +58,8 @@ double measure_read_bandwidth(size_t bytes, int passes) {
   const int64_t n = static_cast<int64_t>(bytes / sizeof(float));
   std::vector<float> buf(static_cast<size_t>(n));
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) buf[static_cast<size_t>(i)] = static_cast<float>(i & 7);  // each thread faults its own pages
+  for (int64_t i = 0; i < n; ++i)
+    buf[static_cast<size_t>(i)] = static_cast<float>(i & 7);  // each thread faults its own pages
   std::vector<double> rates;
   volatile float sink = 0;
   for (int p = 0; p <= passes; ++p) {

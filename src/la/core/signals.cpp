@@ -29,8 +29,12 @@ void install_stop_handlers() {
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
 }
 
-bool stop_requested() { return g_signal.load(std::memory_order_relaxed) != 0; }
+bool stop_requested() {
+  return g_signal.load(std::memory_order_relaxed) != 0;
+}
 
-int stop_signal() { return g_signal.load(); }
+int stop_signal() {
+  return g_signal.load();
+}
 
 }  // namespace la

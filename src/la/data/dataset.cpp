@@ -4,10 +4,9 @@
 #include <exception>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
 #include "la/core/mapped_file.h"
@@ -20,9 +19,13 @@ namespace {
 
 using nlohmann::json;
 
-bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_json_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
-std::string read_file_bytes(const std::string& path) { return read_file(path); }
+std::string read_file_bytes(const std::string& path) {
+  return read_file(path);
+}
 
 // Offset of the first byte that does not start a well-formed UTF-8 character (overlong forms,
 // surrogates, code points above U+10FFFF and cut-short sequences are all rejected), or npos.
@@ -53,7 +56,9 @@ std::string json_message(const std::exception& e) {
   return m;
 }
 
-const char* type_name(const json& v) { return v.type_name(); }
+const char* type_name(const json& v) {
+  return v.type_name();
+}
 
 // `where` is "record 3" (JSON array, 0-based index) or "line 4" (JSONL, 1-based).
 AlpacaRecord to_record(const json& v, const std::string& path, const std::string& where) {
@@ -74,7 +79,6 @@ AlpacaRecord to_record(const json& v, const std::string& path, const std::string
   }
   return r;
 }
-
 
 }  // namespace
 
@@ -104,7 +108,8 @@ std::vector<AlpacaRecord> load_alpaca(const std::string& path) {
   } else if (body[0] == '{') {
     // JSONL: one object per line; blank lines are skipped. Line numbers are 1-based over the
     // whole file.
-    size_t line_no = 1 + static_cast<size_t>(std::count(data.begin(), data.begin() + static_cast<std::ptrdiff_t>(start), '\n'));
+    size_t line_no =
+        1 + static_cast<size_t>(std::count(data.begin(), data.begin() + static_cast<std::ptrdiff_t>(start), '\n'));
     size_t pos = start;  // only whitespace (and a BOM) precedes it, so it begins a line's content
     while (pos < data.size()) {
       size_t end = data.find('\n', pos);
@@ -129,8 +134,10 @@ std::vector<AlpacaRecord> load_alpaca(const std::string& path) {
       ++line_no;
     }
   } else {
-    fail("{}: not JSON: expected a JSON array of records ('[') or JSONL objects ('{{'), found byte 0x{:02X} at offset {}",
-         path, static_cast<unsigned char>(body[0]), start);
+    fail(
+        "{}: not JSON: expected a JSON array of records ('[') or JSONL objects ('{{'), found byte 0x{:02X} at offset "
+        "{}",
+        path, static_cast<unsigned char>(body[0]), start);
   }
 
   if (records.empty()) fail("{}: no records", path);

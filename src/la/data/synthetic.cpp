@@ -2,18 +2,16 @@
 
 #include <algorithm>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
-#include "la/core/rng.h"
 #include "la/core/mapped_file.h"
+#include "la/core/rng.h"
 #include "la/tokenizer/tokenizer.h"
 
 namespace la {
 
 namespace {
-
 
 struct Rng : SplitMix64 {
   int64_t below(int64_t n) { return static_cast<int64_t>(SplitMix64::below(static_cast<uint64_t>(n))); }
@@ -23,12 +21,12 @@ struct Rng : SplitMix64 {
   }
 };
 
-const std::vector<std::string> kWords = {"apple", "river", "garden", "window", "pencil", "rocket", "candle",
+const std::vector<std::string> kWords = {"apple",  "river",  "garden", "window", "pencil", "rocket", "candle",
                                          "forest", "silver", "monkey", "planet", "bridge", "yellow", "button",
                                          "castle", "dragon", "winter", "orange", "turtle", "guitar", "mirror",
                                          "cookie", "island", "basket", "rabbit", "summer", "violin", "anchor"};
 const std::vector<std::pair<std::string, std::string>> kColours = {
-    {"the sky on a clear day", "blue"}, {"fresh grass", "green"}, {"snow", "white"},   {"coal", "black"},
+    {"the sky on a clear day", "blue"}, {"fresh grass", "green"}, {"snow", "white"},       {"coal", "black"},
     {"a ripe banana", "yellow"},        {"a ripe tomato", "red"}, {"an orange", "orange"}, {"a plum", "purple"}};
 
 std::string upper(std::string s) {

@@ -13,24 +13,28 @@ namespace la {
 namespace {
 
 constexpr char kMagic[4] = {'G', 'G', 'U', 'F'};
-constexpr uint32_t kMaxDims = 4;              // GGML_MAX_DIMS
-constexpr uint32_t kDefaultAlignment = 32;    // GGUF_DEFAULT_ALIGNMENT
-constexpr size_t kMaxNameLength = 63;         // ggml names are char[64] with the NUL
+constexpr uint32_t kMaxDims = 4;            // GGML_MAX_DIMS
+constexpr uint32_t kDefaultAlignment = 32;  // GGUF_DEFAULT_ALIGNMENT
+constexpr size_t kMaxNameLength = 63;       // ggml names are char[64] with the NUL
 constexpr uint32_t kLastType = static_cast<uint32_t>(GgufType::FLOAT64);
 
 // The smallest possible encodings, used to bound counts before anything is allocated.
-constexpr uint64_t kMinKvBytes = 8 + 4 + 1;            // empty key, type, 1-byte value
+constexpr uint64_t kMinKvBytes = 8 + 4 + 1;                  // empty key, type, 1-byte value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // empty name, n_dims, 1 dim, type, offset
 
 constexpr struct {
   DType type;
   uint32_t id;
-} kGgmlTypes[] = {{DType::F32, 0},  {DType::F16, 1},   {DType::Q4_0, 2}, {DType::Q8_0, 8},
+} kGgmlTypes[] = {{DType::F32, 0},   {DType::F16, 1},   {DType::Q4_0, 2}, {DType::Q8_0, 8},
                   {DType::Q4_K, 12}, {DType::Q6_K, 14}, {DType::BF16, 30}};
 
-bool is_pow2(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool is_pow2(uint64_t v) {
+  return v != 0 && (v & (v - 1)) == 0;
+}
 
-uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+uint64_t align_up(uint64_t v, uint64_t a) {
+  return (v + a - 1) / a * a;
+}
 
 // Bytes of one scalar of type t; 0 for STRING, ARRAY and unknown ids.
 size_t scalar_size(GgufType t) {
@@ -185,8 +189,12 @@ void read_value(const std::string& path, Cursor& c, const std::string& key, Gguf
 
 // --- writer encoding ---
 
-void put_u32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
-void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); }
+void put_u32(std::string& out, uint32_t v) {
+  out.append(reinterpret_cast<const char*>(&v), 4);
+}
+void put_u64(std::string& out, uint64_t v) {
+  out.append(reinterpret_cast<const char*>(&v), 8);
+}
 void put_str(std::string& out, const std::string& s) {
   put_u64(out, s.size());
   out += s;
@@ -195,7 +203,9 @@ template <typename T>
 void put_raw(std::string& out, T v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof(T));
 }
-void put_type(std::string& out, GgufType t) { put_u32(out, static_cast<uint32_t>(t)); }
+void put_type(std::string& out, GgufType t) {
+  put_u32(out, static_cast<uint32_t>(t));
+}
 
 constexpr const char* kAlignmentKey = "general.alignment";
 
@@ -271,8 +281,8 @@ GgufFile GgufFile::open(const std::string& path) {
   if (n_kv > c.remaining() / kMinKvBytes)
     fail("{}: metadata count {} cannot fit in the remaining {} bytes of the file", path, n_kv, c.remaining());
   if (n_tensors * kMinTensorInfoBytes + n_kv * kMinKvBytes > c.remaining())
-    fail("{}: tensor count {} and metadata count {} cannot fit in the remaining {} bytes of the file", path,
-         n_tensors, n_kv, c.remaining());
+    fail("{}: tensor count {} and metadata count {} cannot fit in the remaining {} bytes of the file", path, n_tensors,
+         n_kv, c.remaining());
 
   // Metadata.
   for (uint64_t i = 0; i < n_kv; ++i) {
@@ -317,9 +327,10 @@ GgufFile GgufFile::open(const std::string& path) {
     }
     const uint32_t gt = c.read<uint32_t>(what);
     if (!dtype_from_ggml(gt, &t.type))
-      fail("{}: tensor '{}' has unknown or unsupported tensor type (ggml type {}); supported: F32, F16, BF16, Q8_0, "
-           "Q4_0, Q4_K, Q6_K",
-           path, t.name, gt);
+      fail(
+          "{}: tensor '{}' has unknown or unsupported tensor type (ggml type {}); supported: F32, F16, BF16, Q8_0, "
+          "Q4_0, Q4_K, Q6_K",
+          path, t.name, gt);
     const int64_t bs = dtype_block_size(t.type);
     if (t.dims[0] % bs != 0)
       fail("{}: tensor '{}' row length {} is not a multiple of the {} block size {}", path, t.name, t.dims[0],

@@ -20,8 +20,19 @@ namespace la {
 
 // GGUF metadata value types (gguf_type).
 enum class GgufType : uint32_t {
-  UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7,
-  STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12
+  UINT8 = 0,
+  INT8 = 1,
+  UINT16 = 2,
+  INT16 = 3,
+  UINT32 = 4,
+  INT32 = 5,
+  FLOAT32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  UINT64 = 10,
+  INT64 = 11,
+  FLOAT64 = 12
 };
 
 // A metadata value. Integers of every width are kept as int64/uint64, floats as double; arrays
@@ -39,7 +50,7 @@ struct GgufTensor {
   std::string name;
   std::vector<int64_t> dims;  // ggml order: dims[0] is the contiguous (row) length
   DType type = DType::F32;
-  uint64_t offset = 0;        // relative to the data section
+  uint64_t offset = 0;  // relative to the data section
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
   int64_t numel() const;
@@ -58,15 +69,15 @@ class GgufFile {
   const GgufValue* find(const std::string& key) const;
   // Typed accessors; throw "path: metadata 'key' missing / has type X, expected Y".
   std::string get_string(const std::string& key) const;
-  int64_t get_int(const std::string& key) const;  // any integer type
+  int64_t get_int(const std::string& key) const;   // any integer type
   double get_float(const std::string& key) const;  // any number
   bool has(const std::string& key) const { return kv_.count(key) != 0; }
 
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* find_tensor(const std::string& name) const;
   const std::shared_ptr<MappedFile>& file() const { return file_; }
-  uint32_t alignment() const { return alignment_; }       // general.alignment, default 32
-  uint64_t data_offset() const { return data_offset_; }   // file offset of the data section
+  uint32_t alignment() const { return alignment_; }      // general.alignment, default 32
+  uint64_t data_offset() const { return data_offset_; }  // file offset of the data section
 
  private:
   std::shared_ptr<MappedFile> file_;
@@ -96,7 +107,7 @@ class GgufWriter {
   // converted model is never whole in memory.
   using Fill = std::function<void(uint8_t* dst)>;
   void add_tensor(const std::string& name, const std::vector<int64_t>& dims, DType type, size_t nbytes, Fill fill);
-  std::string serialize() const;  // version 3, alignment 32
+  std::string serialize() const;              // version 3, alignment 32
   void write(const std::string& path) const;  // the bytes of serialize(), streamed
 
  private:

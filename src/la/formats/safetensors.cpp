@@ -2,12 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
 
@@ -19,12 +18,12 @@ constexpr struct {
   const char* name;
   SafeDType type;
   size_t size;
-} kDTypes[] = {{"F64", SafeDType::F64, 8}, {"F32", SafeDType::F32, 4}, {"F16", SafeDType::F16, 2},
+} kDTypes[] = {{"F64", SafeDType::F64, 8},   {"F32", SafeDType::F32, 4}, {"F16", SafeDType::F16, 2},
                {"BF16", SafeDType::BF16, 2}, {"I64", SafeDType::I64, 8}, {"I32", SafeDType::I32, 4},
-               {"I16", SafeDType::I16, 2}, {"I8", SafeDType::I8, 1},   {"U8", SafeDType::U8, 1},
+               {"I16", SafeDType::I16, 2},   {"I8", SafeDType::I8, 1},   {"U8", SafeDType::U8, 1},
                {"BOOL", SafeDType::BOOL, 1}};
 
-constexpr uint64_t kMaxHeader = 100u << 20;  // the format's own limit is 100 MB
+constexpr uint64_t kMaxHeader = 100u << 20;        // the format's own limit is 100 MB
 constexpr uint64_t kMaxNumel = uint64_t{1} << 48;  // per tensor, and per dimension
 
 }  // namespace
@@ -112,8 +111,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
       const uint64_t d = s.get<uint64_t>();
       // Each dimension is bounded on its own too: after a 0 dimension the product stays 0, and a
       // dimension past INT64_MAX would otherwise become a negative int64 in `shape`.
-      if (d > kMaxNumel || (d != 0 && numel > kMaxNumel / d))
-        fail("{}: tensor '{}' shape is too large", path, name);
+      if (d > kMaxNumel || (d != 0 && numel > kMaxNumel / d)) fail("{}: tensor '{}' shape is too large", path, name);
       numel *= d;
       t.shape.push_back(static_cast<int64_t>(d));
     }
@@ -200,7 +198,8 @@ std::string SafetensorsWriter::serialize() const {
   }
   size_t off = 0;
   for (const auto& e : entries_) {
-    h[e.name] = {{"dtype", safe_dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
+    h[e.name] = {
+        {"dtype", safe_dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {off, off + e.bytes.size()}}};
     off += e.bytes.size();
   }
   std::string js = h.dump();

@@ -3,9 +3,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <vector>
 #include <map>
 #include <span>
+#include <vector>
 
 #include "la/core/error.h"
 #include "la/formats/gguf.h"
@@ -56,7 +56,9 @@ void add_adapter_tensors(SafetensorsWriter& w, const Adapter& a) {
 
 namespace {
 
-bool ends_with_gguf(const std::string& p) { return p.size() >= 5 && p.compare(p.size() - 5, 5, ".gguf") == 0; }
+bool ends_with_gguf(const std::string& p) {
+  return p.size() >= 5 && p.compare(p.size() - 5, 5, ".gguf") == 0;
+}
 
 // GGUF adapters: general.architecture = "llama_adapter", the shape under llama_adapter.*, tensors
 // llama_adapter.adapter_query (ggml dims [dim, L*K]) and llama_adapter.gate.{i} ([H]).
@@ -96,8 +98,8 @@ Adapter load_adapter_gguf(const std::string& path) {
   } catch (const Error& e) {
     fail("{}: {}", path, e.what());
   }
-  if (a.len <= 0 || a.n_layers <= 0 || a.dim <= 0 || a.n_heads <= 0 || a.n_layers > a.model_layers ||
-      a.len > kMaxLen || a.dim > kMaxDim || a.n_heads > kMaxHeads || a.model_layers > kMaxLayers)
+  if (a.len <= 0 || a.n_layers <= 0 || a.dim <= 0 || a.n_heads <= 0 || a.n_layers > a.model_layers || a.len > kMaxLen ||
+      a.dim > kMaxDim || a.n_heads > kMaxHeads || a.model_layers > kMaxLayers)
     fail("{}: invalid adapter shape ({})", path, a.shape_string());
   const GgufTensor* q = f.find_tensor("llama_adapter.adapter_query");
   if (!q || q->type != DType::F32 || q->dims != std::vector<int64_t>{a.dim, a.n_layers * a.len})
@@ -129,8 +131,7 @@ Adapter read_adapter_tensors(const SafetensorsFile& f, const ModelConfig* model)
   if (auto it = meta.find("format"); it != meta.end() && it->second != kFormat)
     fail("{}: metadata format is '{}', expected '{}'", path, it->second, kFormat);
   const SafeTensor& q = f.get("adapter_query.weight");
-  if (q.dtype != SafeDType::F32 || q.shape.size() != 2)
-    fail("{}: adapter_query.weight must be a 2-D F32 tensor", path);
+  if (q.dtype != SafeDType::F32 || q.shape.size() != 2) fail("{}: adapter_query.weight must be a 2-D F32 tensor", path);
   // Gate tensors layers.{i}.attention.gate, by layer.
   std::map<int64_t, const SafeTensor*> gates;
   for (const auto& t : f.tensors()) {
@@ -153,7 +154,8 @@ Adapter read_adapter_tensors(const SafetensorsFile& f, const ModelConfig* model)
   const int64_t meta_len = meta_int(meta, "adapter_len", path);
   a.len = meta_len >= 0 ? meta_len : kDefaultLen;
   if (a.len <= 0 || a.len > kMaxLen) fail("{}: adapter_len {} is out of range (1 to {})", path, a.len, kMaxLen);
-  if (a.dim <= 0 || a.dim > kMaxDim) fail("{}: adapter_query.weight has {} columns (1 to {} allowed)", path, a.dim, kMaxDim);
+  if (a.dim <= 0 || a.dim > kMaxDim)
+    fail("{}: adapter_query.weight has {} columns (1 to {} allowed)", path, a.dim, kMaxDim);
   if (rows <= 0 || rows % a.len != 0)
     fail("{}: adapter_query.weight has {} rows, not a multiple of the adapter length K={}{}", path, rows, a.len,
          meta_len >= 0 ? "" : " (no metadata: the official K=10 assumed)");

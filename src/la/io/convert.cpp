@@ -63,7 +63,7 @@ void convert_matrix_to(const WeightMatrix& w, DType type, void* dst,
 }
 
 std::unique_ptr<ModelWeights> convert_weights(const ModelWeights& src, DType type, bool keep_embeddings_f32,
-                                             std::optional<DType> fallback) {
+                                              std::optional<DType> fallback) {
   auto m = std::make_unique<ModelWeights>();
   m->config = src.config;
   m->path = src.path;
@@ -94,6 +94,8 @@ std::unique_ptr<ModelWeights> convert_weights(const ModelWeights& src, DType typ
   return m;
 }
 
-std::unique_ptr<ModelWeights> dequantized_copy(const ModelWeights& src) { return convert_weights(src, DType::F32); }
+std::unique_ptr<ModelWeights> dequantized_copy(const ModelWeights& src) {
+  return convert_weights(src, DType::F32);
+}
 
 }  // namespace la

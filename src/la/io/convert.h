@@ -5,8 +5,8 @@
 #include <optional>
 #include <string>
 
-#include "la/tensor/dtype.h"
 #include "la/model/weights.h"
+#include "la/tensor/dtype.h"
 
 namespace la {
 
@@ -19,7 +19,7 @@ namespace la {
 // block size throws la::Error naming the matrix, its shape and the block size.
 // With `fallback`, such matrices are stored in the fallback type instead of failing.
 std::unique_ptr<ModelWeights> convert_weights(const ModelWeights& src, DType type, bool keep_embeddings_f32 = false,
-                                             std::optional<DType> fallback = std::nullopt);
+                                              std::optional<DType> fallback = std::nullopt);
 
 // One matrix: the type a matrix `w` named `name` is stored in by convert_weights(type, fallback)
 // -- `type`, or `fallback` when its rows do not fill whole `type` blocks; without a fallback that

@@ -45,7 +45,8 @@ std::unique_ptr<ModelWeights> load_gguf(const std::string& path) {
   if (!emb) fail("{}: missing tensor '{}'", path, names.token_embeddings);
   if (emb->dims.size() != 2) fail("{}: {} must be 2-D", path, names.token_embeddings);
   c.vocab_size = f.has("llama.vocab_size") ? f.get_int("llama.vocab_size") : emb->dims[1];
-  if (f.has("llama.rope.dimension_count") && f.get_int("llama.rope.dimension_count") != c.dim / std::max<int64_t>(1, c.n_heads))
+  if (f.has("llama.rope.dimension_count") &&
+      f.get_int("llama.rope.dimension_count") != c.dim / std::max<int64_t>(1, c.n_heads))
     fail("{}: partial rotary embeddings (rope.dimension_count {}) are not supported", path,
          f.get_int("llama.rope.dimension_count"));
   c.validate(path);

@@ -53,8 +53,7 @@ std::unique_ptr<ModelWeights> load_llama2c(const std::string& path) {
     if (size < 256) fail("{}: truncated llama2.c v1 header ({} bytes, needs 256)", path, size);
     int32_t version;
     std::memcpy(&version, p + 4, 4);
-    if (version != 1)
-      fail("{}: llama2.c checkpoint version {} is not supported (only version 1, fp32)", path, version);
+    if (version != 1) fail("{}: llama2.c checkpoint version {} is not supported (only version 1, fp32)", path, version);
     std::memcpy(h, p + 8, sizeof h);
     shared = p[36] != 0;
     data_off = 256;
@@ -89,8 +88,8 @@ std::unique_ptr<ModelWeights> load_llama2c(const std::string& path) {
   const int64_t floats = V * D + L * layer_numel(c) + D + rope_floats + (shared ? 0 : V * D);
   // validate() keeps `floats` below 2^63, but 4 * floats can still wrap around size_t.
   if (static_cast<uint64_t>(floats) > (SIZE_MAX - data_off) / 4)
-    fail("{}: truncated llama2.c checkpoint: {} bytes, the header ({}) needs {} floats", path, size,
-         c.shape_string(), floats);
+    fail("{}: truncated llama2.c checkpoint: {} bytes, the header ({}) needs {} floats", path, size, c.shape_string(),
+         floats);
   const size_t expected = data_off + static_cast<size_t>(floats) * 4;
   if (size < expected)
     fail("{}: truncated llama2.c checkpoint: {} bytes, the header ({}) needs {}", path, size, c.shape_string(),

@@ -2,7 +2,6 @@
 // model.safetensors.index.json. q_proj/k_proj stay in their stored (rotate-half) row order and
 // are used zero-copy with RopeStyle::Half, which gives the same attention as the Meta layout.
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
@@ -42,8 +41,7 @@ std::unique_ptr<ModelWeights> load_hf_directory(const std::string& dir) {
   if (cfg.is_discarded() || !cfg.is_object()) fail("{}: invalid JSON", cfg_path);
   if (cfg.contains("model_type") && cfg["model_type"].is_string()) {
     const std::string t = cfg["model_type"].get<std::string>();
-    if (t != "llama" && t != "mistral")
-      fail("{}: model_type '{}' is not a LLaMA-family model", cfg_path, t);
+    if (t != "llama" && t != "mistral") fail("{}: model_type '{}' is not a LLaMA-family model", cfg_path, t);
   }
   ModelConfig& c = m->config;
   c.dim = get_int(cfg, "hidden_size", cfg_path);
@@ -103,8 +101,8 @@ std::unique_ptr<ModelWeights> load_hf_directory(const std::string& dir) {
     auto [f, t] = tensor(name);
     WeightMatrix w = f->matrix(*t);
     if (t->shape.size() != 2 || w.rows != rows || w.cols != cols)
-      fail("{}: tensor '{}' has shape [{}], config.json needs [{}, {}]", f->path(), name,
-           fmt::join(t->shape, ", "), rows, cols);
+      fail("{}: tensor '{}' has shape [{}], config.json needs [{}, {}]", f->path(), name, fmt::join(t->shape, ", "),
+           rows, cols);
     return w;
   };
   auto vector = [&](const std::string& name, int64_t n) {

@@ -21,10 +21,8 @@ struct Named {
 };
 
 constexpr Named kShapes[] = {
-    {"stories260k", 64, 172, 5, 8, 4, 512, 512},
-    {"stories15m", 288, 768, 6, 6, 6, 32000, 256},
-    {"110m", 768, 2048, 12, 12, 12, 32000, 1024},
-    {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048},
+    {"stories260k", 64, 172, 5, 8, 4, 512, 512},  {"stories15m", 288, 768, 6, 6, 6, 32000, 256},
+    {"110m", 768, 2048, 12, 12, 12, 32000, 1024}, {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000, 2048},
     {"7b", 4096, 11008, 32, 32, 32, 32000, 2048},
 };
 
@@ -110,7 +108,9 @@ void save_llama2c(const ModelWeights& m, const std::string& path) {
     const auto x = static_cast<int32_t>(v);
     out.append(reinterpret_cast<const char*>(&x), 4);
   };
-  auto put_f32 = [&](const float* p, int64_t n) { out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n) * 4); };
+  auto put_f32 = [&](const float* p, int64_t n) {
+    out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n) * 4);
+  };
   std::vector<float> row;
   auto put_matrix = [&](const WeightMatrix& w) {
     row.resize(static_cast<size_t>(w.cols));
@@ -132,7 +132,8 @@ void save_llama2c(const ModelWeights& m, const std::string& path) {
     std::vector<float> cs(static_cast<size_t>(c.max_seq_len * half)), sn(cs.size());
     for (int64_t p = 0; p < c.max_seq_len; ++p)
       for (int64_t i = 0; i < half; ++i) {
-        const double f = std::pow(static_cast<double>(c.rope_theta), -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim()));
+        const double f = std::pow(static_cast<double>(c.rope_theta),
+                                  -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim()));
         cs[static_cast<size_t>(p * half + i)] = static_cast<float>(std::cos(static_cast<double>(p) * f));
         sn[static_cast<size_t>(p * half + i)] = static_cast<float>(std::sin(static_cast<double>(p) * f));
       }

@@ -11,8 +11,8 @@ namespace la {
 // The per-ISA builds of src/la/kernels/isa/attention_impl.inc.
 #define LA_DECLARE_ATTENTION(isa)                                                                                    \
   namespace isa {                                                                                                    \
-  void attention_forward(float*, float*, float*, const float*, const float*, const float*, int64_t, int64_t,          \
-                         const AttentionDims&, const PromptKV*);                                                      \
+  void attention_forward(float*, float*, float*, const float*, const float*, const float*, int64_t, int64_t,         \
+                         const AttentionDims&, const PromptKV*);                                                     \
   void attention_backward(float*, float*, float*, float*, float*, float*, const float*, const float*, const float*,  \
                           const float*, const float*, const float*, int64_t, const AttentionDims&, const PromptKV*); \
   }

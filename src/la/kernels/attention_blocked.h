@@ -31,13 +31,13 @@ void attention_tokens_backward_blocked(float* dq, float* dk, float* dv, const fl
 
 // Adds gamma_h · softmax(scale · Q Kp^T) Vp to out[T, q_dim] (nothing for heads with gamma 0) and
 // writes lse_prompt[n_heads, T] (when non-null).
-void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float* q, int64_t T,
-                                      const AttentionDims& d, const PromptKV& prompt);
+void attention_prompt_forward_blocked(float* out, float* lse_prompt, const float* q, int64_t T, const AttentionDims& d,
+                                      const PromptKV& prompt);
 
 // The prompt branch's backward: adds to dq[T, q_dim] (when non-null; the token branch's gradient
 // is already there), overwrites dprompt_k/dprompt_v [len, kv_dim] and dgamma [n_heads].
-void attention_prompt_backward_blocked(float* dq, float* dprompt_k, float* dprompt_v, float* dgamma,
-                                       const float* dout, const float* q, const float* lse_prompt, int64_t T,
-                                       const AttentionDims& d, const PromptKV& prompt);
+void attention_prompt_backward_blocked(float* dq, float* dprompt_k, float* dprompt_v, float* dgamma, const float* dout,
+                                       const float* q, const float* lse_prompt, int64_t T, const AttentionDims& d,
+                                       const PromptKV& prompt);
 
 }  // namespace la

@@ -1,10 +1,10 @@
 #include "la/kernels/convert.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-
-#include <immintrin.h>
 
 #include "la/core/cpu.h"
 #include "la/core/half.h"

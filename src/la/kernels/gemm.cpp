@@ -18,7 +18,9 @@ namespace la {
 
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 // Most bytes of packed A a thread keeps for all its column blocks. Past L2 the kept blocks are
 // read back from L3, still less than packing them again from there (the training head: 512 rows
@@ -195,7 +197,8 @@ void gemm_bf16(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t
           b = whole->data() + ((jc / NR) * kp_all + pc / 2) * NR;
           panel_stride = kp_all * NR;
         } else if (nt) {
-          for (int64_t p = 0; p < panels; ++p) k.pack_b_nt(w, jc + p * NR, std::min(NR, nc - p * NR), pc, kc, bp + p * kp * NR);
+          for (int64_t p = 0; p < panels; ++p)
+            k.pack_b_nt(w, jc + p * NR, std::min(NR, nc - p * NR), pc, kc, bp + p * kp * NR);
         } else {
           k.pack_b_nn(w, pc, kc, jc, nc, bp);
         }

@@ -8,11 +8,11 @@
 
 #include "la/core/error.h"
 #include "la/core/runtime.h"
+#include "la/kernels/convert.h"
 #include "la/kernels/gemm.h"
 #include "la/kernels/gemv.h"
 #include "la/kernels/quant_dot.h"
 #include "la/kernels/vec.h"
-#include "la/kernels/convert.h"
 
 namespace la {
 
@@ -65,8 +65,7 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M, con
   // Q8_0/Q4_0/Q4_K/Q6_K weights at inference: integer products against 8-bit activations
   // (llama.cpp's scheme; error bound in quant_dot.h), per row for decode (memory-bound: the
   // weights are read once, as stored) and as an integer GEMM for prefill.
-  if (quant_dot_supports(w.type) && quantized_activations_allowed())
-    return quant_matmul_nt(out, x, w, M);
+  if (quant_dot_supports(w.type) && quantized_activations_allowed()) return quant_matmul_nt(out, x, w, M);
   if (M == 1) return gemv_typed(out, x, w);
   if (gemm_available()) return gemm_nt(out, x, w, M, false);
   // Convert W a block of rows at a time, each thread its own block, single-threaded sgemm

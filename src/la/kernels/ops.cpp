@@ -48,8 +48,8 @@ void rmsnorm_forward_ref(float* out, float* rstd, const float* x, const float* w
   }
 }
 
-void rmsnorm_backward_ref(float* dx, const float* dout, const float* x, const float* w, const float* rstd,
-                          int64_t rows, int64_t dim) {
+void rmsnorm_backward_ref(float* dx, const float* dout, const float* x, const float* w, const float* rstd, int64_t rows,
+                          int64_t dim) {
   for (int64_t r = 0; r < rows; ++r) {
     const double s = rstd[r];
     for (int64_t i = 0; i < dim; ++i) {
@@ -70,7 +70,8 @@ RopeTable::RopeTable(int64_t max_pos, int64_t head_dim, float theta) : max_pos_(
   for (int64_t p = 0; p < max_pos; ++p)
     for (int64_t i = 0; i < half_; ++i) {
       // Computed in double so long contexts keep accurate angles.
-      const double freq = std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+      const double freq =
+          std::pow(static_cast<double>(theta), -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
       const double a = static_cast<double>(p) * freq;
       cos_[p * half_ + i] = static_cast<float>(std::cos(a));
       sin_[p * half_ + i] = static_cast<float>(std::sin(a));
@@ -141,7 +142,8 @@ void swiglu_backward(float* da, float* db, const float* dout, const float* a, co
 }
 
 void swiglu_forward_ref(float* out, const float* a, const float* b, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(a[i] / (1.0 + std::exp(-static_cast<double>(a[i]))) * b[i]);
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = static_cast<float>(a[i] / (1.0 + std::exp(-static_cast<double>(a[i]))) * b[i]);
 }
 
 void swiglu_backward_ref(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n) {
@@ -152,6 +154,8 @@ void swiglu_backward_ref(float* da, float* db, const float* dout, const float* a
   }
 }
 
-float softmax_inplace(float* x, int64_t n) { return rowwise_kernels().softmax(x, n, n, 1.0f); }
+float softmax_inplace(float* x, int64_t n) {
+  return rowwise_kernels().softmax(x, n, n, 1.0f);
+}
 
 }  // namespace la

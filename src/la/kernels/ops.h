@@ -13,8 +13,8 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 void rmsnorm_backward(float* dx, const float* dout, const float* x, const float* w, const float* rstd, int64_t rows,
                       int64_t dim);
 void rmsnorm_forward_ref(float* out, float* rstd, const float* x, const float* w, int64_t rows, int64_t dim, float eps);
-void rmsnorm_backward_ref(float* dx, const float* dout, const float* x, const float* w, const float* rstd,
-                          int64_t rows, int64_t dim);
+void rmsnorm_backward_ref(float* dx, const float* dout, const float* x, const float* w, const float* rstd, int64_t rows,
+                          int64_t dim);
 
 // Rotary position embedding. Interleaved: pairs (x[2i], x[2i+1]) (Meta / llama2.c / GGUF).
 // Half: pairs (x[i], x[i + d/2]) (the rotate-half convention of Hugging Face checkpoints, whose

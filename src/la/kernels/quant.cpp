@@ -30,7 +30,9 @@ namespace la {
 namespace {
 
 // Round half to even (the default rounding mode), like ggml's nearest_int.
-inline int nearest_int(float v) { return static_cast<int>(std::nearbyint(v)); }
+inline int nearest_int(float v) {
+  return static_cast<int>(std::nearbyint(v));
+}
 
 // ---------------------------------------------------------------------------------------- Q8_0
 

@@ -3,8 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "la/tensor/dtype.h"
 #include "la/kernels/convert.h"
+#include "la/tensor/dtype.h"
 #include "la/tensor/quant_blocks.h"
 
 namespace la {

@@ -1,8 +1,8 @@
 // Element-wise and row-wise loops of the model that are worth vectorising at the CPU's full width
 // (the library itself is built for baseline x86-64): SwiGLU forward/backward over a span, the
-// cross-entropy of one row of logits, and the score rows of blocked attention. Built per instruction set from kernels/isa/rowwise_impl.inc
-// (plain loops the compiler vectorises; fast_exp for the exponentials) and chosen by CPUID, like
-// gemv and quant_dot; the callers do the threading.
+// cross-entropy of one row of logits, and the score rows of blocked attention. Built per instruction set from
+// kernels/isa/rowwise_impl.inc (plain loops the compiler vectorises; fast_exp for the exponentials) and chosen by
+// CPUID, like gemv and quant_dot; the callers do the threading.
 #pragma once
 #include <cstdint>
 #include <vector>

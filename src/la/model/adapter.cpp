@@ -7,14 +7,15 @@
 
 namespace la {
 
-const char* gate_mode_name(GateMode m) { return m == GateMode::Tanh ? "tanh" : "identity"; }
+const char* gate_mode_name(GateMode m) {
+  return m == GateMode::Tanh ? "tanh" : "identity";
+}
 
 GateMode parse_gate_mode(const std::string& s) {
   if (s == "tanh") return GateMode::Tanh;
   if (s == "identity") return GateMode::Identity;
   fail("unknown gate mode '{}' (expected tanh or identity)", s);
 }
-
 
 void fill_normal(float* out, int64_t n, uint64_t seed) {
   SplitMix64 rng{seed};
@@ -51,7 +52,9 @@ ParamTable Adapter::table_for(int64_t len, int64_t n_layers, int64_t dim, int64_
   return t;
 }
 
-void Adapter::allocate() { params = ParamSet(table_for(len, n_layers, dim, n_heads, model_layers)); }
+void Adapter::allocate() {
+  params = ParamSet(table_for(len, n_layers, dim, n_heads, model_layers));
+}
 
 float Adapter::gamma(int64_t layer, int64_t head) const {
   const float g = gate()[static_cast<size_t>((layer - first_layer()) * n_heads + head)];

@@ -40,7 +40,7 @@ struct Adapter {
   int64_t first_layer() const { return model_layers - n_layers; }
   bool adapts(int64_t layer) const { return n_layers > 0 && layer >= first_layer(); }
   const float* prompt(int64_t layer) const { return query().data() + (layer - first_layer()) * len * dim; }
-  float gamma(int64_t layer, int64_t head) const;            // gate after its activation
+  float gamma(int64_t layer, int64_t head) const;             // gate after its activation
   float gamma_grad_scale(int64_t layer, int64_t head) const;  // d gamma / d g
   int64_t parameter_count() const { return n_layers * len * dim + n_layers * n_heads; }
   std::string shape_string() const;  // "K=10 L=30 dim=4096 heads=32 layers=32"

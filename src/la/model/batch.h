@@ -30,9 +30,9 @@ class KVCache {
 };
 
 struct BatchSeq {
-  int64_t row0 = 0, rows = 0;  // its rows of the batch
-  int64_t pos0 = 0;            // position of its first row; keys/values 0..pos0-1 are in `cache`
-  KVCache* cache = nullptr;    // null: its keys/values are its own rows of the batch (pos0 = 0)
+  int64_t row0 = 0, rows = 0;               // its rows of the batch
+  int64_t pos0 = 0;                         // position of its first row; keys/values 0..pos0-1 are in `cache`
+  KVCache* cache = nullptr;                 // null: its keys/values are its own rows of the batch (pos0 = 0)
   const AdapterPrompts* prompts = nullptr;  // null: the base model alone
 };
 

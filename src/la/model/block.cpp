@@ -23,7 +23,8 @@ AdapterPrompts::AdapterPrompts(const ModelWeights& w, int64_t len, int64_t n_lay
   values_.resize(L * KV);
   gamma_.resize(L * static_cast<size_t>(c.n_heads));
   for (size_t i = 0; i < L; ++i)
-    views_.push_back({keys_.data() + i * KV, values_.data() + i * KV, gamma_.data() + i * static_cast<size_t>(c.n_heads), len});
+    views_.push_back(
+        {keys_.data() + i * KV, values_.data() + i * KV, gamma_.data() + i * static_cast<size_t>(c.n_heads), len});
 }
 
 AdapterPrompts::AdapterPrompts(const ModelWeights& w, const Adapter& a) : AdapterPrompts(w, a.len, a.n_layers) {

@@ -25,7 +25,7 @@ namespace la {
 class AdapterPrompts {
  public:
   AdapterPrompts(const ModelWeights& w, int64_t len, int64_t n_layers);  // storage only
-  AdapterPrompts(const ModelWeights& w, const Adapter& a);                // storage + project(a)
+  AdapterPrompts(const ModelWeights& w, const Adapter& a);               // storage + project(a)
   void project(const Adapter& a);
   // The layer's prompt, or null for a layer below the adapted ones.
   const PromptKV* layer(int64_t l) const {

@@ -8,11 +8,11 @@
 namespace la {
 
 struct ModelConfig {
-  int64_t dim = 0;          // model width
-  int64_t hidden_dim = 0;   // FFN width
+  int64_t dim = 0;         // model width
+  int64_t hidden_dim = 0;  // FFN width
   int64_t n_layers = 0;
-  int64_t n_heads = 0;      // query heads
-  int64_t n_kv_heads = 0;   // key/value heads (grouped-query attention when < n_heads)
+  int64_t n_heads = 0;     // query heads
+  int64_t n_kv_heads = 0;  // key/value heads (grouped-query attention when < n_heads)
   int64_t vocab_size = 0;
   int64_t max_seq_len = 0;  // context length the model was trained for
   float norm_eps = 1e-5f;

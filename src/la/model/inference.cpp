@@ -95,7 +95,8 @@ void InferenceModel::step(std::vector<SeqStep>& seqs) {
 
 const float* InferenceModel::forward(const int* tokens, int64_t n) {
   if (n <= 0) fail("forward: no tokens");
-  if (cache_.pos() + n > context_) fail("sequence of {} tokens exceeds the context length {}", cache_.pos() + n, context_);
+  if (cache_.pos() + n > context_)
+    fail("sequence of {} tokens exceeds the context length {}", cache_.pos() + n, context_);
   std::vector<SeqStep> one(1);
   for (int64_t off = 0; off < n; off += max_rows_) {
     const int64_t m = std::min(max_rows_, n - off);

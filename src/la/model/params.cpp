@@ -1,9 +1,9 @@
 #include "la/model/params.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <fmt/format.h>
 
 #include "la/core/error.h"
 
@@ -49,7 +49,9 @@ bool ParamTable::operator==(const ParamTable& o) const {
   return true;
 }
 
-void ParamSet::zero() { std::fill(values_.begin(), values_.end(), 0.0f); }
+void ParamSet::zero() {
+  std::fill(values_.begin(), values_.end(), 0.0f);
+}
 
 double ParamSet::norm() const {
   double s = 0;

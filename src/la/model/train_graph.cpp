@@ -1,16 +1,16 @@
 #include "la/model/train_graph.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstring>
 
-#include <fmt/format.h>
-
 #include "la/core/error.h"
+#include "la/kernels/convert.h"
 #include "la/kernels/matmul.h"
 #include "la/kernels/quant_dot.h"
 #include "la/kernels/rowwise.h"
 #include "la/kernels/vec.h"
-#include "la/kernels/convert.h"
 
 namespace la {
 
@@ -42,8 +42,7 @@ int64_t PackedBatch::max_seq_len() const {
   return m;
 }
 
-TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t max_rows, int64_t max_seq,
-                       bool recompute)
+TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t max_rows, int64_t max_seq, bool recompute)
     : w_(w),
       c_(w.config),
       max_rows_(max_rows),
@@ -85,7 +84,8 @@ TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t ma
     plan(pre + "a", &a.a, R * F);
     plan(pre + "b", &a.b, R * F);
   };
-  for (int64_t i = 0; i < L; ++i) plan_layer(fmt::format("layer{}.", first_adapted_ + i), acts_[static_cast<size_t>(i)], !recompute_);
+  for (int64_t i = 0; i < L; ++i)
+    plan_layer(fmt::format("layer{}.", first_adapted_ + i), acts_[static_cast<size_t>(i)], !recompute_);
   if (recompute_) {
     plan_layer("recompute.", work_, true);
     plan("recompute.x", &xr_, R * D);
@@ -133,7 +133,8 @@ std::string TrainGraph::memory_plan() const {
   std::string s;
   for (const auto& [name, bytes] : plan_) s += fmt::format("{:<24} {:>12} bytes\n", name, bytes);
   s += fmt::format("{:<24} {:>12} bytes\n", "total", arena_bytes());
-  if (prompts_) s += fmt::format("{:<24} {:>12} bytes (projected prompt keys/values, gammas)\n", "prompts", prompts_->bytes());
+  if (prompts_)
+    s += fmt::format("{:<24} {:>12} bytes (projected prompt keys/values, gammas)\n", "prompts", prompts_->bytes());
   return s;
 }
 
@@ -151,8 +152,8 @@ void TrainGraph::forward(const PackedBatch& b, const Adapter* adapter, bool stor
   batch_.seqs.clear();
   for (int64_t s = 0; s < b.sequences(); ++s) {
     const int64_t o = b.seq_offsets[static_cast<size_t>(s)];
-    batch_.seqs.push_back({o, b.seq_offsets[static_cast<size_t>(s) + 1] - o, 0, nullptr,
-                           with_adapter ? prompts_.get() : nullptr});
+    batch_.seqs.push_back(
+        {o, b.seq_offsets[static_cast<size_t>(s) + 1] - o, 0, nullptr, with_adapter ? prompts_.get() : nullptr});
   }
   for (int64_t r = 0; r < R; ++r) dequantize_row(w_.tok_embeddings, b.inputs[static_cast<size_t>(r)], x_ + r * D);
   for (int64_t l = 0; l < c_.n_layers; ++l) {

@@ -12,10 +12,9 @@
 // nothing allocated per step.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
-
-#include <memory>
 
 #include "la/kernels/ops.h"
 #include "la/model/adapter.h"
@@ -90,8 +89,8 @@ class TrainGraph {
   BlockGradScratch gscratch_{};
   float *x_ = nullptr, *x_final_ = nullptr, *rstd_final_ = nullptr, *logits_ = nullptr, *dx_ = nullptr;
   float *dprompt_k_ = nullptr, *dprompt_v_ = nullptr, *dgamma_ = nullptr;
-  float* xr_ = nullptr;     // recompute: the layer input being rebuilt
-  int64_t logit_rows_ = 0;  // rows of logits computed at a time
+  float* xr_ = nullptr;            // recompute: the layer input being rebuilt
+  int64_t logit_rows_ = 0;         // rows of logits computed at a time
   std::vector<int64_t> sup_rows_;  // supervised rows of the current micro-batch
 };
 

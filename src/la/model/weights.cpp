@@ -1,8 +1,9 @@
 #include "la/model/weights.h"
-#include "la/kernels/convert.h"
 
 #include <map>
 #include <unordered_set>
+
+#include "la/kernels/convert.h"
 
 namespace la {
 

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "la/core/mapped_file.h"
-#include "la/tensor/dtype.h"
 #include "la/kernels/gemm.h"
 #include "la/model/config.h"
+#include "la/tensor/dtype.h"
 
 namespace la {
 

@@ -37,7 +37,9 @@ int Sampler::sample(const float* logits, int64_t vocab) {
   size_t keep = cand_.size();
   const bool cut = (o_.top_k > 0 && o_.top_k < vocab) || (o_.top_p > 0.0f && o_.top_p < 1.0f);
   if (cut) {
-    auto by_prob = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    auto by_prob = [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
     if (o_.top_k > 0 && o_.top_k < vocab) {
       keep = static_cast<size_t>(o_.top_k);
       std::partial_sort(cand_.begin(), cand_.begin() + static_cast<long>(keep), cand_.end(), by_prob);

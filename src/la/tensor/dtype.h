@@ -13,8 +13,8 @@ enum class DType : uint8_t { F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K };
 
 const char* dtype_name(DType t);
 bool parse_dtype(const std::string& name, DType* out);  // "F32", "q8_0", ... (case-insensitive)
-int64_t dtype_block_size(DType t);                       // elements per block (1 for float types)
-size_t dtype_block_bytes(DType t);                       // bytes per block
+int64_t dtype_block_size(DType t);                      // elements per block (1 for float types)
+size_t dtype_block_bytes(DType t);                      // bytes per block
 bool dtype_is_quantized(DType t);
 size_t dtype_row_bytes(DType t, int64_t cols);  // bytes of one stored row; cols % block_size == 0
 

@@ -40,6 +40,7 @@ struct BlockQ6_K {
   uint16_t d;  // f16
 };
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_K) == 144 &&
-              sizeof(BlockQ6_K) == 210, "block layouts must match ggml");
+                  sizeof(BlockQ6_K) == 210,
+              "block layouts must match ggml");
 
 }  // namespace la

@@ -17,7 +17,7 @@
 namespace la {
 namespace {
 
-constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";  // U+2581 '▁', SentencePiece's space
+constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";      // U+2581 '▁', SentencePiece's space
 constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
 
 // A tokenizer.bin with longer pieces is not something llama2.c's exporter writes (LLaMA's
@@ -54,7 +54,9 @@ int parse_byte_piece(std::string_view piece) {
   return value;
 }
 
-std::string byte_piece(int byte) { return fmt::format("<0x{:02X}>", byte); }
+std::string byte_piece(int byte) {
+  return fmt::format("<0x{:02X}>", byte);
+}
 
 // Byte length of the UTF-8 character that starts with `lead`, judged by the lead byte alone as
 // SentencePiece's OneCharLen does (the text is already well-formed when this is used).
@@ -100,20 +102,21 @@ BpeVocab parse_llama2c_vocab(std::string_view bytes, const std::string& path) {
   while (offset < bytes.size()) {
     const size_t id = vocab.pieces.size();
     if (bytes.size() - offset < 8) {
-      fail("{}: truncated llama2.c tokenizer.bin: token {} at offset {} needs 8 header bytes, "
-           "{} left", path, id, offset, bytes.size() - offset);
+      fail(
+          "{}: truncated llama2.c tokenizer.bin: token {} at offset {} needs 8 header bytes, "
+          "{} left",
+          path, id, offset, bytes.size() - offset);
     }
     const auto score = read_le<float>(bytes.data() + offset);
     const auto length = read_le<int32_t>(bytes.data() + offset + 4);
     offset += 8;
     if (!std::isfinite(score)) fail("{}: token {} has a non-finite score", path, id);
     if (length <= 0 || length > max_length) {
-      fail("{}: token {} has length {}, outside [1, max_token_length {}]", path, id, length,
-           max_length);
+      fail("{}: token {} has length {}, outside [1, max_token_length {}]", path, id, length, max_length);
     }
     if (bytes.size() - offset < static_cast<size_t>(length)) {
-      fail("{}: truncated llama2.c tokenizer.bin: token {} at offset {} needs {} bytes, {} left",
-           path, id, offset, length, bytes.size() - offset);
+      fail("{}: truncated llama2.c tokenizer.bin: token {} at offset {} needs {} bytes, {} left", path, id, offset,
+           length, bytes.size() - offset);
     }
     const std::string_view raw = bytes.substr(offset, static_cast<size_t>(length));
     offset += static_cast<size_t>(length);
@@ -175,16 +178,14 @@ std::string serialize_llama2c_vocab(const BpeVocab& vocab) {
   return out;
 }
 
-BpeTokenizer::BpeTokenizer(BpeVocab vocab, const std::string& source)
-    : vocab_(std::move(vocab)), source_(source) {
+BpeTokenizer::BpeTokenizer(BpeVocab vocab, const std::string& source) : vocab_(std::move(vocab)), source_(source) {
   const size_t n = vocab_.pieces.size();
   if (n == 0) fail("{}: empty vocabulary", source);
   if (n > static_cast<size_t>(std::numeric_limits<int>::max())) {
     fail("{}: vocabulary too large", source);
   }
   if (vocab_.scores.size() != n || vocab_.types.size() != n) {
-    fail("{}: {} pieces but {} scores and {} types", source, n, vocab_.scores.size(),
-         vocab_.types.size());
+    fail("{}: {} pieces but {} scores and {} types", source, n, vocab_.scores.size(), vocab_.types.size());
   }
   const auto check_special = [&](int id, PieceType want, const char* what) {
     if (id < -1 || id >= static_cast<int>(n)) fail("{}: {} id {} out of range", source, what, id);
@@ -223,9 +224,7 @@ BpeTokenizer::BpeTokenizer(BpeVocab vocab, const std::string& source)
         break;
       }
       case PieceType::Control:
-      case PieceType::Unknown:
-        reserved_.try_emplace(piece, static_cast<int>(id));
-        break;  // not printed
+      case PieceType::Unknown: reserved_.try_emplace(piece, static_cast<int>(id)); break;  // not printed
     }
   }
 
@@ -382,9 +381,7 @@ std::vector<int> BpeTokenizer::encode(std::string_view text, bool add_bos, bool 
     symbols.push_back({pos, size, -1, -1, frozen});
     pos += size;
   }
-  const auto text_of = [&](const Symbol& s) {
-    return std::string_view(norm).substr(s.begin, s.size);
-  };
+  const auto text_of = [&](const Symbol& s) { return std::string_view(norm).substr(s.begin, s.size); };
 
   // A candidate merge of two adjacent symbols. It goes stale when either symbol changes; that is
   // detected on pop: a merged-away right symbol has size 0, and any growth changes the sum.

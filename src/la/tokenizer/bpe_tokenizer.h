@@ -85,11 +85,11 @@ class BpeTokenizer final : public Tokenizer {
   int lookup(std::string_view piece) const;
 
   BpeVocab vocab_;
-  std::string source_;              // names the vocabulary in error messages
-  std::vector<std::string> bytes_;  // piece_bytes() of every id
-  PieceMap mergeable_;              // Normal, UserDefined, Unused: what BPE merges may produce
-  PieceMap reserved_;               // Control, Unknown, Byte
-  PieceMap user_defined_;           // matched whole in the input and never merged
+  std::string source_;                     // names the vocabulary in error messages
+  std::vector<std::string> bytes_;         // piece_bytes() of every id
+  PieceMap mergeable_;                     // Normal, UserDefined, Unused: what BPE merges may produce
+  PieceMap reserved_;                      // Control, Unknown, Byte
+  PieceMap user_defined_;                  // matched whole in the input and never merged
   std::unordered_set<uint64_t> joinable_;  // char_pair()s that occur inside mergeable pieces
   size_t max_piece_size_ = 0;
   size_t max_user_defined_size_ = 0;

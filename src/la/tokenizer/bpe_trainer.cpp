@@ -18,8 +18,10 @@ BpeVocab train_bpe_vocab(const std::vector<std::string>& texts, int64_t vocab_si
   for (const auto& t : texts) {
     std::string norm(kSpace);
     for (char c : t) {
-      if (c == ' ') norm += kSpace;
-      else norm += c;
+      if (c == ' ')
+        norm += kSpace;
+      else
+        norm += c;
     }
     size_t start = 0;
     while (start < norm.size()) {
@@ -61,7 +63,8 @@ BpeVocab train_bpe_vocab(const std::vector<std::string>& texts, int64_t vocab_si
   std::vector<std::pair<int64_t, std::string>> chars;
   for (const auto& [c, f] : alphabet) chars.emplace_back(-f, c);
   std::sort(chars.begin(), chars.end());
-  for (size_t i = 0; i < chars.size(); ++i) add(chars[i].second, -static_cast<float>(merges + static_cast<int64_t>(i)), PieceType::Normal);
+  for (size_t i = 0; i < chars.size(); ++i)
+    add(chars[i].second, -static_cast<float>(merges + static_cast<int64_t>(i)), PieceType::Normal);
   for (int64_t m = 0; m < merges; ++m) {
     std::map<std::pair<std::string, std::string>, int64_t> pairs;
     for (const auto& [sym, f] : words)

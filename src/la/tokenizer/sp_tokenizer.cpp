@@ -113,10 +113,14 @@ BpeVocab SpTokenizer::to_vocab() const {
     v.pieces.push_back(sp.IdToPiece(i));
     v.scores.push_back(sp.GetScore(i));
     PieceType t = PieceType::Normal;
-    if (sp.IsUnknown(i)) t = PieceType::Unknown;
-    else if (sp.IsControl(i)) t = PieceType::Control;
-    else if (sp.IsByte(i)) t = PieceType::Byte;
-    else if (sp.IsUnused(i)) t = PieceType::Unused;
+    if (sp.IsUnknown(i))
+      t = PieceType::Unknown;
+    else if (sp.IsControl(i))
+      t = PieceType::Control;
+    else if (sp.IsByte(i))
+      t = PieceType::Byte;
+    else if (sp.IsUnused(i))
+      t = PieceType::Unused;
     v.types.push_back(t);
   }
   v.bos_id = sp.bos_id();

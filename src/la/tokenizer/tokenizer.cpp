@@ -19,7 +19,9 @@ namespace {
 constexpr std::string_view kSpaceSymbol = "\xE2\x96\x81";      // U+2581 '▁'
 constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
 
-bool is_trail_byte(char c) { return (static_cast<uint8_t>(c) & 0xC0) == 0x80; }
+bool is_trail_byte(char c) {
+  return (static_cast<uint8_t>(c) & 0xC0) == 0x80;
+}
 
 // Length a character starting with `lead` claims to have (2-4), 0 if `lead` cannot start one.
 // SentencePiece accepts F0-F7 as 4-byte leads and rejects the result above U+10FFFF later.
@@ -156,8 +158,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
     try {
       return std::make_unique<SpTokenizer>(bytes, path);
     } catch (const Error& e) {
-      fail("{}: neither a SentencePiece model ({}) nor a llama2.c tokenizer.bin ({})", path,
-           strip_path(e.what(), path), bin_error);
+      fail("{}: neither a SentencePiece model ({}) nor a llama2.c tokenizer.bin ({})", path, strip_path(e.what(), path),
+           bin_error);
     }
   }
   fail("{}: {}", path, bin_error);
@@ -179,8 +181,8 @@ std::string find_tokenizer_for_model(const std::string& model_path, int vocab_si
     if (vocab_size > 0) {
       const std::string tok = fmt::format("tok{}", vocab_size);
       const std::string stem = model.stem().string();
-      for (const std::string& name : {stem + "_" + tok + ".model", stem + "_" + tok + ".bin",
-                                      tok + ".model", tok + ".bin"}) {
+      for (const std::string& name :
+           {stem + "_" + tok + ".model", stem + "_" + tok + ".bin", tok + ".model", tok + ".bin"}) {
         candidates.push_back(dir / name);
       }
     }

@@ -14,8 +14,8 @@ namespace la {
 
 struct TrainState {
   Adapter adapter;
-  AdamWState moments;          // m and v: flat twins of adapter.params (laid out by its table)
-  int64_t step = 0;            // optimizer steps completed
+  AdamWState moments;  // m and v: flat twins of adapter.params (laid out by its table)
+  int64_t step = 0;    // optimizer steps completed
   uint64_t seed = 0;
   bool shuffle = true;
   int64_t batch_size = 0;

@@ -29,7 +29,7 @@ enum class Schedule { Cosine, Constant };
 
 struct ScheduleOptions {
   Schedule kind = Schedule::Cosine;
-  float lr = 0;              // peak learning rate
+  float lr = 0;  // peak learning rate
   float min_lr = 0;
   double warmup_epochs = 2;  // used when warmup_steps < 0
   int64_t warmup_steps = -1;

@@ -5,10 +5,9 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "la/core/error.h"
 #include "la/core/mapped_file.h"
@@ -57,7 +56,8 @@ class MetricsFile {
       std::istringstream in(read_file(path));
       for (std::string line; std::getline(in, line);) {
         const auto j = nlohmann::json::parse(line, nullptr, false);
-        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() <= resumed_at)
+        if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+            j["step"].get<int64_t>() <= resumed_at)
           kept += line + "\n";
       }
       write_file_atomic(path, kept.data(), kept.size());
@@ -104,8 +104,8 @@ std::map<std::string, std::string> run_settings(const FinetuneOptions& o, const 
           {"min_lr", fmt::format("{}", o.min_lr)},
           {"schedule", o.schedule == Schedule::Cosine ? "cosine" : "constant"},
           {"epochs", std::to_string(o.epochs)},
-          {"warmup", o.warmup_steps >= 0 ? fmt::format("{} steps", o.warmup_steps)
-                                         : fmt::format("{} epochs", o.warmup_epochs)},
+          {"warmup",
+           o.warmup_steps >= 0 ? fmt::format("{} steps", o.warmup_steps) : fmt::format("{} epochs", o.warmup_epochs)},
           {"weight_decay", fmt::format("{}", o.weight_decay)},
           {"grad_clip", fmt::format("{}", o.grad_clip)}};
 }
@@ -163,9 +163,10 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
     st = load_checkpoint(o.resume);
     st.adapter.check_compatible(c, o.resume);
     if (st.seed != o.seed || st.shuffle != o.shuffle || st.batch_size != o.batch_size || st.examples != n)
-      fail("{}: checkpoint was made with seed={} shuffle={} batch={} examples={}, this run has seed={} shuffle={} "
-           "batch={} examples={}",
-           o.resume, st.seed, st.shuffle, st.batch_size, st.examples, o.seed, o.shuffle, o.batch_size, n);
+      fail(
+          "{}: checkpoint was made with seed={} shuffle={} batch={} examples={}, this run has seed={} shuffle={} "
+          "batch={} examples={}",
+          o.resume, st.seed, st.shuffle, st.batch_size, st.examples, o.seed, o.shuffle, o.batch_size, n);
     for (const auto& [k, v] : st.settings) {
       auto it = settings.find(k);
       if (it != settings.end() && it->second != v)
@@ -208,7 +209,8 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
   if (val) longest_seq = std::max(longest_seq, longest(*val));
   const int64_t seq = longest_seq - 1;
   TrainGraph graph(w, a, o.micro_batch_size * seq, seq, o.recompute);
-  log(fmt::format("adapter: {} ({} trainable parameters, gate {}), {} examples, {} steps/epoch, {} steps, lr {:.3g}, "
+  log(
+      fmt::format("adapter: {} ({} trainable parameters, gate {}), {} examples, {} steps/epoch, {} steps, lr {:.3g}, "
                   "activation memory {:.1f} MiB{}",
                   a.shape_string(), a.parameter_count(), gate_mode_name(a.gate_mode), n, steps_per_epoch, total_steps,
                   sched.lr, static_cast<double>(graph.arena_bytes()) / (1 << 20), o.recompute ? " (recompute)" : ""));

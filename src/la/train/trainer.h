@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "la/data/dataset.h"
 #include "la/model/adapter.h"
 #include "la/model/train_graph.h"
 #include "la/model/weights.h"
-#include "la/data/dataset.h"
 #include "la/train/optimizer.h"
 
 namespace la {

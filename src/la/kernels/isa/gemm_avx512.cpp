@@ -29,8 +29,9 @@ inline __m512 load16(DType t, const void* p, int64_t n) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));  // BF16
 }
 
-inline size_t elem_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
-
+inline size_t elem_bytes(DType t) {
+  return t == DType::F32 ? 4 : 2;
+}
 
 // Rows of 14 are gathered 16 at a time through the transpose (the 2 extra rows are zero and not
 // stored): 16 loads, 64 shuffles and 16 stores per 224 elements.
@@ -74,7 +75,8 @@ void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_
   // hardware prefetchers to pick up in time.
   const uint8_t* next = base + static_cast<size_t>(n0 + NR) * row_bytes;
   const bool prefetch = !dtype_is_quantized(w.type) && n0 + 2 * NR <= w.rows;
-  const size_t seg_bytes = static_cast<size_t>(kc) * elem_bytes(w.type), off0 = static_cast<size_t>(k0) * elem_bytes(w.type);
+  const size_t seg_bytes = static_cast<size_t>(kc) * elem_bytes(w.type),
+               off0 = static_cast<size_t>(k0) * elem_bytes(w.type);
   for (int64_t kk = 0; kk < kc; kk += 16) {
     const int64_t n = kc - kk < 16 ? kc - kk : 16;
     if (prefetch) {
@@ -198,8 +200,8 @@ template <class Counts>
 struct Specialisations;
 template <int... R>
 struct Specialisations<RowCounts<R...>> {
-  static constexpr void (*kernel[])(int64_t, const float*, const float*, float*, int64_t, int, bool) = {
-      kernel_rows<R>...};
+  static constexpr void (*kernel[])(int64_t, const float*, const float*, float*, int64_t, int,
+                                    bool) = {kernel_rows<R>...};
   static constexpr void (*kernel_wb[])(int64_t, const float*, int64_t, const float*, int64_t, float*, int64_t, int,
                                        bool) = {kernel_wb_rows<R>...};
 };
@@ -219,7 +221,9 @@ const Kernels kAvx512{pack_a, pack_b_nt, pack_b_nn, kernel, pack_at, kernel_wb};
 
 }  // namespace
 
-const Kernels& kernels() { return kAvx512; }
+const Kernels& kernels() {
+  return kAvx512;
+}
 
 void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd) {
   __m512 r[16];

@@ -23,7 +23,9 @@ inline __mmask32 first32(int64_t n) {  // mask of the first n (0..32+) 16-bit la
   return n >= 32 ? static_cast<__mmask32>(0xFFFFFFFFu) : static_cast<__mmask32>((1u << (n > 0 ? n : 0)) - 1u);
 }
 
-inline __m512 as_ps(__m512i v) { return _mm512_castsi512_ps(v); }
+inline __m512 as_ps(__m512i v) {
+  return _mm512_castsi512_ps(v);
+}
 
 #include "la/kernels/isa/avx512_helpers.inc"
 
@@ -82,7 +84,8 @@ void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_
                         : _mm512_setzero_ps();
       }
       transpose16_regs(r);
-      for (int64_t j = 0; j < pairs; ++j) _mm512_storeu_ps(reinterpret_cast<float*>(panel + (kk / 2 + j) * NR + half * 16), r[j]);
+      for (int64_t j = 0; j < pairs; ++j)
+        _mm512_storeu_ps(reinterpret_cast<float*>(panel + (kk / 2 + j) * NR + half * 16), r[j]);
     }
   }
 }
@@ -129,6 +132,8 @@ const Bf16Kernels kBf16{pack_a, pack_b_nt, pack_b_nn, kernel};
 
 }  // namespace
 
-const Bf16Kernels& bf16_kernels() { return kBf16; }
+const Bf16Kernels& bf16_kernels() {
+  return kBf16;
+}
 
 }  // namespace la::gemm_detail

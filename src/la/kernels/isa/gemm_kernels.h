@@ -14,8 +14,8 @@ namespace la::gemm_detail {
 constexpr int64_t kMR = 14, kNR = 32, kKC = 256, kMC = 8 * kMR, kNC = 512;
 
 // The weight-broadcast form for few rows of A and an f32 weight (prefill): C^T = W · A^T with the
-// weight rows broadcast in place and A^T packed instead of W, so no transpose of the weight. Tile: kWR weight rows x 32 rows of A; K in kKC blocks, as the
-// packed form, so both give the same bits.
+// weight rows broadcast in place and A^T packed instead of W, so no transpose of the weight. Tile: kWR weight rows x 32
+// rows of A; K in kKC blocks, as the packed form, so both give the same bits.
 constexpr int64_t kWR = 14;
 
 struct Kernels {
