@@ -1,5 +1,8 @@
 #include "support/test_support.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,6 +59,40 @@ TempDir::TempDir() {
     }
   }
   throw std::runtime_error("cannot create temp dir");
+}
+
+namespace {
+// A file's identity for a cache key: size and modification time in nanoseconds.
+std::string file_stamp(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + path);
+  return std::to_string(st.st_size) + "-" + std::to_string(st.st_mtim.tv_sec) + std::to_string(st.st_mtim.tv_nsec);
+}
+}  // namespace
+
+std::string shared_fixture_dir(const std::string& name, const std::function<void(const std::string& dir)>& build) {
+  namespace fs = std::filesystem;
+  const fs::path exe = fs::read_symlink("/proc/self/exe");
+  const fs::path root = exe.parent_path() / "fixtures";
+  const std::string prefix = exe.filename().string() + "." + name + ".";
+  const fs::path dir = root / (prefix + file_stamp(exe.string()) + "." + file_stamp(LA_CLI_PATH));
+  if (fs::exists(dir / ".complete")) return dir.string();
+  fs::create_directories(root);
+  // One builder at a time (flock, released when the process ends); the others wait, then find it.
+  const std::string lock_path = (root / (prefix + "lock")).string();
+  const int fd = ::open(lock_path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (fd < 0 || ::flock(fd, LOCK_EX) != 0) throw std::runtime_error("cannot lock " + lock_path);
+  if (!fs::exists(dir / ".complete")) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(root, ec))  // earlier builds' copies, a crashed build's
+      if (e.path().filename().string().rfind(prefix, 0) == 0 && e.path().extension() != ".lock")
+        fs::remove_all(e.path(), ec);
+    fs::create_directories(dir);
+    build(dir.string());
+    write_text((dir / ".complete").string(), "");
+  }
+  ::close(fd);
+  return dir.string();
 }
 
 TempDir::~TempDir() {

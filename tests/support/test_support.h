@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <span>
 #include <string>
@@ -69,6 +70,13 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// A folder of read-only materials built once and shared by every process of this test binary
+// (ctest runs each test in its own process): `build(dir)` fills a fresh folder, which is then
+// renamed into place under the build tree, keyed by this executable and the CLI (a rebuild of
+// either makes a new one and removes the old). Concurrent first users race harmlessly: one
+// rename wins, the others use it. Tests must not write into it.
+std::string shared_fixture_dir(const std::string& name, const std::function<void(const std::string& dir)>& build);
 
 struct CommandResult {
   int exit_code = -1;
