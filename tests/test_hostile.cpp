@@ -929,6 +929,38 @@ TEST(Signals, KillThenResumeFromPeriodicCheckpoint) {
   EXPECT_EQ(metric_steps(out + ".jsonl").size(), 600u);
 }
 
+// pretrain (every parameter, a learned tokenizer) killed with SIGKILL, then resumed from its last
+// periodic checkpoint: the same model, bit for bit, as a run that was never stopped.
+TEST(Signals, PretrainKillThenResumeIsBitForBit) {
+  const World& w = world();
+  la::test::TempDir d;
+  std::string corpus;
+  for (const auto& r : la::synthetic_instructions(200, 5)) corpus += r.instruction + " " + r.output + "\n\n";
+  write_text(d.file("corpus.txt"), corpus);
+  (void)w;
+  auto args = [&](const std::string& out) {
+    return "pretrain --data " + q(d.file("corpus.txt")) +
+           " --vocab-size 300 --dim 32 --layers 2 --heads 4 --kv-heads 2 --seq-len 32 --batch-size 4"
+           " --micro-batch-size 2 --epochs 3 --steps 120 --warmup-steps 5 --threads 1 --no-progress --save-every 7 "
+           "--out " +
+           q(out) + " --metrics " + q(out + ".jsonl");
+  };
+  // The same file name in two folders: GGUF records it (general.name).
+  fs::create_directories(d.file("ref"));
+  fs::create_directories(d.file("killed"));
+  const std::string ref = d.file("ref/model.gguf"), out = d.file("killed/model.gguf");
+  ASSERT_EQ(la::test::run_cli(args(ref)).exit_code, 0);
+  const Background b = interrupt_after(args(out), out + ".jsonl", 20, {"KILL"});
+  EXPECT_EQ(b.exit_code, 137);
+  ASSERT_TRUE(fs::exists(out + ".ckpt"));
+  EXPECT_FALSE(fs::exists(out));
+  const auto r = la::test::run_cli(args(out) + " --resume " + q(out + ".ckpt"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(la::read_file(out) == la::read_file(ref)) << "the resumed model differs";
+  EXPECT_EQ(metric_steps(out + ".jsonl"), metric_steps(ref + ".jsonl"));
+  EXPECT_GT(metric_steps(ref + ".jsonl").size(), 40u);
+}
+
 // --threads far beyond the machine under an address-space limit: clamped to the cores this
 // process may use (with a note), so OpenBLAS never sizes 64 per-thread buffers and spins on
 // failing to map them.

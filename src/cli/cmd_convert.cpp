@@ -9,8 +9,6 @@
 #include "la/io/adapter_file.h"
 #include "la/io/gguf_model.h"
 #include "la/io/loader.h"
-#include "la/tokenizer/bpe_tokenizer.h"
-#include "la/tokenizer/sp_tokenizer.h"
 
 namespace la::cli {
 
@@ -42,13 +40,7 @@ void register_convert(CLI::App& app) {
     DType type;
     if (!parse_dtype(a->type, &type)) fail("unknown type '{}'", a->type);
     LoadedModel lm = load_model_and_tokenizer(a->model);
-    BpeVocab vocab;
-    if (const auto* bpe = dynamic_cast<const BpeTokenizer*>(lm.tokenizer.get()))
-      vocab = bpe->vocab();
-    else if (const auto* sp = dynamic_cast<const SpTokenizer*>(lm.tokenizer.get()))
-      vocab = sp->to_vocab();
-    else
-      fail("{}: this tokenizer cannot be embedded in GGUF", a->model.tokenizer);
+    const BpeVocab vocab = gguf_vocabulary(*lm.tokenizer, a->model.tokenizer);
     // Streamed: one converted matrix in memory at a time, the input stays a mapping (Hugging Face
     // q/k rows are moved to GGUF's Meta layout on the way). Rows that do not fill whole blocks
     // (e.g. stories260K's hidden size 172) stay F16.

@@ -41,15 +41,52 @@ TokenizedDataset load_data(const std::string& path, const Tokenizer& tok, int64_
   return d;
 }
 
+// The extension of --out says the format: a model .gguf or .bin, an adapter .safetensors or .gguf.
+void check_model_output(bool full, const std::string& out) {
+  if (full && !out.ends_with(".gguf") && !out.ends_with(".bin"))
+    fail("--out {}: a fully trained model is written as .gguf or .bin (llama2.c)", out);
+  if (!full && out.ends_with(".bin"))
+    fail("--out {}: an adapter is written as .safetensors or .gguf (a .bin model needs --full)", out);
+}
+
 }  // namespace
 
+void run_training(const ModelWeights& w, const TokenizedDataset& train, const TokenizedDataset* val,
+                  const FinetuneOptions& o, bool progress, int64_t log_every) {
+  TrainerCallbacks cb = progress_callbacks({stderr_is_tty() && progress, log_every, ""});
+  // SIGINT/SIGTERM/SIGHUP: a checkpoint at the next step boundary, then stop; a second signal
+  // stops at once.
+  install_stop_handlers();
+  cb.should_stop = [] { return stop_requested(); };
+  FinetuneResult r = finetune(w, train, val, o, cb);
+  if (r.interrupted) {
+    const int sig = stop_signal();
+    std::fprintf(
+        stderr,
+        "interrupted by %s after step %lld: checkpoint saved to %s; continue with the same command and --resume %s\n",
+        sig == SIGTERM  ? "SIGTERM"
+        : sig == SIGHUP ? "SIGHUP"
+                        : "SIGINT",
+        static_cast<long long>(r.history.empty() ? 0 : r.history.back().step), r.checkpoint.c_str(),
+        r.checkpoint.c_str());
+    std::fflush(stderr);
+    std::exit(128 + (sig > 0 ? sig : SIGINT));
+  }
+  std::fprintf(stderr, "saved %s (%lld steps this run, loss %.4f -> %.4f)\n", o.out.c_str(),
+               static_cast<long long>(r.steps_done), r.first_loss, r.last_loss);
+}
+
 void register_finetune(CLI::App& app) {
-  auto* cmd = app.add_subcommand("finetune", "Fine-tune a LLaMA-Adapter on Alpaca-style instruction data");
+  auto* cmd = app.add_subcommand(
+      "finetune", "Fine-tune a LLaMA-Adapter (or, with --full, every weight) on Alpaca-style instruction data");
   auto a = std::make_shared<FinetuneArgs>();
   FinetuneOptions& o = a->o;
   a->model.add_to(cmd);
   cmd->add_option("-d,--data", a->data, "Training data: Alpaca JSON array or JSONL")->required();
-  cmd->add_option("-o,--out", o.out, "Output adapter (.safetensors)")->required();
+  cmd->add_option("-o,--out", o.out, "Output adapter (.safetensors), or with --full the model (.gguf or .bin)")
+      ->required();
+  cmd->add_flag("--full", o.full,
+                "Full fine-tuning: train every weight of the base (f32) instead of an adapter, and write the model");
   cmd->add_option("--adapter-len", o.adapter_len, "K: prompt tokens per adapted layer")
       ->default_val(10)
       ->check(integer_in(1, 4096));
@@ -117,6 +154,9 @@ void register_finetune(CLI::App& app) {
     o.schedule = a->schedule == "constant" ? Schedule::Constant : Schedule::Cosine;
     o.shuffle = !a->no_shuffle;
     if (!o.init_adapter.empty() && !o.resume.empty()) fail("--init-adapter and --resume exclude each other");
+    if (o.full && !o.init_adapter.empty()) fail("--full trains the model itself: --init-adapter does not apply");
+    if (o.full && a->model.model.empty()) fail("--full needs --model");
+    check_model_output(o.full, o.out);
     // Every output is checked before any work: it must be writable where it is, and never one of
     // the run's own inputs (or another output) — a result found unwritable after the last step,
     // or written over the base model, would lose the work or the input.
@@ -148,27 +188,12 @@ void register_finetune(CLI::App& app) {
     TokenizedDataset val;
     if (!a->val_data.empty()) val = load_data(a->val_data, *lm.tokenizer, a->max_seq_len, "val");
     if (!a->val_data.empty() && o.eval_every == 0) o.eval_every = 50;
-    TrainerCallbacks cb = progress_callbacks({stderr_is_tty() && !a->no_progress, a->log_every, ""});
-    // SIGINT/SIGTERM/SIGHUP: a checkpoint at the next step boundary, then stop; a second signal
-    // stops at once.
-    install_stop_handlers();
-    cb.should_stop = [] { return stop_requested(); };
-    FinetuneResult r = finetune(*lm.weights, train, a->val_data.empty() ? nullptr : &val, o, cb);
-    if (r.interrupted) {
-      const int sig = stop_signal();
-      std::fprintf(
-          stderr,
-          "interrupted by %s after step %lld: checkpoint saved to %s; continue with the same command and --resume %s\n",
-          sig == SIGTERM  ? "SIGTERM"
-          : sig == SIGHUP ? "SIGHUP"
-                          : "SIGINT",
-          static_cast<long long>(r.history.empty() ? 0 : r.history.back().step), r.checkpoint.c_str(),
-          r.checkpoint.c_str());
-      std::fflush(stderr);
-      std::exit(128 + (sig > 0 ? sig : SIGINT));
+    BpeVocab vocab;  // what a GGUF model embeds
+    if (o.full && o.out.ends_with(".gguf")) {
+      vocab = gguf_vocabulary(*lm.tokenizer, a->model.tokenizer);
+      o.vocab = &vocab;
     }
-    std::fprintf(stderr, "saved %s (%lld steps this run, loss %.4f -> %.4f)\n", o.out.c_str(),
-                 static_cast<long long>(r.steps_done), r.first_loss, r.last_loss);
+    run_training(*lm.weights, train, a->val_data.empty() ? nullptr : &val, o, !a->no_progress, a->log_every);
   });
 }
 

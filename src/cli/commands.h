@@ -7,8 +7,11 @@
 #include <utility>
 #include <vector>
 
+#include "la/data/dataset.h"
 #include "la/model/weights.h"
+#include "la/tokenizer/bpe_tokenizer.h"
 #include "la/tokenizer/tokenizer.h"
+#include "la/train/trainer.h"
 
 namespace la::cli {
 
@@ -19,6 +22,12 @@ void register_eval(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_convert(CLI::App& app);
+void register_pretrain(CLI::App& app);
+
+// Runs a training (finetune or pretrain) with progress on stderr and the stop signals handled:
+// an interrupted run exits 128 + the signal after its checkpoint; a finished one says what it saved.
+void run_training(const ModelWeights& w, const TokenizedDataset& train, const TokenizedDataset* val,
+                  const FinetuneOptions& o, bool progress, int64_t log_every);
 
 // The flags that make up the runtime (core/runtime.h): --threads on every command that computes,
 // --bf16-compute where offered. Whichever sub-command runs fills this one object; main() puts
@@ -50,6 +59,10 @@ struct LoadedModel {
 // Loads the model and its tokenizer (--tokenizer, or the one found beside the model), checks that
 // they agree on the vocabulary size.
 LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer = true);
+
+// The tokenizer's vocabulary as a GGUF file embeds it (la::Error naming `source` for one that
+// cannot be).
+BpeVocab gguf_vocabulary(const Tokenizer& tok, const std::string& source);
 
 // --bf16-compute: packs the model's BF16 matrices once for the bf16 GEMM (ModelWeights::
 // pack_bf16_panels) when that fits in half of the memory still available; otherwise says so on

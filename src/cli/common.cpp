@@ -9,6 +9,7 @@
 #include "la/core/memory.h"
 #include "la/core/runtime.h"
 #include "la/io/loader.h"
+#include "la/tokenizer/sp_tokenizer.h"
 #include "validators.h"
 
 namespace la::cli {
@@ -49,6 +50,12 @@ CLI::Option* ModelArgs::add_to(CLI::App* cmd, bool tokenizer_too, bool model_req
                     "Tokenizer: SentencePiece .model or llama2.c tokenizer.bin (default: the one beside the model)");
   add_threads_flag(cmd);
   return opt;
+}
+
+BpeVocab gguf_vocabulary(const Tokenizer& tok, const std::string& source) {
+  if (const auto* bpe = dynamic_cast<const BpeTokenizer*>(&tok)) return bpe->vocab();
+  if (const auto* sp = dynamic_cast<const SpTokenizer*>(&tok)) return sp->to_vocab();
+  fail("{}: this tokenizer cannot be embedded in GGUF", source);
 }
 
 LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer) {

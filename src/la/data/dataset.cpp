@@ -82,6 +82,70 @@ AlpacaRecord to_record(const json& v, const std::string& path, const std::string
 
 }  // namespace
 
+std::vector<std::string> load_corpus(const std::string& path) {
+  std::string data = read_file_bytes(path);
+  if (const size_t bad = first_invalid_utf8(data); bad != std::string_view::npos)
+    fail("{}: invalid UTF-8 at byte offset {} (byte 0x{:02X})", path, bad, static_cast<unsigned char>(data[bad]));
+  std::vector<std::string> docs;
+  std::istringstream in(data);
+  std::string line, doc;
+  int64_t line_no = 0;
+  if (path.ends_with(".jsonl")) {
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      json j;
+      try {
+        j = json::parse(line);
+      } catch (const std::exception& e) {
+        fail("{}: line {}: not JSON: {}", path, line_no, json_message(e));
+      }
+      if (!j.is_object() || !j.contains("text") || !j["text"].is_string())
+        fail("{}: line {}: expected an object with a \"text\" string", path, line_no);
+      if (!j["text"].get_ref<const std::string&>().empty()) docs.push_back(j["text"].get<std::string>());
+    }
+  } else {
+    // Documents are separated by blank lines; the lines of one document keep their newlines.
+    auto flush = [&] {
+      if (!doc.empty()) docs.push_back(doc);
+      doc.clear();
+    };
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.find_first_not_of(" \t") == std::string::npos) {
+        flush();
+        continue;
+      }
+      if (!doc.empty()) doc += '\n';
+      doc += line;
+    }
+    flush();
+  }
+  if (docs.empty()) fail("{}: no documents (the corpus is empty)", path);
+  return docs;
+}
+
+TokenizedDataset tokenize_corpus(const std::vector<std::string>& docs, const Tokenizer& tok, int64_t seq_len) {
+  if (seq_len < 1) fail("sequence length must be at least 1");
+  std::vector<int> stream;
+  for (const std::string& d : docs) {
+    const std::vector<int> t = tok.encode(d, true, true);
+    stream.insert(stream.end(), t.begin(), t.end());
+  }
+  TokenizedDataset out;
+  const auto n = static_cast<int64_t>(stream.size());
+  for (int64_t start = 0; start + 1 < n; start += seq_len) {
+    const int64_t end = std::min(n, start + seq_len + 1);
+    Example e;
+    e.tokens.assign(stream.begin() + start, stream.begin() + end);
+    e.prompt_len = 0;
+    out.total_tokens += static_cast<int64_t>(e.tokens.size());
+    out.supervised_tokens += e.supervised();
+    out.examples.push_back(std::move(e));
+  }
+  return out;
+}
+
 std::vector<AlpacaRecord> load_alpaca(const std::string& path) {
   std::string data = read_file_bytes(path);
 

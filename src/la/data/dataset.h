@@ -37,6 +37,17 @@ struct TokenizedDataset {
 
 TokenizedDataset tokenize_alpaca(const std::vector<AlpacaRecord>& records, const Tokenizer& tok, int64_t max_seq_len);
 
+// A pre-training corpus (SPEC §12): plain text with documents separated by blank lines, or
+// JSONL (".jsonl") with a "text" string on each line. Errors name the file (and line) and what is
+// wrong: empty, not JSON, no "text", invalid UTF-8.
+std::vector<std::string> load_corpus(const std::string& path);
+
+// The corpus as training windows: each document becomes [BOS] + tok(doc) + [EOS], the documents
+// are joined into one stream and cut into windows of seq_len + 1 tokens that share their edge
+// token (each token is predicted once); every target is supervised. A last shorter window of at
+// least 2 tokens is kept.
+TokenizedDataset tokenize_corpus(const std::vector<std::string>& docs, const Tokenizer& tok, int64_t seq_len);
+
 // The order of example indices for `epoch`: a seeded Fisher-Yates shuffle that depends only on
 // (seed, epoch), so a resumed run sees the same order; identity when !shuffle.
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch, bool shuffle);

@@ -1,9 +1,11 @@
 #include "la/io/loader.h"
 
 #include <cstring>
+#include <filesystem>
 
 #include "la/core/error.h"
 #include "la/io/gguf_model.h"
+#include "la/io/shapes.h"
 #include "la/model/validate.h"
 
 namespace la {
@@ -29,6 +31,16 @@ std::unique_ptr<ModelWeights> load_model(const std::string& path) {
   auto w = load_by_content(path);
   check_finite_weights(*w);  // a NaN weight would turn every output into NaN
   return w;
+}
+
+void save_model(const ModelWeights& m, const BpeVocab* vocab, const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  if (ext == ".gguf")
+    save_gguf(m, vocab, path, std::filesystem::path(path).stem().string());
+  else if (ext == ".bin")
+    save_llama2c(m, path);
+  else
+    fail("{}: a model is written as .gguf or .bin (llama2.c), not '{}'", path, ext);
 }
 
 void permute_meta_to_hf(const float* src, float* dst, int64_t n_heads, int64_t head_dim, int64_t cols) {

@@ -7,10 +7,16 @@
 #include <string>
 
 #include "la/model/weights.h"
+#include "la/tokenizer/bpe_tokenizer.h"
 
 namespace la {
 
 std::unique_ptr<ModelWeights> load_model(const std::string& path);
+
+// Writes a whole model, by the extension of `path`: ".gguf" (matrices in their stored types, and
+// `vocab` as the tokenizer when given) or ".bin" (llama2.c, f32; its tokenizer is a file of its
+// own). Anything else is an error. Atomic.
+void save_model(const ModelWeights& m, const BpeVocab* vocab, const std::string& path);
 
 std::unique_ptr<ModelWeights> load_llama2c(const std::string& path);
 std::unique_ptr<ModelWeights> load_hf_directory(const std::string& dir);

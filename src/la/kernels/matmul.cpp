@@ -124,6 +124,22 @@ void matmul_nt_ref(float* out, const float* x, const WeightMatrix& w, int64_t M)
   }
 }
 
+void matmul_tn(float* dw, const float* dy, const float* x, int64_t M, int64_t N, int64_t K) {
+  if (M <= 0 || N <= 0 || K <= 0) return;
+  // OpenBLAS (threads from core/runtime.h); a sum over M rows per element, accumulated.
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(N), static_cast<int>(K), static_cast<int>(M),
+              1.0f, dy, static_cast<int>(N), x, static_cast<int>(K), 1.0f, dw, static_cast<int>(K));
+}
+
+void matmul_tn_ref(float* dw, const float* dy, const float* x, int64_t M, int64_t N, int64_t K) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      double a = dw[n * K + k];
+      for (int64_t m = 0; m < M; ++m) a += static_cast<double>(dy[m * N + n]) * x[m * K + k];
+      dw[n * K + k] = static_cast<float>(a);
+    }
+}
+
 void matmul_nn_ref(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate) {
   const int64_t N = w.rows, K = w.cols;
   std::vector<float> wf(static_cast<size_t>(N * K));

@@ -1,7 +1,8 @@
-// Matrix products against frozen weights in any stored type.
+// Matrix products against weights in any stored type, and the weight gradient of full training.
 //   matmul_nt:  out[M,N]  = x[M,K] · W[N,K]^T       (the forward of y = W x, row by row)
 //   matmul_nn:  out[M,K] (+)= dy[M,N] · W[N,K]      (the activation gradient dX = dY·W)
-// No weight gradient exists anywhere: the base model is frozen.
+//   matmul_tn:  dw[N,K]  += dy[M,N]^T · x[M,K]      (the weight gradient dW = dY^T·X, f32 only:
+//                                                   full training, SPEC §12; adapters never)
 #pragma once
 #include <cstdint>
 
@@ -27,7 +28,10 @@ void matmul_nn(float* out, const float* dy, const WeightMatrix& w, int64_t M, bo
 // bf16_compute_supported(): the CPU has AVX512-BF16 and the instruction set in force is AVX-512.
 bool bf16_compute_supported();
 
+void matmul_tn(float* dw, const float* dy, const float* x, int64_t M, int64_t N, int64_t K);
+
 // Plain references (double accumulation, no BLAS, no threads) the fast paths are tested against.
+void matmul_tn_ref(float* dw, const float* dy, const float* x, int64_t M, int64_t N, int64_t K);
 void matmul_nt_ref(float* out, const float* x, const WeightMatrix& w, int64_t M);
 void matmul_nn_ref(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate);
 

@@ -37,6 +37,21 @@ void rmsnorm_backward(float* dx, const float* dout, const float* x, const float*
   }
 }
 
+void rmsnorm_weight_grad(float* dw, const float* dout, const float* x, const float* rstd, int64_t rows, int64_t dim) {
+  // Columns split between threads; each column's sum runs over the rows in order (the same bits
+  // for any thread count).
+#pragma omp parallel for schedule(static) if (rows * dim > 32768)
+  for (int64_t i0 = 0; i0 < dim; i0 += 64) {
+    const int64_t i1 = std::min<int64_t>(dim, i0 + 64);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float s = rstd[r];
+      const float* g = dout + r * dim;
+      const float* xr = x + r * dim;
+      for (int64_t i = i0; i < i1; ++i) dw[i] += g[i] * xr[i] * s;
+    }
+  }
+}
+
 void rmsnorm_forward_ref(float* out, float* rstd, const float* x, const float* w, int64_t rows, int64_t dim,
                          float eps) {
   for (int64_t r = 0; r < rows; ++r) {

@@ -12,6 +12,8 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 // dx += d(out)/dx · dout, given the forward's x, w and rstd.
 void rmsnorm_backward(float* dx, const float* dout, const float* x, const float* w, const float* rstd, int64_t rows,
                       int64_t dim);
+// The weight's gradient: dw[i] += sum over rows of dout · x · rstd (rows summed in order).
+void rmsnorm_weight_grad(float* dw, const float* dout, const float* x, const float* rstd, int64_t rows, int64_t dim);
 void rmsnorm_forward_ref(float* out, float* rstd, const float* x, const float* w, int64_t rows, int64_t dim, float eps);
 void rmsnorm_backward_ref(float* dx, const float* dout, const float* x, const float* w, const float* rstd, int64_t rows,
                           int64_t dim);

@@ -78,6 +78,7 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
   matmul_nt(v, s.xb, lw.wv, R, w.bf16_panels_for(lw.wv));
   rope_apply(q, R, c.n_heads, b.positions, ctx.rope, c.rope_style, false);
   rope_apply(k, R, c.n_kv_heads, b.positions, ctx.rope, c.rope_style, false);
+  float* att = keep && keep->att ? keep->att : s.att;
   for (const BatchSeq& sq : b.seqs) {
     const int64_t o = sq.row0, T = sq.rows;
     const float* keys = k + o * KV;
@@ -92,10 +93,10 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
       values = vc;
     }
     const PromptKV* prompt = sq.prompts ? sq.prompts->layer(l) : nullptr;
-    attention_forward(s.att + o * D, keep ? keep->lse_tok + H * o : nullptr, keep ? keep->lse_prompt + H * o : nullptr,
+    attention_forward(att + o * D, keep ? keep->lse_tok + H * o : nullptr, keep ? keep->lse_prompt + H * o : nullptr,
                       q + o * D, keys, values, T, sq.pos0, ctx.dims, prompt);
   }
-  matmul_nt(s.xb, s.att, lw.wo, R, w.bf16_panels_for(lw.wo));
+  matmul_nt(s.xb, att, lw.wo, R, w.bf16_panels_for(lw.wo));
   add_to(x, s.xb, R * D);
   if (keep) copy(keep->h, x, R * D);
   rmsnorm_forward(s.xb, keep ? keep->rstd_ffn : nullptr, x, lw.rms_ffn, R, D, c.norm_eps);
@@ -110,19 +111,37 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
 
 void block_backward(const BlockContext& ctx, int64_t l, const Batch& b, float* dx, const BlockActs& acts,
                     const BlockScratch& s, const BlockGradScratch& g, bool stop, float* dprompt_k, float* dprompt_v,
-                    float* dgamma) {
+                    float* dgamma, const LayerGrads* wg) {
   const ModelWeights& w = ctx.w;
   const ModelConfig& c = w.config;
   const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
   const int64_t R = b.rows, D = c.dim, KV = c.kv_dim(), F = c.hidden_dim, H = c.n_heads;
+  if (wg && (stop || !acts.att))
+    fail("block backward: weight gradients need the whole backward and the attention output");
+  // Weight gradients dW += dY^T X need each product's input: the normed inputs and the SwiGLU
+  // output are recomputed from what the forward kept (the same functions, the same bits).
+  auto dweight = [&](const char* name, const float* dy, const float* x, int64_t n_out, int64_t n_in) {
+    matmul_tn((*wg)[layer_tensor_index(name)], dy, x, R, n_out, n_in);
+  };
   // FFN: out = h + W2 (silu(W1 n) * W3 n), n = RMSNorm(h). dx = dLoss/d out.
+  if (wg) {
+    swiglu_forward(s.hb2, acts.a, acts.b, R * F);
+    dweight("w2", dx, s.hb2, D, F);
+  }
   matmul_nn(s.hb, dx, lw.w2, R, false, w.bf16_panels_for(lw.w2));
   swiglu_backward(g.da, g.db, s.hb, acts.a, acts.b, R * F);
+  if (wg) {
+    rmsnorm_forward(s.xb, nullptr, acts.h, lw.rms_ffn, R, D, c.norm_eps);
+    dweight("w1", g.da, s.xb, F, D);
+    dweight("w3", g.db, s.xb, F, D);
+  }
   matmul_nn(g.dxn, g.da, lw.w1, R, false, w.bf16_panels_for(lw.w1));
   matmul_nn(g.dxn, g.db, lw.w3, R, true, w.bf16_panels_for(lw.w3));
+  if (wg) rmsnorm_weight_grad((*wg)[layer_tensor_index("rms_ffn")], g.dxn, acts.h, acts.rstd_ffn, R, D);
   copy(g.dh, dx, R * D);
   rmsnorm_backward(g.dh, g.dxn, acts.h, lw.rms_ffn, acts.rstd_ffn, R, D);
   // Attention: h = x_in + Wo att.
+  if (wg) dweight("wo", g.dh, acts.att, D, D);
   matmul_nn(g.datt, g.dh, lw.wo, R, false, w.bf16_panels_for(lw.wo));
   const PromptKV* any_prompt = nullptr;
   for (const BatchSeq& sq : b.seqs)
@@ -152,9 +171,16 @@ void block_backward(const BlockContext& ctx, int64_t l, const Batch& b, float* d
   if (stop) return;
   rope_apply(g.dq, R, c.n_heads, b.positions, ctx.rope, c.rope_style, true);
   rope_apply(g.dk, R, c.n_kv_heads, b.positions, ctx.rope, c.rope_style, true);
+  if (wg) {
+    rmsnorm_forward(s.xb, nullptr, acts.x_in, lw.rms_att, R, D, c.norm_eps);
+    dweight("wq", g.dq, s.xb, D, D);
+    dweight("wk", g.dk, s.xb, KV, D);
+    dweight("wv", g.dv, s.xb, KV, D);
+  }
   matmul_nn(g.dxn, g.dq, lw.wq, R, false, w.bf16_panels_for(lw.wq));
   matmul_nn(g.dxn, g.dk, lw.wk, R, true, w.bf16_panels_for(lw.wk));
   matmul_nn(g.dxn, g.dv, lw.wv, R, true, w.bf16_panels_for(lw.wv));
+  if (wg) rmsnorm_weight_grad((*wg)[layer_tensor_index("rms_att")], g.dxn, acts.x_in, acts.rstd_att, R, D);
   copy(dx, g.dh, R * D);
   rmsnorm_backward(dx, g.dxn, acts.x_in, lw.rms_att, acts.rstd_att, R, D);
 }

@@ -6,6 +6,7 @@
 // The batch (model/batch.h) may hold several sequences, each with its own positions, keys/values
 // and adapter prompts.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -49,10 +50,15 @@ void prompt_project_backward(const ModelWeights& w, int64_t layer, const float* 
                              float* dprompt);
 
 // What the block's forward keeps for its backward (training), one layer's worth, [rows, ...].
+// `att` (the attention output, Wo's input) only where weight gradients are wanted.
 struct BlockActs {
   float *x_in = nullptr, *rstd_att = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *lse_tok = nullptr,
-        *lse_prompt = nullptr, *h = nullptr, *rstd_ffn = nullptr, *a = nullptr, *b = nullptr;
+        *lse_prompt = nullptr, *h = nullptr, *rstd_ffn = nullptr, *a = nullptr, *b = nullptr, *att = nullptr;
 };
+
+// One layer's weight gradients (full training, SPEC §12), in kLayerTensors order: each points at
+// the gradient of that tensor ([dim] for a norm, [rows, cols] for a matrix), accumulated into.
+using LayerGrads = std::array<float*, kLayerTensors.size()>;
 
 // Work buffers for a batch of up to R rows: xb, att [R, dim]; q [R, dim]; k, v [R, kv_dim];
 // hb, hb2 [R, hidden].
@@ -84,9 +90,10 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
 // holds dLoss/d(out) on entry and dLoss/d(x_in) on return, unless `stop` (the lowest layer that
 // needs gradients: nothing below needs dx, so the query/key/value path is skipped). Prompt
 // gradients of the sequences' (single) prompt are summed over sequences into dprompt_k/dprompt_v
-// [K, kv_dim] and dgamma [H] (gradient w.r.t. gamma) when the layer is adapted.
+// [K, kv_dim] and dgamma [H] (gradient w.r.t. gamma) when the layer is adapted. With `wg` the
+// layer's weight gradients are added there too (acts.att must have been kept; not with `stop`).
 void block_backward(const BlockContext& ctx, int64_t l, const Batch& b, float* dx, const BlockActs& acts,
                     const BlockScratch& s, const BlockGradScratch& g, bool stop, float* dprompt_k, float* dprompt_v,
-                    float* dgamma);
+                    float* dgamma, const LayerGrads* wg = nullptr);
 
 }  // namespace la

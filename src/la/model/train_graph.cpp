@@ -11,6 +11,7 @@
 #include "la/kernels/quant_dot.h"
 #include "la/kernels/rowwise.h"
 #include "la/kernels/vec.h"
+#include "la/model/model_params.h"
 
 namespace la {
 
@@ -43,6 +44,13 @@ int64_t PackedBatch::max_seq_len() const {
 }
 
 TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t max_rows, int64_t max_seq, bool recompute)
+    : TrainGraph(w, adapter, max_rows, max_seq, recompute, false) {}
+
+TrainGraph::TrainGraph(Full, const ModelWeights& w, int64_t max_rows, int64_t max_seq, bool recompute)
+    : TrainGraph(w, Adapter{}, max_rows, max_seq, recompute, true) {}
+
+TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t max_rows, int64_t max_seq, bool recompute,
+                       bool full)
     : w_(w),
       c_(w.config),
       max_rows_(max_rows),
@@ -51,14 +59,25 @@ TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t ma
       n_adapted_(adapter.n_layers),
       plen_(adapter.len),
       recompute_(recompute),
+      full_(full),
+      first_stored_(full ? 0 : first_adapted_),
+      n_stored_(full ? c_.n_layers : n_adapted_),
       rope_(std::max<int64_t>(max_seq, 1), c_.head_dim(), c_.rope_theta),
       ctx_(w, rope_) {
   if (max_rows_ <= 0 || max_seq_ <= 0) fail("training graph needs at least one row");
   if (max_seq_ > c_.max_seq_len)
     fail("sequence length {} exceeds the model's context length {}", max_seq_, c_.max_seq_len);
+  if (full_) {
+    if (n_adapted_ > 0) fail("full training takes no adapter");
+    auto f32 = [](const WeightMatrix& m) { return m.type == DType::F32; };
+    bool all_f32 = f32(w.tok_embeddings) && f32(w.output);
+    for (const LayerWeights& l : w.layers)
+      for (const WeightMatrix* m : layer_matrices(l)) all_f32 = all_f32 && f32(*m);
+    if (!all_f32) fail("full training needs F32 weights (train a model_view of the parameters)");
+  }
   if (n_adapted_ > 0) prompts_ = std::make_unique<AdapterPrompts>(w, plen_, n_adapted_);
   const int64_t R = max_rows_, D = c_.dim, KV = c_.kv_dim(), F = c_.hidden_dim, H = c_.n_heads, V = c_.vocab_size;
-  const int64_t L = n_adapted_, K = plen_;
+  const int64_t L = n_stored_, K = plen_;
   logit_rows_ = std::min<int64_t>(R, 512);
   sup_rows_.reserve(static_cast<size_t>(R));
 
@@ -83,9 +102,10 @@ TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t ma
     plan(pre + "rstd_ffn", &a.rstd_ffn, R);
     plan(pre + "a", &a.a, R * F);
     plan(pre + "b", &a.b, R * F);
+    if (full_) plan(pre + "att", &a.att, R * D);
   };
   for (int64_t i = 0; i < L; ++i)
-    plan_layer(fmt::format("layer{}.", first_adapted_ + i), acts_[static_cast<size_t>(i)], !recompute_);
+    plan_layer(fmt::format("layer{}.", first_stored_ + i), acts_[static_cast<size_t>(i)], !recompute_);
   if (recompute_) {
     plan_layer("recompute.", work_, true);
     plan("recompute.x", &xr_, R * D);
@@ -111,12 +131,14 @@ TrainGraph::TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t ma
     plan("dv", &gscratch_.dv, R * KV);
     plan("da", &gscratch_.da, R * F);
     plan("db", &gscratch_.db, R * F);
-    plan("dprompt_k", &dprompt_k_, K * KV);
-    plan("dprompt_v", &dprompt_v_, K * KV);
-    plan("dgamma", &dgamma_, H);
-    plan("dprompt_k.seq", &gscratch_.dpk_seq, K * KV);
-    plan("dprompt_v.seq", &gscratch_.dpv_seq, K * KV);
-    plan("dgamma.seq", &gscratch_.dgamma_seq, H);
+    if (!full_) {
+      plan("dprompt_k", &dprompt_k_, K * KV);
+      plan("dprompt_v", &dprompt_v_, K * KV);
+      plan("dgamma", &dgamma_, H);
+      plan("dprompt_k.seq", &gscratch_.dpk_seq, K * KV);
+      plan("dprompt_v.seq", &gscratch_.dpv_seq, K * KV);
+      plan("dgamma.seq", &gscratch_.dgamma_seq, H);
+    }
   }
   size_t total = 0;
   for (size_t s : sizes) total += (s + 15) & ~size_t{15};  // 64-byte aligned slices
@@ -158,8 +180,8 @@ void TrainGraph::forward(const PackedBatch& b, const Adapter* adapter, bool stor
   for (int64_t r = 0; r < R; ++r) dequantize_row(w_.tok_embeddings, b.inputs[static_cast<size_t>(r)], x_ + r * D);
   for (int64_t l = 0; l < c_.n_layers; ++l) {
     const BlockActs* keep = nullptr;
-    if (store && with_adapter && l >= first_adapted_) {
-      BlockActs& a = acts_[static_cast<size_t>(l - first_adapted_)];
+    if (store && n_stored_ > 0 && (with_adapter || full_) && l >= first_stored_) {
+      BlockActs& a = acts_[static_cast<size_t>(l - first_stored_)];
       if (recompute_)
         copy(a.x_in, x_, R * D);
       else
@@ -169,7 +191,7 @@ void TrainGraph::forward(const PackedBatch& b, const Adapter* adapter, bool stor
   }
 }
 
-LossResult TrainGraph::loss_and_grad(const PackedBatch& b, bool want_grad, float loss_scale) {
+LossResult TrainGraph::loss_and_grad(const PackedBatch& b, bool want_grad, float loss_scale, ParamSet* full_grads) {
   // Only supervised rows need logits: gather them (x_final_ holds their normalised states).
   const int64_t D = c_.dim, V = c_.vocab_size, R = b.rows();
   std::vector<int64_t>& rows = sup_rows_;
@@ -198,6 +220,10 @@ LossResult TrainGraph::loss_and_grad(const PackedBatch& b, bool want_grad, float
       loss += xent.cross_entropy(lg, V, target, loss_scale, want_grad);
     }
     if (want_grad) matmul_nn(gscratch_.dxn + c0 * D, logits_, w_.output, n, false, w_.bf16_panels_for(w_.output));
+    // The classifier's gradient (tied: the embedding's) += dlogits^T x_final.
+    if (want_grad && full_grads)
+      matmul_tn(full_grads->slice(full_grads->table().get(c_.tied_classifier ? "tok_embeddings" : "output")).data(),
+                logits_, x_final_ + c0 * D, n, V, D);
   }
   res.loss_sum = loss;
   if (want_grad) {
@@ -205,6 +231,7 @@ LossResult TrainGraph::loss_and_grad(const PackedBatch& b, bool want_grad, float
     float* dh = gscratch_.dh;
     std::memset(dh, 0, static_cast<size_t>(S * D) * sizeof(float));
     rmsnorm_backward(dh, gscratch_.dxn, xb, w_.rms_final, rstd_final_, S, D);
+    if (full_grads) rmsnorm_weight_grad((*full_grads)["rms_final"].data(), gscratch_.dxn, xb, rstd_final_, S, D);
     std::memset(dx_, 0, static_cast<size_t>(R * D) * sizeof(float));
     for (int64_t i = 0; i < S; ++i)
       std::memcpy(dx_ + rows[static_cast<size_t>(i)] * D, dh + i * D, static_cast<size_t>(D) * sizeof(float));
@@ -233,6 +260,27 @@ void TrainGraph::backward(const Adapter& adapter, ParamSet& grads) {
   }
 }
 
+void TrainGraph::backward_full(const PackedBatch& b, ParamSet& grads) {
+  const int64_t R = batch_.rows, D = c_.dim;
+  for (int64_t l = c_.n_layers - 1; l >= 0; --l) {
+    const BlockActs* acts = &acts_[static_cast<size_t>(l)];
+    if (recompute_) {
+      copy(work_.x_in, acts->x_in, R * D);
+      copy(xr_, acts->x_in, R * D);
+      block_forward(ctx_, l, batch_, xr_, &work_, scratch_);
+      acts = &work_;
+    }
+    LayerGrads wg{};
+    for (size_t t = 0; t < kLayerTensors.size(); ++t)
+      wg[t] = grads.values().data() + layer_tensor_offset(grads.table(), kLayerTensors[t], c_, l);
+    block_backward(ctx_, l, batch_, dx_, *acts, scratch_, gscratch_, false, nullptr, nullptr, nullptr, &wg);
+  }
+  // The embedding: each row's gradient back to its token's row (rows in order: deterministic).
+  float* demb = grads["tok_embeddings"].data();
+  for (int64_t r = 0; r < R; ++r)
+    add_to(demb + static_cast<int64_t>(b.inputs[static_cast<size_t>(r)]) * D, dx_ + r * D, D);
+}
+
 void TrainGraph::check_adapter(const Adapter* adapter, const char* what) const {
   if (adapter && adapter->n_layers > 0 && (adapter->n_layers != n_adapted_ || adapter->len != plen_))
     fail("adapter ({}) does not match the {} graph (K={} L={})", adapter->shape_string(), what, plen_, n_adapted_);
@@ -244,11 +292,20 @@ LossResult TrainGraph::run(const PackedBatch& b, const Adapter& adapter, ParamSe
   ExactActivations exact;
   if (adapter.n_layers != n_adapted_ || adapter.len != plen_)
     fail("adapter ({}) does not match the training graph (K={} L={})", adapter.shape_string(), plen_, n_adapted_);
+  if (full_) {
+    if (grads && !(grads->table() == model_param_table(c_)))
+      fail("training graph: the gradient buffer is not laid out like the model's parameters");
+    if (b.rows() == 0) return {};
+    forward(b, nullptr, grads != nullptr);
+    LossResult r = loss_and_grad(b, grads != nullptr, loss_scale, grads);
+    if (grads && r.tokens > 0) backward_full(b, *grads);
+    return r;
+  }
   if (grads && !(grads->table() == adapter.params.table()))
     fail("training graph: the gradient buffer is not laid out like the adapter's parameters");
   if (b.rows() == 0) return {};
   forward(b, &adapter, grads != nullptr);
-  LossResult r = loss_and_grad(b, grads != nullptr && n_adapted_ > 0, loss_scale);
+  LossResult r = loss_and_grad(b, grads != nullptr && n_adapted_ > 0, loss_scale, nullptr);
   if (grads && n_adapted_ > 0 && r.tokens > 0) backward(adapter, *grads);
   return r;
 }
@@ -258,7 +315,7 @@ LossResult TrainGraph::evaluate(const PackedBatch& b, const Adapter* adapter) {
   check_adapter(adapter, "evaluation");
   if (b.rows() == 0) return {};
   forward(b, adapter, false);
-  return loss_and_grad(b, false, 0.0f);
+  return loss_and_grad(b, false, 0.0f, nullptr);
 }
 
 void TrainGraph::logits(const PackedBatch& b, const Adapter* adapter, float* out) {

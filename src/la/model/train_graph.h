@@ -1,8 +1,11 @@
 // Training-time driver of the LLaMA block (model/block.h): forward with stored activations and
-// the backward, for the frozen base model with an adapter. Only the
-// adapter gets gradients (SPEC §2): backward computes activation gradients through the frozen
-// matrices (dX = dY·W, never dW) from the loss down to the lowest adapted layer and stops there.
-// Layers below it run forward only and store nothing.
+// the backward, in one of two modes.
+//  - Adapter (SPEC §2): the base is frozen and only the adapter gets gradients: backward computes
+//    activation gradients through the frozen matrices (dX = dY·W, never dW) from the loss down to
+//    the lowest adapted layer and stops there. Layers below it run forward only and store nothing.
+//  - Full (SPEC §12): every weight gets its gradient (model/model_params.h's table): every layer
+//    stores its activations (or, with recompute, its input) and the backward runs to the
+//    embedding.
 //
 // A micro-batch is packed: each example contributes len-1 rows (inputs tokens[0..n-2], targets
 // tokens[1..n-1]), sequences laid end to end, so no padding is ever computed. Attention runs per
@@ -50,10 +53,14 @@ class TrainGraph {
   // shape (K, L) the graph is planned for. recompute: store only each adapted layer's input and
   // recompute the rest during the backward (activation checkpointing).
   TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t max_rows, int64_t max_seq, bool recompute);
+  // The full-training graph: gradients of every weight of `w` (which must be F32: a model_view).
+  struct Full {};
+  TrainGraph(Full, const ModelWeights& w, int64_t max_rows, int64_t max_seq, bool recompute);
 
   // Forward + masked cross-entropy; when `grads` is set, also the backward, accumulating
   // loss_scale * dLoss/dparam into grads (loss_scale = 1 / supervised tokens of the whole step).
-  // `grads` is laid out by the adapter's parameter table (adapter.params.zeros_like()).
+  // `grads` is laid out by the adapter's parameter table (adapter.params.zeros_like()), or for the
+  // full graph by model_param_table (and `adapter` is empty).
   LossResult run(const PackedBatch& b, const Adapter& adapter, ParamSet* grads, float loss_scale);
 
   // Forward + loss without an adapter (or with one), no backward: for eval of the base model.
@@ -63,19 +70,24 @@ class TrainGraph {
   // the training driver's view of the same function inference computes.
   void logits(const PackedBatch& b, const Adapter* adapter, float* out);
 
+  bool full() const { return full_; }
   size_t arena_bytes() const { return arena_.size() * sizeof(float); }
   std::string memory_plan() const;  // the table of named tensors and their sizes
 
  private:
+  TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t max_rows, int64_t max_seq, bool recompute,
+             bool full);
   void forward(const PackedBatch& b, const Adapter* adapter, bool store);
   void backward(const Adapter& adapter, ParamSet& grads);
-  LossResult loss_and_grad(const PackedBatch& b, bool want_grad, float loss_scale);
+  LossResult loss_and_grad(const PackedBatch& b, bool want_grad, float loss_scale, ParamSet* full_grads);
+  void backward_full(const PackedBatch& b, ParamSet& grads);
   void check_adapter(const Adapter* adapter, const char* what) const;
 
   const ModelWeights& w_;
   const ModelConfig& c_;
   int64_t max_rows_, max_seq_, first_adapted_, n_adapted_, plen_;
-  bool recompute_;
+  bool recompute_, full_;
+  int64_t first_stored_, n_stored_;  // the layers whose activations the backward needs
   RopeTable rope_;
   BlockContext ctx_;
   std::unique_ptr<AdapterPrompts> prompts_;  // the adapter's current prompts, projected per run
@@ -83,7 +95,7 @@ class TrainGraph {
 
   std::vector<float> arena_;
   std::vector<std::pair<std::string, size_t>> plan_;
-  std::vector<BlockActs> acts_;  // [n_adapted] (recompute: only x_in set per layer)
+  std::vector<BlockActs> acts_;  // [n_stored] (recompute: only x_in set per layer)
   BlockActs work_{};             // one layer's buffers for recompute
   BlockScratch scratch_{};
   BlockGradScratch gscratch_{};

@@ -5,6 +5,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -62,6 +63,12 @@ inline constexpr std::array<LayerTensor, 9> kLayerTensors = {{
     {"w2", &LayerWeights::w2, LayerDim::Model, LayerDim::Hidden},
     {"w3", &LayerWeights::w3, LayerDim::Hidden, LayerDim::Model},
 }};
+// The index of a tensor in kLayerTensors by its name (a compile-time error for a wrong name).
+constexpr size_t layer_tensor_index(std::string_view name) {
+  for (size_t i = 0; i < kLayerTensors.size(); ++i)
+    if (std::string_view(kLayerTensors[i].name) == name) return i;
+  throw "no such layer tensor";
+}
 inline constexpr size_t kLayerMatrixCount = [] {
   size_t n = 0;
   for (const LayerTensor& t : kLayerTensors) n += t.is_matrix();

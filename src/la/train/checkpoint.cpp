@@ -37,9 +37,15 @@ T meta_num(const SafetensorsFile& f, const std::string& key) {
 
 void save_checkpoint(const TrainState& s, const std::string& path) {
   SafetensorsWriter w;
-  add_adapter_tensors(w, s.adapter);
+  if (s.full) {
+    for (const ParamTensor& t : s.model.table().tensors())
+      w.add_f32("model." + t.name, t.shape, s.model.slice(t).data());
+    w.set_metadata("checkpoint.mode", "full");
+  } else {
+    add_adapter_tensors(w, s.adapter);
+  }
   // The moments row by row of the parameter table: optimizer.exp_avg.<name>, .exp_avg_sq.<name>.
-  for (const ParamTensor& t : s.adapter.params.table().tensors()) {
+  for (const ParamTensor& t : trained(s).table().tensors()) {
     w.add_f32("optimizer.exp_avg." + t.name, {static_cast<int64_t>(t.size)}, s.moments.m.data() + t.offset);
     w.add_f32("optimizer.exp_avg_sq." + t.name, {static_cast<int64_t>(t.size)}, s.moments.v.data() + t.offset);
   }
@@ -53,20 +59,29 @@ void save_checkpoint(const TrainState& s, const std::string& path) {
   w.write(path);
 }
 
-TrainState load_checkpoint(const std::string& path) {
+TrainState load_checkpoint(const std::string& path, const ParamTable* model_table) {
   SafetensorsFile f = SafetensorsFile::open(path);
   TrainState s;
+  const auto mode = f.metadata().find("checkpoint.mode");
+  s.full = mode != f.metadata().end() && mode->second == "full";
   s.step = meta_num<int64_t>(f, "checkpoint.step");
   s.seed = meta_num<uint64_t>(f, "checkpoint.seed");
   s.shuffle = meta(f, "checkpoint.shuffle") == "1";
   s.batch_size = meta_num<int64_t>(f, "checkpoint.batch_size");
   s.examples = meta_num<int64_t>(f, "checkpoint.examples");
-  s.adapter = read_adapter_tensors(f);
+  if (s.full) {
+    if (!model_table) fail("{}: a full-training checkpoint (the whole model), not an adapter's", path);
+    s.model = ParamSet(*model_table);
+    for (const ParamTensor& t : model_table->tensors()) take(f, "model." + t.name, s.model.slice(t).data(), t.size);
+  } else {
+    if (model_table) fail("{}: an adapter's training checkpoint, not a full-training one", path);
+    s.adapter = read_adapter_tensors(f);
+  }
   const std::string prefix = "checkpoint.setting.";
   for (const auto& [k, v] : f.metadata())
     if (k.rfind(prefix, 0) == 0) s.settings[k.substr(prefix.size())] = v;
-  s.moments.resize(s.adapter.params.size());
-  for (const ParamTensor& t : s.adapter.params.table().tensors()) {
+  s.moments.resize(trained(s).size());
+  for (const ParamTensor& t : trained(s).table().tensors()) {
     take(f, "optimizer.exp_avg." + t.name, s.moments.m.data() + t.offset, t.size);
     take(f, "optimizer.exp_avg_sq." + t.name, s.moments.v.data() + t.offset, t.size);
   }

@@ -13,8 +13,10 @@
 namespace la {
 
 struct TrainState {
+  bool full = false;  // full training: `model` is trained, `adapter` unused
   Adapter adapter;
-  AdamWState moments;  // m and v: flat twins of adapter.params (laid out by its table)
+  ParamSet model;      // every weight of the model (model/model_params.h), full training only
+  AdamWState moments;  // m and v: flat twins of the trained parameters (laid out by their table)
   int64_t step = 0;    // optimizer steps completed
   uint64_t seed = 0;
   bool shuffle = true;
@@ -27,7 +29,17 @@ struct TrainState {
   std::map<std::string, std::string> settings;
 };
 
+// The trained parameters: the model's (full) or the adapter's.
+inline ParamSet& trained(TrainState& s) {
+  return s.full ? s.model : s.adapter.params;
+}
+inline const ParamSet& trained(const TrainState& s) {
+  return s.full ? s.model : s.adapter.params;
+}
+
+// A full-training checkpoint stores each row of the model table as model.<row>; loading one
+// needs that table (`model_table`, from the model's config) and fails without it.
 void save_checkpoint(const TrainState& s, const std::string& path);
-TrainState load_checkpoint(const std::string& path);
+TrainState load_checkpoint(const std::string& path, const ParamTable* model_table = nullptr);
 
 }  // namespace la

@@ -12,6 +12,8 @@
 #include "la/core/error.h"
 #include "la/core/mapped_file.h"
 #include "la/io/adapter_file.h"
+#include "la/io/loader.h"
+#include "la/model/model_params.h"
 #include "la/train/checkpoint.h"
 
 namespace la {
@@ -100,6 +102,7 @@ uint64_t data_hash(const TokenizedDataset& d) {
 
 std::map<std::string, std::string> run_settings(const FinetuneOptions& o, const TokenizedDataset& train) {
   return {{"data", fmt::format("{:016x}", data_hash(train))},
+          {"mode", o.full ? "full" : "adapter"},
           {"lr", o.lr >= 0 ? fmt::format("{}", o.lr) : fmt::format("blr {}", o.blr)},
           {"min_lr", fmt::format("{}", o.min_lr)},
           {"schedule", o.schedule == Schedule::Cosine ? "cosine" : "constant"},
@@ -159,9 +162,10 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
   std::map<std::string, std::string> settings = run_settings(o, train);
   // State: fresh, from --init-adapter, or from --resume.
   TrainState st;
+  const ParamTable model_table = model_param_table(c);
   if (!o.resume.empty()) {
-    st = load_checkpoint(o.resume);
-    st.adapter.check_compatible(c, o.resume);
+    st = load_checkpoint(o.resume, o.full ? &model_table : nullptr);
+    if (!st.full) st.adapter.check_compatible(c, o.resume);
     if (st.seed != o.seed || st.shuffle != o.shuffle || st.batch_size != o.batch_size || st.examples != n)
       fail(
           "{}: checkpoint was made with seed={} shuffle={} batch={} examples={}, this run has seed={} shuffle={} "
@@ -177,14 +181,17 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
       fail("{}: nothing to train: the checkpoint is at step {} and this run ends at step {}", o.resume, st.step,
            total_steps);
   } else {
-    if (!o.init_adapter.empty()) {
+    if (o.full) {
+      st.full = true;
+      st.model = model_params(w);
+    } else if (!o.init_adapter.empty()) {
       st.adapter = load_adapter(o.init_adapter, &c);
       st.adapter.check_compatible(c, o.init_adapter);
     } else {
       const int64_t layers = o.adapter_layers > 0 ? o.adapter_layers : std::min<int64_t>(30, c.n_layers);
       st.adapter = Adapter::create(c, o.adapter_len, layers, o.gate_mode, o.seed);
     }
-    st.moments.resize(st.adapter.params.size());
+    st.moments.resize(trained(st).size());
     st.seed = o.seed;
     st.shuffle = o.shuffle;
     st.batch_size = o.batch_size;
@@ -192,6 +199,11 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
   }
   st.settings = settings;
   Adapter& a = st.adapter;
+  ParamSet& params = trained(st);
+  // Full training reads the model through a view of the parameters it updates.
+  std::unique_ptr<ModelWeights> view = o.full ? model_view(c, st.model) : nullptr;
+  const Adapter none;
+  const Adapter& trained_adapter = o.full ? none : a;
   const std::string ckpt_path = o.checkpoint.empty() ? o.out + ".ckpt" : o.checkpoint;
 
   ScheduleOptions sched;
@@ -208,14 +220,19 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
   int64_t longest_seq = longest(train);
   if (val) longest_seq = std::max(longest_seq, longest(*val));
   const int64_t seq = longest_seq - 1;
-  TrainGraph graph(w, a, o.micro_batch_size * seq, seq, o.recompute);
-  log(
-      fmt::format("adapter: {} ({} trainable parameters, gate {}), {} examples, {} steps/epoch, {} steps, lr {:.3g}, "
-                  "activation memory {:.1f} MiB{}",
-                  a.shape_string(), a.parameter_count(), gate_mode_name(a.gate_mode), n, steps_per_epoch, total_steps,
-                  sched.lr, static_cast<double>(graph.arena_bytes()) / (1 << 20), o.recompute ? " (recompute)" : ""));
+  std::unique_ptr<TrainGraph> graph_owner =
+      o.full ? std::make_unique<TrainGraph>(TrainGraph::Full{}, *view, o.micro_batch_size * seq, seq, o.recompute)
+             : std::make_unique<TrainGraph>(w, a, o.micro_batch_size * seq, seq, o.recompute);
+  TrainGraph& graph = *graph_owner;
+  const std::string what =
+      o.full ? fmt::format("full model: {} ({} trainable parameters)", c.shape_string(), params.size())
+             : fmt::format("adapter: {} ({} trainable parameters, gate {})", a.shape_string(), a.parameter_count(),
+                           gate_mode_name(a.gate_mode));
+  log(fmt::format("{}, {} examples, {} steps/epoch, {} steps, lr {:.3g}, activation memory {:.1f} MiB{}", what, n,
+                  steps_per_epoch, total_steps, sched.lr, static_cast<double>(graph.arena_bytes()) / (1 << 20),
+                  o.recompute ? " (recompute)" : ""));
 
-  ParamSet grads = a.params.zeros_like();
+  ParamSet grads = params.zeros_like();
   MetricsFile metrics(o.metrics, o.resume.empty() ? -1 : st.step);
   FinetuneResult res;
   PackedBatch pb;
@@ -248,23 +265,22 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
     const float scale = 1.0f / static_cast<float>(supervised);
     for (const auto& mb : split_micro_batches(batch, train.examples, o.micro_batch_size)) {
       pack(pb, mb, train.examples);
-      loss_sum += graph.run(pb, a, &grads, scale).loss_sum;
+      loss_sum += graph.run(pb, trained_adapter, &grads, scale).loss_sum;
     }
     const double loss = loss_sum / static_cast<double>(supervised);
     const double gnorm = grads.norm();
     if (!std::isfinite(loss) || !std::isfinite(gnorm))
-      fail("{} is {} at step {}: stopping without updating the adapter; {}",
-           std::isfinite(loss) ? "gradient norm" : "loss", std::isfinite(loss) ? gnorm : loss, step + 1,
-           where_to_resume());
+      fail("{} is {} at step {}: stopping without updating the {}; {}", std::isfinite(loss) ? "gradient norm" : "loss",
+           std::isfinite(loss) ? gnorm : loss, step + 1, o.full ? "model" : "adapter", where_to_resume());
     if (o.grad_clip > 0 && gnorm > o.grad_clip) grads.scale(static_cast<float>(o.grad_clip / gnorm));
     const float lr = learning_rate(sched, step);
     // One update over the whole flat buffer: every row of the parameter table alike.
-    adamw_update(a.params.values().data(), grads.values().data(), st.moments, static_cast<int64_t>(a.params.size()), lr,
+    adamw_update(params.values().data(), grads.values().data(), st.moments, static_cast<int64_t>(params.size()), lr,
                  step + 1, adam);
     // A finite loss can still give an update that overflows (a huge lr): never checkpoint that.
-    if (!a.params.all_finite())
-      fail("adapter weights became NaN or infinite in the update of step {} (lr {:.3g}): stopping; {}", step + 1, lr,
-           where_to_resume());
+    if (!params.all_finite())
+      fail("{} weights became NaN or infinite in the update of step {} (lr {:.3g}): stopping; {}",
+           o.full ? "model" : "adapter", step + 1, lr, where_to_resume());
     st.step = step + 1;
     st.last_loss = loss;
 
@@ -280,7 +296,7 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
     m.tokens_per_s = static_cast<double>(tokens) / std::chrono::duration<double>(t1 - t0).count();
     m.elapsed_s = std::chrono::duration<double>(t1 - t_start).count();
     if (val && o.eval_every > 0 && (m.step % o.eval_every == 0 || m.step == total_steps)) {
-      m.val_loss = evaluate_dataset(graph, *val, &a, o.micro_batch_size).loss;
+      m.val_loss = evaluate_dataset(graph, *val, o.full ? nullptr : &a, o.micro_batch_size).loss;
       log(fmt::format("step {}: held-out loss {:.4f}", m.step, m.val_loss));
     }
     metrics.write(m);
@@ -299,12 +315,17 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
       res.checkpoint = ckpt_path;
       res.steps_done = st.step - first_step;
       res.adapter = a;
+      res.model = st.model;
       return res;
     }
   }
-  save_adapter(a, o.out);
+  if (o.full)
+    save_model(*view, o.vocab, o.out);
+  else
+    save_adapter(a, o.out);
   res.steps_done = st.step - first_step;
   res.adapter = a;
+  res.model = st.model;
   return res;
 }
 

@@ -11,12 +11,18 @@
 #include "la/model/adapter.h"
 #include "la/model/train_graph.h"
 #include "la/model/weights.h"
+#include "la/tokenizer/bpe_tokenizer.h"
 #include "la/train/optimizer.h"
 
 namespace la {
 
 struct FinetuneOptions {
-  std::string out;           // final adapter (.safetensors)
+  // Full-parameter training (SPEC §12): every weight of the base is trained and `out` gets the
+  // whole model (.gguf, with `vocab`'s tokenizer, or llama2.c .bin); the adapter options are
+  // unused. Otherwise (the default) the base is frozen and `out` gets the adapter.
+  bool full = false;
+  const BpeVocab* vocab = nullptr;
+  std::string out;           // final adapter (.safetensors) or, with `full`, model
   std::string checkpoint;    // where --save-every writes (default: out + ".ckpt")
   std::string init_adapter;  // start from these weights (K, L, gate mode from the file)
   std::string resume;        // training checkpoint to continue
@@ -58,6 +64,7 @@ struct StepMetrics {
 
 struct FinetuneResult {
   Adapter adapter;
+  ParamSet model;            // full training: every weight, laid out by model_param_table
   bool interrupted = false;  // stopped early by should_stop; `checkpoint` resumes it
   std::string checkpoint;
   int64_t steps_done = 0;
