@@ -48,7 +48,8 @@ namespace {
 
 struct DemoArgs {
   std::string dir = "runs/demo";
-  int64_t countries = 100, passes = 50, pretrain_steps = 250, finetune_epochs = 6;
+  int64_t countries = 50, passes = 150, pretrain_steps = 250, finetune_epochs = 40, dim = 128, layers = 4;
+  float adapter_lr = 5e-2f, full_lr = 1e-3f, pretrain_lr = 3e-3f;
   uint64_t seed = 1;
 };
 
@@ -109,16 +110,19 @@ struct Answers {
   std::vector<std::string> outputs;
 };
 
-// Greedy answers to every question, compared with the expected output exactly (trimmed).
-Answers answer(const ModelWeights& w, const Tokenizer& tok, const Adapter* adapter,
-               const std::vector<AlpacaRecord>& qs) {
+// Greedy answers to every question, compared with the expected output exactly (trimmed): asked
+// in the Alpaca template, or (corpus_form) as the corpus asks, "Q: <question> A:", the answer
+// then read up to its full stop.
+Answers answer(const ModelWeights& w, const Tokenizer& tok, const Adapter* adapter, const std::vector<AlpacaRecord>& qs,
+               bool corpus_form = false) {
   InferenceModel m(w, w.config.max_seq_len);
   m.set_adapter(adapter);
   Answers a;
   for (const AlpacaRecord& q : qs) {
     Sampler greedy(SamplerOptions{0.0f, 1.0f, 0, 1});
-    std::string out =
-        generate(m, tok, tok.encode(alpaca_prompt(q.instruction, q.input), true, false), greedy, 8, nullptr);
+    const std::string prompt = corpus_form ? "Q: " + q.instruction + " A:" : alpaca_prompt(q.instruction, q.input);
+    std::string out = generate(m, tok, tok.encode(prompt, true, false), greedy, 8, nullptr);
+    if (corpus_form) out = out.substr(0, out.find_first_of(".\n"));
     while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
     while (!out.empty() && std::isspace(static_cast<unsigned char>(out.front()))) out.erase(out.begin());
     a.exact += out == q.output;
@@ -145,14 +149,14 @@ void run_demo(const DemoArgs& a) {
     write_file_atomic(path("corpus.txt"), text.data(), text.size());
   }
   std::vector<AlpacaRecord> qs = world_questions(world, a.seed);
-  const size_t n_held = qs.size() / 4;
+  const size_t n_held = qs.size() / 2;
   const std::vector<AlpacaRecord> held(qs.begin(), qs.begin() + static_cast<int64_t>(n_held)),
       train(qs.begin() + static_cast<int64_t>(n_held), qs.end());
   write_alpaca_json(train, path("train.json"));
   write_alpaca_json(held, path("heldout.json"));
   std::vector<std::string> texts(corpus.begin(), corpus.end());
   for (const auto& r : qs) texts.push_back(alpaca_prompt(r.instruction, r.input) + r.output);
-  const BpeVocab vocab = train_bpe_vocab(texts, 512);
+  const BpeVocab vocab = train_bpe_vocab(texts, 1024);
   const std::string tb = serialize_llama2c_vocab(vocab);
   write_file_atomic(path("tokenizer.bin"), tb.data(), tb.size());
   std::printf("llama-adapter demo in %s\n\n", a.dir.c_str());
@@ -164,48 +168,46 @@ void run_demo(const DemoArgs& a) {
 
   // 2. Pre-training: the base learns the facts.
   std::printf("2. Pre-train a small LLaMA on the corpus (every parameter):\n");
-  Run pre = run_self({"pretrain",
-                      "--data",
-                      path("corpus.txt"),
-                      "--tokenizer",
-                      path("tokenizer.bin"),
-                      "--dim",
-                      "128",
-                      "--layers",
-                      "4",
-                      "--heads",
-                      "4",
-                      "--kv-heads",
-                      "2",
-                      "--seq-len",
-                      "96",
-                      "--tied",
-                      "--batch-size",
-                      "16",
-                      "--micro-batch-size",
-                      "16",
-                      "--epochs",
-                      "1000",
-                      "--steps",
-                      std::to_string(a.pretrain_steps),
-                      "--lr",
-                      "3e-3",
-                      "--min-lr",
-                      "3e-4",
-                      "--warmup-steps",
-                      "30",
-                      "--weight-decay",
-                      "0.0",
-                      "--seed",
-                      std::to_string(a.seed),
-                      "--threads",
-                      threads,
-                      "--no-progress",
-                      "--metrics",
-                      path("pretrain.jsonl"),
-                      "--out",
-                      path("base.gguf")},
-                     path("pretrain.log"));
+  const std::vector<std::string> pretrain_args = {"pretrain",
+                                                  "--data",
+                                                  path("corpus.txt"),
+                                                  "--tokenizer",
+                                                  path("tokenizer.bin"),  //
+                                                  "--dim",
+                                                  std::to_string(a.dim),
+                                                  "--layers",
+                                                  std::to_string(a.layers),
+                                                  "--heads",
+                                                  "4",
+                                                  "--kv-heads",
+                                                  "2",
+                                                  "--seq-len",
+                                                  "96",
+                                                  "--tied",
+                                                  "--batch-size",
+                                                  "16",
+                                                  "--micro-batch-size",
+                                                  "16",  //
+                                                  "--steps",
+                                                  std::to_string(a.pretrain_steps),
+                                                  "--lr",
+                                                  fmt::format("{}", a.pretrain_lr),
+                                                  "--min-lr",
+                                                  fmt::format("{}", a.pretrain_lr / 10),
+                                                  "--warmup-steps",
+                                                  "30",
+                                                  "--weight-decay",
+                                                  "0",
+                                                  "--seed",
+                                                  std::to_string(a.seed),
+                                                  "--threads",
+                                                  threads,
+                                                  "--no-progress",  //
+                                                  "--metrics",
+                                                  path("pretrain.jsonl"),
+                                                  "--out",
+                                                  path("base.gguf")};
+  Run pre = run_self(pretrain_args, path("pretrain.log"));
   read_metrics(path("pretrain.jsonl"), pre);
   std::printf("   %lld steps in %.0f s\n\n", static_cast<long long>(pre.steps), pre.seconds);
 
@@ -218,6 +220,11 @@ void run_demo(const DemoArgs& a) {
   for (size_t i = 0; i < 2; ++i)
     std::printf("   %s -> \"%s\" (expected %s)\n", held[i].instruction.c_str(), base_answers.outputs[i].c_str(),
                 held[i].output.c_str());
+  const Answers knows = answer(*base, *tok, nullptr, held, true);
+  std::printf(
+      "   yet asked as the corpus asks (\"Q: ... A:\") it knows %lld of them: the knowledge is there,\n"
+      "   following the instruction template is not\n",
+      static_cast<long long>(knows.exact));
 
   // 4. LLaMA-Adapter; 5. full fine-tuning on the same data.
   const std::vector<std::string> common{"--model",
@@ -246,9 +253,10 @@ void run_demo(const DemoArgs& a) {
     return v;
   };
   std::printf("\n4. Fine-tune a LLaMA-Adapter (the base frozen):\n");
-  Run ad = run_self(with({"finetune", "--adapter-len", "10", "--adapter-layers", "4", "--lr", "1e-2", "--metrics",
-                          path("adapter.jsonl"), "--out", path("adapter.safetensors")}),
-                    path("adapter.log"));
+  Run ad = run_self(
+      with({"finetune", "--adapter-len", "10", "--adapter-layers", std::to_string(a.layers), "--lr",
+            fmt::format("{}", a.adapter_lr), "--metrics", path("adapter.jsonl"), "--out", path("adapter.safetensors")}),
+      path("adapter.log"));
   read_metrics(path("adapter.jsonl"), ad);
   const Adapter adapter = load_adapter(path("adapter.safetensors"), &base->config);
   const Answers ad_answers = answer(*base, *tok, &adapter, held);
@@ -256,9 +264,9 @@ void run_demo(const DemoArgs& a) {
               100.0 * static_cast<double>(ad_answers.exact) / static_cast<double>(held.size()));
 
   std::printf("\n5. Fine-tune the whole model on the same data:\n");
-  Run full = run_self(
-      with({"finetune", "--full", "--lr", "1e-3", "--metrics", path("full.jsonl"), "--out", path("full.gguf")}),
-      path("full.log"));
+  Run full = run_self(with({"finetune", "--full", "--lr", fmt::format("{}", a.full_lr), "--metrics", path("full.jsonl"),
+                            "--out", path("full.gguf")}),
+                      path("full.log"));
   read_metrics(path("full.jsonl"), full);
   auto full_model = load_model(path("full.gguf"));
   const Answers full_answers = answer(*full_model, *tok, nullptr, held);
@@ -288,6 +296,7 @@ void run_demo(const DemoArgs& a) {
   s["exact_base"] = base_answers.exact;
   s["exact_adapter"] = ad_answers.exact;
   s["exact_full"] = full_answers.exact;
+  s["known_base_corpus_form"] = knows.exact;
   auto side = [](int64_t params, size_t bytes, const Run& r) {
     nlohmann::ordered_json j;
     j["trainable_parameters"] = params;
@@ -317,18 +326,23 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--dir", a->dir, "Where to write the data, models, adapter and summary.json")
       ->default_val("runs/demo");
   cmd->add_option("--countries", a->countries, "Countries in the made-up world (4 questions each)")
-      ->default_val(100)
+      ->default_val(50)
       ->check(CLI::Range(8, 100000));
   cmd->add_option("--passes", a->passes, "Passes over every fact in the corpus")
-      ->default_val(50)
+      ->default_val(150)
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--pretrain-steps", a->pretrain_steps, "Pre-training steps")
       ->default_val(250)
       ->check(CLI::PositiveNumber);
   cmd->add_option("--epochs", a->finetune_epochs, "Fine-tuning epochs (adapter and full alike)")
-      ->default_val(6)
+      ->default_val(40)
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--seed", a->seed, "Seed for the world, the models and the data order")->default_val(1);
+  cmd->add_option("--dim", a->dim, "Width of the model pre-trained")->default_val(128)->check(CLI::Range(16, 4096));
+  cmd->add_option("--layers", a->layers, "Its layers (all adapted)")->default_val(4)->check(CLI::Range(1, 64));
+  cmd->add_option("--pretrain-lr", a->pretrain_lr, "Peak learning rate of pre-training")->default_val(3e-3f);
+  cmd->add_option("--adapter-lr", a->adapter_lr, "Learning rate of the adapter")->default_val(5e-2f);
+  cmd->add_option("--full-lr", a->full_lr, "Learning rate of full fine-tuning")->default_val(1e-3f);
   add_threads_flag(cmd);
   cmd->callback([a] { run_demo(*a); });
 }

@@ -64,8 +64,10 @@ void register_pretrain(CLI::App& app) {
       ->check(integer_in(2, 1 << 20));
   cmd->add_option("--rope-theta", a->rope_theta, "RoPE base")->default_val(10000.0f)->check(finite_in(1));
   cmd->add_flag("--tied", a->tied, "Share the embedding and the classifier");
-  cmd->add_option("--epochs", o.epochs, "Epochs over the corpus")->default_val(1)->check(integer_in(1, 1000000));
-  cmd->add_option("--steps", o.steps, "Stop after this many optimizer steps")->check(integer_in(0));
+  auto* epochs =
+      cmd->add_option("--epochs", o.epochs, "Epochs over the corpus (default: 1, or as many as --steps needs)")
+          ->check(integer_in(1, 1000000));
+  auto* steps = cmd->add_option("--steps", o.steps, "Optimizer steps (the cosine ends there)")->check(integer_in(1));
   cmd->add_option("--batch-size", o.batch_size, "Windows per optimizer step")
       ->default_val(32)
       ->check(integer_in(1, 1 << 24));
@@ -100,7 +102,7 @@ void register_pretrain(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--no-progress", a->no_progress, "No progress bar even on a terminal");
   add_threads_flag(cmd);
-  cmd->callback([a, tok, vocab] {
+  cmd->callback([a, tok, vocab, epochs, steps] {
     FinetuneOptions o = a->o;
     o.full = true;
     o.schedule = Schedule::Cosine;
@@ -150,6 +152,9 @@ void register_pretrain(CLI::App& app) {
     if (o.batch_size > static_cast<int64_t>(train.examples.size()))
       fail("--batch-size {}: the corpus gives only {} windows of {} tokens", o.batch_size, train.examples.size(),
            a->seq_len + 1);
+    // --steps alone: as many epochs as those steps need, so that the cosine spans them.
+    const int64_t per_epoch = static_cast<int64_t>(train.examples.size()) / o.batch_size;
+    if (epochs->count() == 0) o.epochs = steps->count() ? (o.steps + per_epoch - 1) / per_epoch : 1;
 
     BpeVocab gguf_vocab;
     if (o.out.ends_with(".gguf")) {
