@@ -907,58 +907,59 @@ TEST(Signals, InterruptCheckpointsAndResumesIdentically) {
   }
 }
 
+// Runs `args(path)` to the end in one folder, and again in another killed with SIGKILL after 20
+// metrics lines, then resumed from its last periodic checkpoint: the two outputs must be the
+// same bytes (the same file name in both folders: GGUF records it) and the metrics the same
+// steps once each. Returns those steps.
+static std::vector<int64_t> kill_resume_matches(const std::function<std::string(const std::string&)>& args,
+                                                const std::string& file_name) {
+  la::test::TempDir d;
+  fs::create_directories(d.file("ref"));
+  fs::create_directories(d.file("killed"));
+  const std::string ref = d.file("ref/" + file_name), out = d.file("killed/" + file_name);
+  EXPECT_EQ(la::test::run_cli(args(ref)).exit_code, 0);
+  const Background b = interrupt_after(args(out), out + ".jsonl", 20, {"KILL"});
+  EXPECT_EQ(b.exit_code, 137);
+  EXPECT_TRUE(fs::exists(out + ".ckpt"));
+  EXPECT_FALSE(fs::exists(out));
+  const auto r = la::test::run_cli(args(out) + " --resume " + q(out + ".ckpt"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out) && la::read_file(out) == la::read_file(ref)) << "the resumed run's output differs";
+  EXPECT_EQ(metric_steps(out + ".jsonl"), metric_steps(ref + ".jsonl"));
+  return metric_steps(ref + ".jsonl");
+}
+
 // kill -9 (no chance to save) then --resume from the last periodic checkpoint: byte-identical too.
 TEST(Signals, KillThenResumeFromPeriodicCheckpoint) {
   const World& w = world();
-  la::test::TempDir d;
-  auto args = [&](const std::string& out) {
-    return "finetune" + mt(w) + " --data " + q(w.data) +
-           " --batch-size 8 --micro-batch-size 8 --epochs 150 --adapter-len 4 --adapter-layers 2 --max-seq-len 512"
-           " --threads 1 --save-every 7 --out " +
-           q(out) + " --metrics " + q(out + ".jsonl");
-  };
-  ASSERT_EQ(la::test::run_cli(args(d.file("ref.safetensors"))).exit_code, 0);
-  const std::string out = d.file("k.safetensors");
-  const Background b = interrupt_after(args(out), out + ".jsonl", 20, {"KILL"});
-  EXPECT_EQ(b.exit_code, 137);
-  ASSERT_TRUE(fs::exists(out + ".ckpt"));
-  EXPECT_FALSE(fs::exists(out));
-  const auto r = la::test::run_cli(args(out) + " --resume " + q(out + ".ckpt"));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(la::read_file(out), la::read_file(d.file("ref.safetensors")));
-  EXPECT_EQ(metric_steps(out + ".jsonl").size(), 600u);
+  const auto steps = kill_resume_matches(
+      [&](const std::string& out) {
+        return "finetune" + mt(w) + " --data " + q(w.data) +
+               " --batch-size 8 --micro-batch-size 8 --epochs 150 --adapter-len 4 --adapter-layers 2"
+               " --max-seq-len 512 --threads 1 --save-every 7 --out " +
+               q(out) + " --metrics " + q(out + ".jsonl");
+      },
+      "adapter.safetensors");
+  EXPECT_EQ(steps.size(), 600u);
 }
 
 // pretrain (every parameter, a learned tokenizer) killed with SIGKILL, then resumed from its last
 // periodic checkpoint: the same model, bit for bit, as a run that was never stopped.
 TEST(Signals, PretrainKillThenResumeIsBitForBit) {
-  const World& w = world();
   la::test::TempDir d;
   std::string corpus;
   for (const auto& r : la::synthetic_instructions(200, 5)) corpus += r.instruction + " " + r.output + "\n\n";
   write_text(d.file("corpus.txt"), corpus);
-  (void)w;
-  auto args = [&](const std::string& out) {
-    return "pretrain --data " + q(d.file("corpus.txt")) +
-           " --vocab-size 300 --dim 32 --layers 2 --heads 4 --kv-heads 2 --seq-len 32 --batch-size 4"
-           " --micro-batch-size 2 --epochs 3 --steps 120 --warmup-steps 5 --threads 1 --no-progress --save-every 7 "
-           "--out " +
-           q(out) + " --metrics " + q(out + ".jsonl");
-  };
-  // The same file name in two folders: GGUF records it (general.name).
-  fs::create_directories(d.file("ref"));
-  fs::create_directories(d.file("killed"));
-  const std::string ref = d.file("ref/model.gguf"), out = d.file("killed/model.gguf");
-  ASSERT_EQ(la::test::run_cli(args(ref)).exit_code, 0);
-  const Background b = interrupt_after(args(out), out + ".jsonl", 20, {"KILL"});
-  EXPECT_EQ(b.exit_code, 137);
-  ASSERT_TRUE(fs::exists(out + ".ckpt"));
-  EXPECT_FALSE(fs::exists(out));
-  const auto r = la::test::run_cli(args(out) + " --resume " + q(out + ".ckpt"));
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(la::read_file(out) == la::read_file(ref)) << "the resumed model differs";
-  EXPECT_EQ(metric_steps(out + ".jsonl"), metric_steps(ref + ".jsonl"));
-  EXPECT_GT(metric_steps(ref + ".jsonl").size(), 40u);
+  const auto steps = kill_resume_matches(
+      [&](const std::string& out) {
+        return "pretrain --data " + q(d.file("corpus.txt")) +
+               " --vocab-size 300 --dim 32 --layers 2 --heads 4 --kv-heads 2 --seq-len 32 --batch-size 4"
+               " --micro-batch-size 2 --epochs 3 --steps 120 --warmup-steps 5 --threads 1 --no-progress"
+               " --save-every 7 --out " +
+               q(out) + " --metrics " + q(out + ".jsonl");
+      },
+      "model.gguf");
+  EXPECT_EQ(steps.size(), 120u);
 }
 
 // --threads far beyond the machine under an address-space limit: clamped to the cores this

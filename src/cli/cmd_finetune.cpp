@@ -51,6 +51,25 @@ void check_model_output(bool full, const std::string& out) {
 
 }  // namespace
 
+void add_run_flags(CLI::App* cmd, FinetuneOptions& o, std::string& val_data, int64_t& log_every, bool& no_progress,
+                   const std::string& val_help) {
+  cmd->add_option("--resume", o.resume, "Continue from a training checkpoint");
+  cmd->add_option("--save-every", o.save_every, "Write a resumable checkpoint every N steps")
+      ->default_val(0)
+      ->check(integer_in(0));
+  cmd->add_option("--checkpoint", o.checkpoint, "Checkpoint path (default: <out>.ckpt)");
+  cmd->add_option("--val-data", val_data, val_help);
+  cmd->add_option("--eval-every", o.eval_every, "Held-out evaluation interval in steps")
+      ->default_val(0)
+      ->check(integer_in(0));
+  cmd->add_option("--metrics", o.metrics, "Write one JSON object per optimizer step to this file");
+  cmd->add_flag("--recompute", o.recompute, "Recompute activations in the backward (less memory)");
+  cmd->add_option("--log-every", log_every, "Print a progress line every N steps (non-terminal output)")
+      ->default_val(10)
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-progress", no_progress, "No progress bar even on a terminal");
+}
+
 void run_training(const ModelWeights& w, const TokenizedDataset& train, const TokenizedDataset* val,
                   const FinetuneOptions& o, bool progress, int64_t log_every) {
   TrainerCallbacks cb = progress_callbacks({stderr_is_tty() && progress, log_every, ""});
@@ -129,25 +148,11 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--seed", o.seed, "Seed for the adapter's initialisation and the data order")->default_val(0);
   cmd->add_flag("--no-shuffle", a->no_shuffle, "Keep the data in file order");
   cmd->add_option("--init-adapter", o.init_adapter, "Start from these adapter weights (K, L, gate mode from the file)");
-  cmd->add_option("--resume", o.resume, "Continue from a training checkpoint");
-  cmd->add_option("--save-every", o.save_every, "Write a resumable checkpoint every N steps")
-      ->default_val(0)
-      ->check(integer_in(0));
-  cmd->add_option("--checkpoint", o.checkpoint, "Checkpoint path (default: <out>.ckpt)");
-  cmd->add_option("--val-data", a->val_data, "Held-out data evaluated every --eval-every steps");
-  cmd->add_option("--eval-every", o.eval_every, "Held-out evaluation interval in steps")
-      ->default_val(0)
-      ->check(integer_in(0));
-  cmd->add_option("--metrics", o.metrics, "Write one JSON object per optimizer step to this file");
-  cmd->add_flag("--recompute", o.recompute, "Recompute activations in the backward (less memory)");
-  cmd->add_option("--log-every", a->log_every, "Print a progress line every N steps (non-terminal output)")
-      ->default_val(10)
-      ->check(CLI::PositiveNumber);
+  add_run_flags(cmd, o, a->val_data, a->log_every, a->no_progress, "Held-out data evaluated every --eval-every steps");
   add_bf16_compute_flag(cmd,
                         "Products with the base model's bf16-stored matrices in bf16 arithmetic: activations and "
                         "their gradients rounded to bf16, f32 sums; ~2x faster products (AVX512-BF16 CPUs only; "
                         "changes the numbers slightly)");
-  cmd->add_flag("--no-progress", a->no_progress, "No progress bar even on a terminal");
   cmd->callback([a, seq] {
     FinetuneOptions o = a->o;
     o.gate_mode = parse_gate_mode(a->gate_mode);

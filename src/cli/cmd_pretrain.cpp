@@ -86,21 +86,8 @@ void register_pretrain(CLI::App& app) {
       ->default_val(1.0f)
       ->check(finite_in(0));
   cmd->add_option("--seed", o.seed, "Seed for the initialisation and the data order")->default_val(0);
-  cmd->add_option("--resume", o.resume, "Continue from a training checkpoint");
-  cmd->add_option("--save-every", o.save_every, "Write a resumable checkpoint every N steps")
-      ->default_val(0)
-      ->check(integer_in(0));
-  cmd->add_option("--checkpoint", o.checkpoint, "Checkpoint path (default: <out>.ckpt)");
-  cmd->add_option("--val-data", a->val_data, "Held-out corpus evaluated every --eval-every steps");
-  cmd->add_option("--eval-every", o.eval_every, "Held-out evaluation interval in steps")
-      ->default_val(0)
-      ->check(integer_in(0));
-  cmd->add_option("--metrics", o.metrics, "Write one JSON object per optimizer step to this file");
-  cmd->add_flag("--recompute", o.recompute, "Recompute activations in the backward (less memory)");
-  cmd->add_option("--log-every", a->log_every, "Print a progress line every N steps (non-terminal output)")
-      ->default_val(10)
-      ->check(CLI::PositiveNumber);
-  cmd->add_flag("--no-progress", a->no_progress, "No progress bar even on a terminal");
+  add_run_flags(cmd, o, a->val_data, a->log_every, a->no_progress,
+                "Held-out corpus evaluated every --eval-every steps");
   add_threads_flag(cmd);
   cmd->callback([a, tok, vocab, epochs, steps] {
     FinetuneOptions o = a->o;

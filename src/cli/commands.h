@@ -24,6 +24,11 @@ void register_demo(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_pretrain(CLI::App& app);
 
+// The flags finetune and pretrain share: --resume, --save-every, --checkpoint, --val-data
+// (`val_help` says what it holds), --eval-every, --metrics, --recompute, --log-every, --no-progress.
+void add_run_flags(CLI::App* cmd, FinetuneOptions& o, std::string& val_data, int64_t& log_every, bool& no_progress,
+                   const std::string& val_help);
+
 // Runs a training (finetune or pretrain) with progress on stderr and the stop signals handled:
 // an interrupted run exits 128 + the signal after its checkpoint; a finished one says what it saved.
 void run_training(const ModelWeights& w, const TokenizedDataset& train, const TokenizedDataset* val,
