@@ -131,8 +131,9 @@ Answers answer(const ModelWeights& w, const Tokenizer& tok, const Adapter* adapt
   return a;
 }
 
-std::string mib(size_t b) {
-  return fmt::format("{:.1f} MiB", static_cast<double>(b) / (1 << 20));
+std::string mib(size_t b) {  // MiB, or KiB below one
+  const auto x = static_cast<double>(b);
+  return x < (1 << 20) ? fmt::format("{:.1f} KiB", x / 1024) : fmt::format("{:.1f} MiB", x / (1 << 20));
 }
 
 void run_demo(const DemoArgs& a) {
