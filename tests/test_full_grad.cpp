@@ -85,13 +85,7 @@ TEST_P(FullGradTest, EveryTensorMatchesCentralFiniteDifferences) {
     }
     double mag = 0;
     for (size_t i : idx) {
-      const float orig = v[i];
-      v[i] = orig + eps;
-      const double lp = mean_loss();
-      v[i] = orig - eps;
-      const double lm = mean_loss();
-      v[i] = orig;
-      const double fd = (lp - lm) / (2.0 * eps);
+      const double fd = test::central_difference(v, i, eps, mean_loss);
       EXPECT_NEAR(gr[i], fd, 2e-4 + 3e-2 * std::fabs(fd)) << t.name << "[" << i << "]";
       mag += std::fabs(fd);
     }

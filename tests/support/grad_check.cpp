@@ -20,6 +20,16 @@ PackedBatch make_batch(int64_t vocab, std::mt19937& rng) {
   return b;
 }
 
+double central_difference(std::span<float> p, size_t i, float eps, const std::function<double()>& loss) {
+  const float orig = p[i];
+  p[i] = orig + eps;
+  const double plus = loss();
+  p[i] = orig - eps;
+  const double minus = loss();
+  p[i] = orig;
+  return (plus - minus) / (2.0 * eps);
+}
+
 void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter& a, std::mt19937& rng) {
   ParamSet grads = a.params.zeros_like();
   const LossResult r = g.run(b, a, &grads, 1.0f / static_cast<float>(b.supervised));
@@ -30,13 +40,7 @@ void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter&
   };
   const float eps = 2e-2f;
   auto check = [&](std::span<float> param, std::span<const float> grad, size_t i) {
-    const float orig = param[i];
-    param[i] = orig + eps;
-    const double lp = mean_loss();
-    param[i] = orig - eps;
-    const double lm = mean_loss();
-    param[i] = orig;
-    const double fd = (lp - lm) / (2.0 * eps);
+    const double fd = central_difference(param, i, eps, mean_loss);
     EXPECT_NEAR(grad[i], fd, 3e-4 + 3e-2 * std::fabs(fd)) << "index " << i;
     return std::fabs(fd);
   };

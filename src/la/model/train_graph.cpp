@@ -239,21 +239,24 @@ LossResult TrainGraph::loss_and_grad(const PackedBatch& b, bool want_grad, float
   return res;
 }
 
+const BlockActs& TrainGraph::layer_acts(int64_t l) {
+  const BlockActs& kept = acts_[static_cast<size_t>(l - first_stored_)];
+  if (!recompute_) return kept;
+  // Activation checkpointing: rebuild this layer's activations from its saved input.
+  const int64_t n = batch_.rows * c_.dim;
+  copy(work_.x_in, kept.x_in, n);
+  copy(xr_, kept.x_in, n);
+  block_forward(ctx_, l, batch_, xr_, &work_, scratch_);
+  return work_;
+}
+
 void TrainGraph::backward(const Adapter& adapter, ParamSet& grads) {
-  const int64_t R = batch_.rows, D = c_.dim, H = c_.n_heads, K = plen_;
+  const int64_t D = c_.dim, H = c_.n_heads, K = plen_;
   std::span<float> gq = grads["adapter_query"], gg = grads["gate"];
   for (int64_t l = c_.n_layers - 1; l >= first_adapted_; --l) {
     const int64_t i = l - first_adapted_;
-    const BlockActs* acts = &acts_[static_cast<size_t>(i)];
-    if (recompute_) {
-      // Activation checkpointing: rebuild this layer's activations from its saved input.
-      copy(work_.x_in, acts->x_in, R * D);
-      copy(xr_, acts->x_in, R * D);
-      block_forward(ctx_, l, batch_, xr_, &work_, scratch_);
-      acts = &work_;
-    }
     const bool lowest = l == first_adapted_;  // no gradient needed below this layer's prompt
-    block_backward(ctx_, l, batch_, dx_, *acts, scratch_, gscratch_, lowest, dprompt_k_, dprompt_v_, dgamma_);
+    block_backward(ctx_, l, batch_, dx_, layer_acts(l), scratch_, gscratch_, lowest, dprompt_k_, dprompt_v_, dgamma_);
     // Kp = P Wk^T, Vp = P Wv^T  =>  dP = dKp Wk + dVp Wv;  dg = dgamma * gamma'(g).
     prompt_project_backward(w_, l, dprompt_k_, dprompt_v_, K, gq.data() + i * K * D);
     for (int64_t h = 0; h < H; ++h) gg[static_cast<size_t>(i * H + h)] += dgamma_[h] * adapter.gamma_grad_scale(l, h);
@@ -263,17 +266,10 @@ void TrainGraph::backward(const Adapter& adapter, ParamSet& grads) {
 void TrainGraph::backward_full(const PackedBatch& b, ParamSet& grads) {
   const int64_t R = batch_.rows, D = c_.dim;
   for (int64_t l = c_.n_layers - 1; l >= 0; --l) {
-    const BlockActs* acts = &acts_[static_cast<size_t>(l)];
-    if (recompute_) {
-      copy(work_.x_in, acts->x_in, R * D);
-      copy(xr_, acts->x_in, R * D);
-      block_forward(ctx_, l, batch_, xr_, &work_, scratch_);
-      acts = &work_;
-    }
     LayerGrads wg{};
     for (size_t t = 0; t < kLayerTensors.size(); ++t)
       wg[t] = grads.values().data() + layer_tensor_offset(grads.table(), kLayerTensors[t], c_, l);
-    block_backward(ctx_, l, batch_, dx_, *acts, scratch_, gscratch_, false, nullptr, nullptr, nullptr, &wg);
+    block_backward(ctx_, l, batch_, dx_, layer_acts(l), scratch_, gscratch_, false, nullptr, nullptr, nullptr, &wg);
   }
   // The embedding: each row's gradient back to its token's row (rows in order: deterministic).
   float* demb = grads["tok_embeddings"].data();

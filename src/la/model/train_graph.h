@@ -81,6 +81,8 @@ class TrainGraph {
   void backward(const Adapter& adapter, ParamSet& grads);
   LossResult loss_and_grad(const PackedBatch& b, bool want_grad, float loss_scale, ParamSet* full_grads);
   void backward_full(const PackedBatch& b, ParamSet& grads);
+  // Stored layer l's activations for its backward (with recompute: rebuilt from its input).
+  const BlockActs& layer_acts(int64_t l);
   void check_adapter(const Adapter* adapter, const char* what) const;
 
   const ModelWeights& w_;
