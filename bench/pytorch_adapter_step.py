@@ -13,18 +13,41 @@ It does the same work as the C++ engine's training step (docs: ../shared/SPEC.md
   * next-token cross-entropy (optionally with the first part of every row masked as prompt);
   * AdamW(lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.02) over the two adapter tensors.
 
+With --full it times the full-parameter step instead (`llama-adapter bench --full`, SPEC §12): no
+adapter, every base tensor (embedding, norms, every projection, the classifier) requires grad,
+and the same AdamW (finetune --full's defaults; weight decay on every tensor, norms included, as
+ours) updates all of them.
+
 Plain eager ops only (no torch.compile, no fused attention: torch 1.13 has no
 F.scaled_dot_product_attention, so attention is an explicit matmul + softmax).
 
 Run with Debian's torch:   /usr/bin/python3 bench/pytorch_adapter_step.py --shape 110m
 Prints one JSON line with the median step time, tokens/s and peak RSS.
-`--check` runs correctness assertions (zero-init property, gate gradient, finite differences).
+`--check` runs correctness assertions (zero-init property, gate gradient, finite differences;
+with --full: every tensor's gradient, finite differences on each kind of tensor, one AdamW step).
 """
 import os
 
-# Debian's OpenBLAS mis-detects this AMD EPYC (AVX-512) CPU without this; must be set before
-# torch (and with it OpenBLAS) is loaded.
-os.environ.setdefault("OPENBLAS_CORETYPE", "SkylakeX")
+
+def _openblas_coretype():
+    # Debian's OpenBLAS mis-detects recent AVX-512 AMD EPYCs (slow fallback kernels) unless told;
+    # forcing SkylakeX on a CPU without AVX-512 kills the process with SIGILL instead. So: what
+    # llama-adapter picks (core/cpu.h), SkylakeX with AVX-512, Haswell with AVX2 only.
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return None
+    if "avx512f" in flags:
+        return "SkylakeX"
+    return "Haswell" if "avx2" in flags else None
+
+
+# Must be set before torch (and with it OpenBLAS) is loaded.
+if os.environ.get("LA_OPENBLAS_CORETYPE"):
+    os.environ["OPENBLAS_CORETYPE"] = os.environ["LA_OPENBLAS_CORETYPE"]
+elif _openblas_coretype():
+    os.environ.setdefault("OPENBLAS_CORETYPE", _openblas_coretype())
 
 import argparse
 import json
@@ -69,6 +92,8 @@ def parse_args(argv=None):
                         "a machine that is also running other jobs, GNU OpenMP's spinning "
                         "threads make every parallel element-wise op wait for a descheduled "
                         "thread (we measured 10-20x slower steps with 'active' under load)")
+    p.add_argument("--full", action="store_true",
+                   help="full-parameter step: no adapter, every weight trained, AdamW over all")
     p.add_argument("--check", action="store_true",
                    help="run correctness assertions instead of the benchmark")
     return p.parse_args(argv)
@@ -90,9 +115,10 @@ torch.set_num_threads(ARGS.threads)
 # Model
 # --------------------------------------------------------------------------------------------
 class Llama:
-    """Frozen LLaMA base weights (plain tensors, requires_grad=False)."""
+    """LLaMA base weights: plain frozen tensors, or with trainable=True leaf tensors that
+    require grad (full-parameter training)."""
 
-    def __init__(self, cfg, seed, wdtype=torch.float32, cdtype=torch.float32):
+    def __init__(self, cfg, seed, wdtype=torch.float32, cdtype=torch.float32, trainable=False):
         self.cfg = cfg
         self.dim = cfg["dim"]
         self.n_heads = cfg["n_heads"]
@@ -126,6 +152,23 @@ class Llama:
             ))
         self.norm = ones(d)
         self.output = w(cfg["vocab"], d)  # untied classifier
+        self.trainable = trainable
+        if trainable:
+            for t in self.parameters():
+                t.requires_grad_(True)
+
+    def parameters(self):
+        """Every tensor of the model, in file order (embedding, layers, final norm, classifier)."""
+        ps = [self.tok_emb]
+        for lw in self.layers:
+            ps += list(lw.values())
+        return ps + [self.norm, self.output]
+
+    def named_parameters(self):
+        names = ["tok_embeddings"]
+        for i, lw in enumerate(self.layers):
+            names += [f"layers.{i}.{k}" for k in lw]
+        return list(zip(names + ["norm", "output"], self.parameters()))
 
     # frozen matmul y = x W^T; in bf16 mode the activations are cast to bf16 for the matmul
     # (oneDNN bf16 GEMM) and the result back to fp32 -- autograd handles the casts.
@@ -189,13 +232,15 @@ class Llama:
         B, T = ids.shape
         N = len(self.layers)
         L = 0 if adapter is None else adapter[1].shape[0]
-        first = N - L  # lowest adapted layer
+        assert not (self.trainable and adapter is not None), "full training takes no adapter"
+        first = 0 if self.trainable else N - L  # the lowest layer that needs gradients
         cos, sin = self.rope_tables(T)
         mask = torch.full((T, T), float("-inf"), dtype=self.cdtype).triu(1)
         # Layers below the lowest adapted layer need no gradient: run them under no_grad so
         # autograd records nothing and stores no activations there (what an efficient PyTorch
-        # user does; the backward then stops at layer N-L, as in the C++ engine).
-        with torch.no_grad():
+        # user does; the backward then stops at layer N-L, as in the C++ engine). A trainable
+        # (full) model records every layer and the embedding.
+        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
             x = F.embedding(ids, self.tok_emb).to(self.cdtype)
             for li in range(first):
                 x = self.layer(x, self.layers[li], cos, sin, mask)
@@ -224,6 +269,11 @@ def make_batch(cfg, B, T, prompt_frac, seed):
     if n_prompt > 0:
         targets[:, :n_prompt] = -100
     return ids, targets
+
+
+def adamw(params):
+    # The optimizer of both steps: finetune's defaults (src/la/train/optimizer.h, cmd_finetune.cpp).
+    return torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.02)
 
 
 def make_adapter(cfg, L, K, seed, dtype=torch.float32):
@@ -269,8 +319,7 @@ def run_check(args, cfg, L):
           f"adapter_query grad = 0", file=sys.stderr)
 
     # 3. after one AdamW step the gates are non-zero and adapter_query gets gradient.
-    opt = torch.optim.AdamW([aq, gate], lr=1e-3, betas=(0.9, 0.95), eps=1e-8,
-                            weight_decay=0.02)
+    opt = adamw([aq, gate])
     opt.step()
     opt.zero_grad(set_to_none=True)
     loss2 = loss_fn(model.logits(ids, (aq, gate)), targets)
@@ -314,6 +363,77 @@ def run_check(args, cfg, L):
                       "loss_gate0": loss.item(), "gate_grad_maxabs": gn}))
 
 
+def run_check_full(args, cfg):
+    """--full --check: the full step's gradients and update, on the model's every tensor."""
+    B, T = min(args.batch, 2), min(args.seq, 32)
+    print(f"check --full: shape={args.shape} B={B} T={T}", file=sys.stderr)
+    ids, targets = make_batch(cfg, B, T, args.prompt_frac, args.seed)
+
+    # 1. every tensor gets a non-zero gradient (the embedding only in the rows of used tokens).
+    model = Llama(cfg, args.seed, trainable=True)
+    loss = loss_fn(model.logits(ids), targets)
+    loss.backward()
+    for name, t in model.named_parameters():
+        assert t.grad is not None and t.grad.abs().max().item() > 0, f"{name}: no gradient"
+    used = torch.zeros(cfg["vocab"], dtype=torch.bool)
+    used[ids.flatten()] = True
+    g_emb = model.tok_emb.grad
+    assert g_emb[~used].abs().max().item() == 0.0, "embedding rows of unused tokens got gradient"
+    print(f"  ok  all {len(model.parameters())} tensors have gradient; loss {loss.item():.6f}",
+          file=sys.stderr)
+
+    # 2. the first AdamW step is p (1 - lr wd) - lr g / (|g| + eps) elementwise (m^ = g,
+    #    v^ = g^2 at t = 1), for every tensor, and the loss of the same batch falls.
+    before = [t.detach().clone() for t in model.parameters()]
+    grads = [t.grad.detach().clone() for t in model.parameters()]
+    opt = adamw(model.parameters())
+    opt.step()
+    lr, wd, eps = 1e-3, 0.02, 1e-8
+    worst = 0.0
+    for (name, t), p0, g in zip(model.named_parameters(), before, grads):
+        want = p0 * (1 - lr * wd) - lr * g / (g.abs() + eps)
+        err = (t.detach() - want).abs().max().item()
+        worst = max(worst, err)
+        assert err < 1e-6, f"{name}: AdamW step differs from the closed form by {err:.3e}"
+    with torch.no_grad():
+        loss2 = loss_fn(model.logits(ids), targets).item()
+    assert loss2 < loss.item(), (loss.item(), loss2)
+    print(f"  ok  AdamW step 1 = closed form (max err {worst:.1e}); loss {loss.item():.6f} -> "
+          f"{loss2:.6f}", file=sys.stderr)
+
+    # 3. finite differences in float64 on entries of every kind of tensor.
+    m64 = Llama(cfg, args.seed, wdtype=torch.float64, cdtype=torch.float64, trainable=True)
+    ids1, tg1 = ids[:1], targets[:1]
+
+    def f():
+        return loss_fn(m64.logits(ids1), tg1)
+
+    f().backward()
+    N, tok, tgt = cfg["n_layers"], ids1[0, 0].item(), tg1[0, 0].item()
+    probes = [(m64.tok_emb, (tok, 0)), (m64.norm, (1,)), (m64.output, (tgt, 2))]
+    for li in (0, N - 1):
+        lw = m64.layers[li]
+        probes += [(lw["attn_norm"], (3,)), (lw["ffn_norm"], (0,))]
+        probes += [(lw[k], (1, 2)) for k in ("wq", "wk", "wv", "wo", "w1", "w2", "w3")]
+    eps_fd, worst = 1e-5, 0.0
+    for t, idx in probes:
+        with torch.no_grad():
+            old = t[idx].item()
+            t[idx] = old + eps_fd
+            lp = f().item()
+            t[idx] = old - eps_fd
+            lm = f().item()
+            t[idx] = old
+        num, ana = (lp - lm) / (2 * eps_fd), t.grad[idx].item()
+        rel = abs(num - ana) / max(1e-12, abs(num) + abs(ana))
+        worst = max(worst, rel)
+        assert rel < 1e-4 or abs(num - ana) < 1e-9, (tuple(t.shape), idx, num, ana)
+    print(f"  ok  finite differences (fp64) on {len(probes)} entries: worst rel err {worst:.2e}",
+          file=sys.stderr)
+    print(json.dumps({"impl": "pytorch-eager", "check": "ok", "full": True, "shape": args.shape,
+                      "loss": loss.item(), "loss_after_step": loss2}))
+
+
 # --------------------------------------------------------------------------------------------
 # Benchmark
 # --------------------------------------------------------------------------------------------
@@ -328,21 +448,29 @@ def main():
         print(f"note: --seq {args.seq} exceeds {args.shape}'s max_seq {cfg['max_seq']} "
               "(fine for a random-weight benchmark)", file=sys.stderr)
     torch.manual_seed(args.seed)
-    if args.check:
+    if args.check and not args.full:
         run_check(args, cfg, L)
         return
 
+    if args.full and args.dtype != "fp32":
+        sys.exit("--full trains fp32 weights (as llama-adapter bench --full): drop --dtype bf16")
+    if args.full and args.check:
+        run_check_full(args, cfg)
+        return
     wdt = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    model = Llama(cfg, args.seed, wdtype=wdt)
+    model = Llama(cfg, args.seed, wdtype=wdt, trainable=args.full)
     ids, targets = make_batch(cfg, args.batch, args.seq, args.prompt_frac, args.seed)
-    aq, gate = make_adapter(cfg, L, args.adapter_len, args.seed)
-    opt = torch.optim.AdamW([aq, gate], lr=1e-3, betas=(0.9, 0.95), eps=1e-8,
-                            weight_decay=0.02)
+    if args.full:
+        adapter, trained = None, model.parameters()
+    else:
+        adapter = make_adapter(cfg, L, args.adapter_len, args.seed)
+        trained = list(adapter)
+    opt = adamw(trained)
 
     # The same batch every step (so the loss visibly goes down); the work is identical.
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model.logits(ids, (aq, gate)), targets)
+        loss = loss_fn(model.logits(ids, adapter), targets)
         loss.backward()
         opt.step()
         return loss.item()
@@ -365,8 +493,9 @@ def main():
         "shape": args.shape,
         "batch": args.batch,
         "seq": args.seq,
-        "adapter_len": args.adapter_len,
-        "adapter_layers": L,
+        "full": args.full,
+        "adapter_len": None if args.full else args.adapter_len,
+        "adapter_layers": None if args.full else L,
         "threads": args.threads,
         "dtype": args.dtype,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
@@ -376,7 +505,7 @@ def main():
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "loss_first": losses[0],
         "loss_last": losses[-1],
-        "trainable_params": aq.numel() + gate.numel(),
+        "trainable_params": sum(t.numel() for t in trained),
         "step_times_s": [round(t, 4) for t in times],
     }))
 

@@ -1,7 +1,9 @@
 // The `bench` sub-command end to end on a tiny named shape: every number it reports is there and
 // plausible (positive rates, memory at least the weights), the paired adapter-overhead
 // measurement reports both rates, bf16 arithmetic is reported as on only where it was asked for
-// and the CPU has it, and bad arguments fail with one line.
+// and the CPU has it, the full-parameter step trains every weight and counts its FLOPs as the
+// comment in cmd_bench.cpp says, the FMA peak is measured alone, and bad arguments fail with one
+// line.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -54,6 +56,39 @@ TEST(BenchCli, Bf16ComputeIsReportedWhereAvailable) {
   const nlohmann::json d = nlohmann::json::parse(r.out);
   EXPECT_TRUE(d["bf16_compute"].get<bool>());
   EXPECT_GT(d["train_tok_s"].get<double>(), 0.0);
+}
+
+TEST(BenchCli, FullStepTrainsEveryWeight) {
+  const nlohmann::json d =
+      bench_json("--shape stories260k --full --no-infer --repeat 1 --train-batch 2 --train-seq 32");
+  EXPECT_TRUE(d["train_full"].get<bool>());
+  EXPECT_FALSE(d.contains("adapter_len"));
+  // Every parameter of the model is trained (not an adapter's few thousand).
+  EXPECT_EQ(d["train_params"].get<int64_t>(), d["params"].get<int64_t>());
+  for (const char* key : {"train_tok_s", "train_step_s", "train_gflop_s", "activation_mib"}) {
+    ASSERT_TRUE(d.contains(key)) << key;
+    EXPECT_GT(d[key].get<double>(), 0.0) << key;
+  }
+  // stories260K (dim 64, hidden 172, 5 layers, kv dim 32, vocab 512), written out by hand:
+  // P = 5 * (64*64 + 2*32*64 + 64*64 + 3*172*64) + 512*64 = 259,328 matrix values; per token
+  // 6P + 6 * layers * dim * (seq + 1) with seq 32.
+  const double flop = 6.0 * 259328 + 6.0 * 5 * 64 * 33;
+  EXPECT_NEAR(d["train_gflop_per_token"].get<double>(), flop / 1e9, 1e-12);
+  EXPECT_NEAR(d["train_gflop_s"].get<double>(), flop * d["train_tok_s"].get<double>() / 1e9,
+              1e-9 * d["train_gflop_s"].get<double>());
+  // The warm-up step's update reached the weights: the same batch's loss fell after it.
+  EXPECT_LT(d["train_loss_last"].get<double>(), d["train_loss_first"].get<double>());
+}
+
+TEST(BenchCli, FmaPeakAlone) {
+  const nlohmann::json d = bench_json("--fma-peak");
+  EXPECT_GT(d["fma_peak_gflop_s"].get<double>(), 0.5);  // any CPU of this century, one thread
+  EXPECT_EQ(d["fma_peak_threads"].get<int>(), 1);
+  const int width = d["fma_peak_width"].get<int>();
+  EXPECT_TRUE(width == 4 || width == 8 || width == 16) << width;
+  // The loop of the instruction set in force (avx512vnni runs the avx512 one).
+  EXPECT_EQ(d["isa"].get<std::string>().rfind(d["fma_peak_isa"].get<std::string>(), 0), 0u) << d["isa"];
+  EXPECT_FALSE(d.contains("train_tok_s"));
 }
 
 TEST(BenchCli, BadArgumentsFailWithOneLine) {

@@ -1,5 +1,7 @@
 // `bench`: prefill, decode and training throughput and peak memory for a model file or a named
-// shape with random weights, so users and we can compare machines and peers.
+// shape with random weights, so users and we can compare machines and peers. The training step is
+// the adapter's (frozen base), or with --full the full-parameter one of `finetune --full`;
+// --fma-peak measures the CPU's fp32 multiply-add peak to set model FLOP/s against.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,8 +14,10 @@
 #include "la/core/runtime.h"
 #include "la/io/loader.h"
 #include "la/io/shapes.h"
+#include "la/kernels/fma_peak.h"
 #include "la/kernels/matmul.h"
 #include "la/model/inference.h"
+#include "la/model/model_params.h"
 #include "la/model/train_graph.h"
 #include "la/sample/sampler.h"
 #include "la/train/optimizer.h"
@@ -28,7 +32,7 @@ struct BenchArgs {
   int64_t prompt_tokens = 128, gen_tokens = 64, repeat = 5;
   int64_t train_batch = 4, train_seq = 256, adapter_len = 10, adapter_layers = -1;
   bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false, bandwidth = false;
-  bool adapter_overhead = false;
+  bool adapter_overhead = false, full = false, fma_peak = false;
 };
 
 double median(std::vector<double> v) {
@@ -41,7 +45,49 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Model FLOPs of one full-parameter training token (forward, backward into every weight) for
+// sequences of `seq` tokens:
+//   6 * P  +  6 * n_layers * dim * (seq + 1)
+// P = values in the matrices a token is multiplied with: every layer's wq, wk, wv, wo, w1, w2, w3
+// and the classifier (the embedding is a row lookup, norms are element-wise: not counted).
+// Forward 2P (a multiply-add per value), backward 4P (dX = dY W and dW = dY^T X). Attention:
+// per layer, a token at position t (1-based) scores against t keys and sums t values, 2 * dim
+// FLOP each (over all heads: n_heads * head_dim = dim, whatever the KV heads), i.e. 4 * dim * t;
+// averaged over causal positions t = 1..seq that is 4 * dim * (seq + 1) / 2 forward, twice that
+// backward (dQ, dK from dS; dP, dV from dO): 6 * dim * (seq + 1) per token and layer in all.
+double full_train_flop_per_token(const ModelConfig& c, int64_t seq) {
+  double p = static_cast<double>(c.vocab_size) * static_cast<double>(c.dim);  // classifier
+  for (const LayerTensor& t : kLayerTensors)
+    if (t.is_matrix()) p += static_cast<double>(c.n_layers) * static_cast<double>(t.numel(c));
+  return 6.0 * p + 6.0 * static_cast<double>(c.n_layers) * static_cast<double>(c.dim) * static_cast<double>(seq + 1);
+}
+
+void report_fma_peak(nlohmann::ordered_json& out) {
+  const FmaPeak p = measure_fma_peak();
+  out["fma_peak_gflop_s"] = p.gflop_s;
+  out["fma_peak_isa"] = p.isa;
+  out["fma_peak_width"] = p.width;
+  out["fma_peak_threads"] = p.threads;
+}
+
+void print(const nlohmann::ordered_json& out, bool json) {
+  if (json) {
+    std::printf("%s\n", out.dump().c_str());
+    return;
+  }
+  for (auto it = out.begin(); it != out.end(); ++it)
+    std::printf("%-24s %s\n", it.key().c_str(), it.value().dump().c_str());
+}
+
 void run_bench(const BenchArgs& a) {
+  if (a.model.model.empty() && a.shape.empty()) {  // --fma-peak alone
+    nlohmann::ordered_json out;
+    out["threads"] = runtime().threads;
+    out["isa"] = runtime().isa;
+    report_fma_peak(out);
+    print(out, a.json);
+    return;
+  }
   std::unique_ptr<ModelWeights> w;
   if (!a.shape.empty()) {
     auto c = named_shape(a.shape);
@@ -58,7 +104,8 @@ void run_bench(const BenchArgs& a) {
     w = load_model(a.model.model);
   }
   if (runtime().bf16_compute) prepack_for_bf16_compute(*w);  // as finetune does
-  const ModelConfig& c = w->config;
+  // A copy: the full-parameter step releases `w`.
+  const ModelConfig c = w->config;
   nlohmann::ordered_json out;
   out["model"] = a.shape.empty() ? a.model.model : "shape:" + a.shape;
   out["threads"] = runtime().threads;
@@ -162,34 +209,79 @@ void run_bench(const BenchArgs& a) {
       std::rotate(seq.begin(), seq.begin() + i, seq.end());
       b.add(seq, 1);
     }
-    TrainGraph g(*w, adapter, b.rows(), a.train_seq, a.recompute);
-    ParamSet grads = adapter.params.zeros_like();
-    AdamWState moments;
-    moments.resize(adapter.params.size());
-    std::vector<double> tps;
-    for (int64_t r = 0; r <= a.repeat; ++r) {  // first step is a warm-up
-      auto t0 = std::chrono::steady_clock::now();
-      grads.zero();
-      g.run(b, adapter, &grads, 1.0f / static_cast<float>(b.supervised));
-      adamw_update(adapter.params.values().data(), grads.values().data(), moments,
-                   static_cast<int64_t>(adapter.params.size()), 1e-3f, r + 1, {});
-      if (r > 0) tps.push_back(static_cast<double>(b.rows()) / seconds_since(t0));
-    }
+    // Each timed step: the same batch again (so a full step's loss visibly falls); the first
+    // step is a warm-up. Returns the median tokens/s.
+    auto time_steps = [&](auto&& step) {
+      std::vector<double> tps;
+      for (int64_t r = 0; r <= a.repeat; ++r) {
+        auto t0 = std::chrono::steady_clock::now();
+        step(r);
+        if (r > 0) tps.push_back(static_cast<double>(b.rows()) / seconds_since(t0));
+      }
+      return median(tps);
+    };
     out["train_batch"] = a.train_batch;
     out["train_seq"] = a.train_seq;
-    out["adapter_len"] = a.adapter_len;
-    out["adapter_layers"] = L;
-    out["train_tok_s"] = median(tps);
-    out["train_step_s"] = static_cast<double>(b.rows()) / median(tps);
-    out["activation_mib"] = static_cast<double>(g.arena_bytes()) / (1 << 20);
+    out["train_full"] = a.full;
+    double tok_s = 0;
+    size_t arena = 0;
+    if (a.full) {
+      // What `finetune --full` runs (train/trainer.cpp): the weights as one f32 parameter buffer,
+      // the graph reading them through a view, gradients of every tensor, one AdamW update over
+      // the whole buffer with finetune's defaults (betas 0.9/0.95, eps 1e-8, weight decay 0.02 on
+      // every row). Not timed, as PyTorch's step has no such thing: the gradient norm finetune
+      // computes for its finiteness check and clipping.
+      ParamSet params = model_params(*w);
+      w.reset();  // the view of `params` is the model now: peak memory as finetune --full's
+      const std::unique_ptr<ModelWeights> view = model_view(c, params);
+      TrainGraph g(TrainGraph::Full{}, *view, b.rows(), a.train_seq, a.recompute);
+      ParamSet grads = params.zeros_like();
+      AdamWState moments;
+      moments.resize(params.size());
+      const Adapter none;
+      AdamWOptions adam;
+      adam.weight_decay = 0.02f;  // finetune's --weight-decay default
+      std::vector<double> losses;
+      tok_s = time_steps([&](int64_t r) {
+        grads.zero();
+        const LossResult res = g.run(b, none, &grads, 1.0f / static_cast<float>(b.supervised));
+        adamw_update(params.values().data(), grads.values().data(), moments, static_cast<int64_t>(params.size()), 1e-3f,
+                     r + 1, adam);
+        losses.push_back(res.loss_sum / static_cast<double>(res.tokens));
+      });
+      arena = g.arena_bytes();
+      out["train_params"] = params.size();
+      out["train_loss_first"] = losses.front();
+      out["train_loss_last"] = losses.back();
+      const double flop = full_train_flop_per_token(c, a.train_seq);
+      out["train_gflop_per_token"] = flop / 1e9;
+      out["train_gflop_s"] = flop * tok_s / 1e9;
+    } else {
+      TrainGraph g(*w, adapter, b.rows(), a.train_seq, a.recompute);
+      ParamSet grads = adapter.params.zeros_like();
+      AdamWState moments;
+      moments.resize(adapter.params.size());
+      tok_s = time_steps([&](int64_t r) {
+        grads.zero();
+        g.run(b, adapter, &grads, 1.0f / static_cast<float>(b.supervised));
+        adamw_update(adapter.params.values().data(), grads.values().data(), moments,
+                     static_cast<int64_t>(adapter.params.size()), 1e-3f, r + 1, {});
+      });
+      arena = g.arena_bytes();
+      out["adapter_len"] = a.adapter_len;
+      out["adapter_layers"] = L;
+    }
+    out["train_tok_s"] = tok_s;
+    out["train_step_s"] = static_cast<double>(b.rows()) / tok_s;
+    out["activation_mib"] = static_cast<double>(arena) / (1 << 20);
+  }
+  if (a.fma_peak) {
+    report_fma_peak(out);
+    if (out.contains("train_gflop_s"))
+      out["train_fma_peak_fraction"] = out["train_gflop_s"].get<double>() / out["fma_peak_gflop_s"].get<double>();
   }
   out["peak_rss_mib"] = static_cast<double>(peak_rss_bytes()) / (1 << 20);
-  if (a.json) {
-    std::printf("%s\n", out.dump().c_str());
-    return;
-  }
-  for (auto it = out.begin(); it != out.end(); ++it)
-    std::printf("%-24s %s\n", it.key().c_str(), it.value().dump().c_str());
+  print(out, a.json);
 }
 
 }  // namespace
@@ -224,6 +316,11 @@ void register_bench(CLI::App& app) {
                 "Also measure the memory read bandwidth and report decode as a fraction of its roofline");
   cmd->add_flag("--no-train", a->no_train, "Skip the training step");
   cmd->add_flag("--recompute", a->recompute, "Training with activation recomputation");
+  cmd->add_flag("--full", a->full,
+                "Time a full-parameter training step instead of the adapter's (every weight trained, AdamW "
+                "over all, as finetune --full); also reports train_gflop_s");
+  cmd->add_flag("--fma-peak", a->fma_peak,
+                "Also measure the CPU's fp32 multiply-add peak (GFLOP/s, all threads; alone: only that)");
   cmd->add_flag("--json", a->json, "One JSON object");
   add_bf16_compute_flag(cmd,
                         "Products with bf16-stored matrices (prefill, training) in bf16 arithmetic: activations "
@@ -235,7 +332,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--save-model", a->save_model, "With --shape: write the random model as a llama2.c .bin and exit")
       ->needs(s);
   cmd->callback([a] {
-    if (a->model.model.empty() && a->shape.empty()) throw CLI::ValidationError("bench", "give --model or --shape");
+    if (a->model.model.empty() && a->shape.empty() && !a->fma_peak)
+      throw CLI::ValidationError("bench", "give --model or --shape");
     run_bench(*a);
   });
 }
