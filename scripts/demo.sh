@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sets up, builds, and runs the embedded default end to end (see README): synthetic data, a
-# learned tokenizer, a small random LLaMA, a LLaMA-Adapter fine-tune with evaluation and samples.
-#   scripts/demo.sh [--dir runs/demo] [--steps 300] [--threads N]
+# Sets up, builds, and runs the embedded default end to end (see README, "What the demo shows"):
+# a made-up world, a small LLaMA pre-trained on it, a LLaMA-Adapter and full fine-tuning compared.
+#   scripts/demo.sh [--dir runs/demo] [--pretrain-steps 300] [--seed 1] [--threads N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh

@@ -4,6 +4,7 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -18,6 +19,7 @@
 
 #include "la/core/error.h"
 #include "la/tokenizer/bpe_tokenizer.h"
+#include "la/tokenizer/bpe_trainer.h"
 #include "la/tokenizer/sp_tokenizer.h"
 #include "la/tokenizer/tokenizer.h"
 #include "support/test_support.h"
@@ -602,3 +604,29 @@ TEST(FindTokenizer, SharedLlama2cModels) {
 }
 
 }  // namespace
+
+// The BPE trainer (the demo's tokenizer): pieces never span a line break or a letter/punctuation
+// boundary, so words encode alike wherever they stand: after a space, at a line's start, after a
+// colon. A text that put "The" after ':' would otherwise get pieces the model never saw.
+TEST(BpeTrainer, PiecesStopAtLineBreaksAndPunctuation) {
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) texts.push_back("What is it?\nThe answer: yes.\nThe end.");
+  const BpeTokenizer tok(la::train_bpe_vocab(texts, 400), "trained");
+  for (int id = 0; id < tok.vocab_size(); ++id) {
+    if (tok.type(id) != PieceType::Normal) continue;
+    const std::string p = tok.piece_bytes(id);
+    if (p.size() < 2) continue;
+    EXPECT_EQ(p.find('\n'), std::string::npos) << "piece spans a line break: " << p;
+    const bool alpha = std::isalnum(static_cast<unsigned char>(p.back())) != 0;
+    for (char c : p.substr(p.front() == ' ' ? 1 : 0))
+      EXPECT_EQ(std::isalnum(static_cast<unsigned char>(c)) != 0, alpha)
+          << "piece mixes letters and punctuation: " << p;
+  }
+  // "The" at a line's start is a piece, and the same piece after a colon.
+  auto ids = [&](const std::string& s) { return tok.encode(s, false, false); };
+  const std::vector<int> line = ids("x\nThe"), colon = ids("x:The");
+  ASSERT_GE(line.size(), 2u);
+  ASSERT_GE(colon.size(), 2u);
+  EXPECT_EQ(line.back(), colon.back());
+  EXPECT_EQ(tok.piece_bytes(line.back()), "The");
+}

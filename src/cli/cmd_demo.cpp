@@ -1,11 +1,11 @@
 // `demo` (SPEC §13): the embedded default, the paper's story with nothing downloaded.
-//  1. A made-up world (data/knowledge.h): a corpus that states its facts, and Alpaca-format
-//     questions about them, split into training and held-out questions; a BPE tokenizer learned
-//     from both.
-//  2. `pretrain`: a small LLaMA learns the corpus, so it knows the facts but has never seen the
-//     instruction template.
+//  1. A made-up world (data/knowledge.h): countries and their capitals, a corpus that states
+//     them, and Alpaca-format questions about them, split into training and held-out questions;
+//     a BPE tokenizer learned from both.
+//  2. `pretrain`: a small LLaMA learns the corpus, so it knows the capitals but has never seen
+//     the instruction template.
 //  3. The base alone answers the held-out questions (greedy, exact match): it does not follow
-//     the template.
+//     the template. Asked as the corpus asks, it shows what it knows.
 //  4. `finetune`: a LLaMA-Adapter on the training questions; the held-out ones again.
 //  5. `finetune --full`: every weight on the same data; the held-out ones again.
 //  6. The comparison in the paper's style, and summary.json.
@@ -48,8 +48,9 @@ namespace {
 
 struct DemoArgs {
   std::string dir = "runs/demo";
-  int64_t countries = 50, passes = 150, pretrain_steps = 250, finetune_epochs = 40, dim = 128, layers = 4;
-  float adapter_lr = 5e-2f, full_lr = 1e-3f, pretrain_lr = 3e-3f;
+  int64_t countries = 200, heldout = 100, passes = 150, pretrain_steps = 300, finetune_epochs = 15, dim = 128,
+          layers = 4;
+  float adapter_lr = 5e-2f, full_lr = 1e-4f, pretrain_lr = 3e-3f;
   uint64_t seed = 1;
 };
 
@@ -110,25 +111,42 @@ struct Answers {
   std::vector<std::string> outputs;
 };
 
-// Greedy answers to every question, compared with the expected output exactly (trimmed): asked
-// in the Alpaca template, or (corpus_form) as the corpus asks, "Q: <question> A:", the answer
-// then read up to its full stop.
-Answers answer(const ModelWeights& w, const Tokenizer& tok, const Adapter* adapter, const std::vector<AlpacaRecord>& qs,
+// Greedy answers to every question, compared exactly (trimmed) with what is expected: asked in
+// the Alpaca template, the whole sentence; or (corpus_form) as the corpus asks,
+// "Q: <question> A:", the capital alone, read up to its full stop.
+Answers answer(const ModelWeights& w, const Tokenizer& tok, const Adapter* adapter, const std::vector<Country>& qs,
                bool corpus_form = false) {
   InferenceModel m(w, w.config.max_seq_len);
   m.set_adapter(adapter);
   Answers a;
-  for (const AlpacaRecord& q : qs) {
+  for (const Country& c : qs) {
+    const AlpacaRecord q = capital_record(c);
     Sampler greedy(SamplerOptions{0.0f, 1.0f, 0, 1});
     const std::string prompt = corpus_form ? "Q: " + q.instruction + " A:" : alpaca_prompt(q.instruction, q.input);
-    std::string out = generate(m, tok, tok.encode(prompt, true, false), greedy, 8, nullptr);
+    std::string out = generate(m, tok, tok.encode(prompt, true, false), greedy, corpus_form ? 6 : 16, nullptr);
     if (corpus_form) out = out.substr(0, out.find_first_of(".\n"));
     while (!out.empty() && std::isspace(static_cast<unsigned char>(out.back()))) out.pop_back();
     while (!out.empty() && std::isspace(static_cast<unsigned char>(out.front()))) out.erase(out.begin());
-    a.exact += out == q.output;
+    a.exact += out == (corpus_form ? c.capital : q.output);
     a.outputs.push_back(out);
   }
   return a;
+}
+
+// An answer on one line: line breaks shown as "\n".
+std::string one_line(const std::string& s) {
+  std::string o;
+  for (char c : s) o += c == '\n' ? std::string("\\n") : std::string(1, c);
+  return o;
+}
+
+// Two of the held-out questions with the answers given and expected.
+void show_answers(const std::vector<Country>& held, const Answers& got) {
+  for (size_t i = 0; i < std::min<size_t>(2, held.size()); ++i) {
+    const AlpacaRecord r = capital_record(held[i]);
+    std::printf("   %s -> \"%s\" (expected \"%s\")\n", r.instruction.c_str(), one_line(got.outputs[i]).c_str(),
+                r.output.c_str());
+  }
 }
 
 std::string mib(size_t b) {  // MiB, or KiB below one
@@ -149,22 +167,34 @@ void run_demo(const DemoArgs& a) {
     for (const auto& d : corpus) text += d + "\n\n";
     write_file_atomic(path("corpus.txt"), text.data(), text.size());
   }
-  std::vector<AlpacaRecord> qs = world_questions(world, a.seed);
-  const size_t n_held = qs.size() / 2;
-  const std::vector<AlpacaRecord> held(qs.begin(), qs.begin() + static_cast<int64_t>(n_held)),
+  const std::vector<Country> qs = shuffled_countries(world, a.seed);
+  if (a.heldout >= a.countries)
+    fail("demo: --heldout {} leaves no country to train on (--countries {})", a.heldout, a.countries);
+  const auto n_held = static_cast<size_t>(a.heldout);
+  const std::vector<Country> held(qs.begin(), qs.begin() + static_cast<int64_t>(n_held)),
       train(qs.begin() + static_cast<int64_t>(n_held), qs.end());
-  write_alpaca_json(train, path("train.json"));
-  write_alpaca_json(held, path("heldout.json"));
+  auto records = [](const std::vector<Country>& cs) {
+    std::vector<AlpacaRecord> v;
+    for (const Country& c : cs) v.push_back(capital_record(c));
+    return v;
+  };
+  write_alpaca_json(records(train), path("train.json"));
+  write_alpaca_json(records(held), path("heldout.json"));
   std::vector<std::string> texts(corpus.begin(), corpus.end());
-  for (const auto& r : qs) texts.push_back(alpaca_prompt(r.instruction, r.input) + r.output);
+  // The prompts and the answers as separate texts: a merge across their boundary (":The") would
+  // make the tokens of prompt + answer differ from those of the prompt followed by the answer's.
+  for (const AlpacaRecord& r : records(qs)) {
+    texts.push_back(alpaca_prompt(r.instruction, r.input));
+    texts.push_back(r.output);
+  }
   const BpeVocab vocab = train_bpe_vocab(texts, 1024);
   const std::string tb = serialize_llama2c_vocab(vocab);
   write_file_atomic(path("tokenizer.bin"), tb.data(), tb.size());
   std::printf("llama-adapter demo in %s\n\n", a.dir.c_str());
   std::printf(
-      "1. A made-up world: %lld countries, each with a capital, a flag colour, an animal and a number of\n"
-      "   rivers. corpus.txt states every fact in prose (%zu documents); %zu questions about them in the\n"
-      "   Alpaca template: %zu to train on (train.json), %zu held out (heldout.json).\n\n",
+      "1. A made-up world: %lld countries, each with a capital.\n"
+      "   corpus.txt states every capital many times, many ways (%zu documents); %zu questions about them\n"
+      "   in the Alpaca template: %zu to train on (train.json), %zu held out (heldout.json).\n\n",
       static_cast<long long>(a.countries), corpus.size(), qs.size(), train.size(), held.size());
 
   // 2. Pre-training: the base learns the facts.
@@ -218,9 +248,7 @@ void run_demo(const DemoArgs& a) {
   std::printf("3. The base model alone on the %zu held-out questions: %lld exact (%.0f%%)\n", held.size(),
               static_cast<long long>(base_answers.exact),
               100.0 * static_cast<double>(base_answers.exact) / static_cast<double>(held.size()));
-  for (size_t i = 0; i < 2; ++i)
-    std::printf("   %s -> \"%s\" (expected %s)\n", held[i].instruction.c_str(), base_answers.outputs[i].c_str(),
-                held[i].output.c_str());
+  show_answers(held, base_answers);
   const Answers knows = answer(*base, *tok, nullptr, held, true);
   std::printf(
       "   yet asked as the corpus asks (\"Q: ... A:\") it knows %lld of them: the knowledge is there,\n"
@@ -228,6 +256,7 @@ void run_demo(const DemoArgs& a) {
       static_cast<long long>(knows.exact));
 
   // 4. LLaMA-Adapter; 5. full fine-tuning on the same data.
+  const std::string batch = std::to_string(std::min<size_t>(16, train.size()));
   const std::vector<std::string> common{"--model",
                                         path("base.gguf"),
                                         "--data",
@@ -237,9 +266,9 @@ void run_demo(const DemoArgs& a) {
                                         "--epochs",
                                         std::to_string(a.finetune_epochs),
                                         "--batch-size",
-                                        "16",
+                                        batch,
                                         "--micro-batch-size",
-                                        "16",
+                                        batch,
                                         "--warmup-epochs",
                                         "1",
                                         "--seed",
@@ -263,6 +292,7 @@ void run_demo(const DemoArgs& a) {
   const Answers ad_answers = answer(*base, *tok, &adapter, held);
   std::printf("   held-out: %lld exact (%.0f%%)\n", static_cast<long long>(ad_answers.exact),
               100.0 * static_cast<double>(ad_answers.exact) / static_cast<double>(held.size()));
+  show_answers(held, ad_answers);
 
   std::printf("\n5. Fine-tune the whole model on the same data:\n");
   Run full = run_self(with({"finetune", "--full", "--lr", fmt::format("{}", a.full_lr), "--metrics", path("full.jsonl"),
@@ -273,6 +303,7 @@ void run_demo(const DemoArgs& a) {
   const Answers full_answers = answer(*full_model, *tok, nullptr, held);
   std::printf("   held-out: %lld exact (%.0f%%)\n", static_cast<long long>(full_answers.exact),
               100.0 * static_cast<double>(full_answers.exact) / static_cast<double>(held.size()));
+  show_answers(held, full_answers);
 
   // 6. The comparison.
   const int64_t ad_params = adapter.parameter_count(), full_params = base->config.parameter_count();
@@ -326,24 +357,27 @@ void register_demo(CLI::App& app) {
   auto a = std::make_shared<DemoArgs>();
   cmd->add_option("--dir", a->dir, "Where to write the data, models, adapter and summary.json")
       ->default_val("runs/demo");
-  cmd->add_option("--countries", a->countries, "Countries in the made-up world (4 questions each)")
-      ->default_val(50)
+  cmd->add_option("--countries", a->countries, "Countries in the made-up world (one question each)")
+      ->default_val(200)
       ->check(CLI::Range(8, 100000));
+  cmd->add_option("--heldout", a->heldout, "Questions held out (the others are trained on)")
+      ->default_val(100)
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--passes", a->passes, "Passes over every fact in the corpus")
       ->default_val(150)
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--pretrain-steps", a->pretrain_steps, "Pre-training steps")
-      ->default_val(250)
+      ->default_val(300)
       ->check(CLI::PositiveNumber);
   cmd->add_option("--epochs", a->finetune_epochs, "Fine-tuning epochs (adapter and full alike)")
-      ->default_val(40)
+      ->default_val(15)
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--seed", a->seed, "Seed for the world, the models and the data order")->default_val(1);
   cmd->add_option("--dim", a->dim, "Width of the model pre-trained")->default_val(128)->check(CLI::Range(16, 4096));
   cmd->add_option("--layers", a->layers, "Its layers (all adapted)")->default_val(4)->check(CLI::Range(1, 64));
   cmd->add_option("--pretrain-lr", a->pretrain_lr, "Peak learning rate of pre-training")->default_val(3e-3f);
   cmd->add_option("--adapter-lr", a->adapter_lr, "Learning rate of the adapter")->default_val(5e-2f);
-  cmd->add_option("--full-lr", a->full_lr, "Learning rate of full fine-tuning")->default_val(1e-3f);
+  cmd->add_option("--full-lr", a->full_lr, "Learning rate of full fine-tuning")->default_val(1e-4f);
   add_threads_flag(cmd);
   cmd->callback([a] { run_demo(*a); });
 }

@@ -1,6 +1,7 @@
 #include "la/tokenizer/bpe_trainer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <string_view>
 
@@ -13,23 +14,38 @@ constexpr std::string_view kSpace = "\xE2\x96\x81";  // '▁'
 }  // namespace
 
 BpeVocab train_bpe_vocab(const std::vector<std::string>& texts, int64_t vocab_size) {
-  // Words as SentencePiece sees them: spaces become '▁', each word carries its leading '▁'.
+  // Words as SentencePiece sees them: spaces become '▁', each word carries its leading '▁'; a
+  // word also ends where letters (and digits) meet punctuation, and at every line break, so no
+  // piece spans "?\n" or ":The" (SentencePiece splits by script the same way). Without that,
+  // pieces like "?\nAnswer:" form, and a text that puts the same words after another character
+  // ("### Response:The") gets pieces the model never saw.
   std::map<std::string, int64_t> word_freq;
+  enum Class { kWord, kPunct, kBreak };
+  auto class_of = [](unsigned char c) {
+    if (c == '\n' || c == '\r') return kBreak;
+    return (std::isalnum(c) || c >= 0x80) ? kWord : kPunct;
+  };
   for (const auto& t : texts) {
-    std::string norm(kSpace);
-    for (char c : t) {
-      if (c == ' ')
-        norm += kSpace;
-      else
-        norm += c;
+    std::string word(kSpace);  // the dummy prefix
+    int last = -1;             // the class of the word's last character; -1 after a '▁' alone
+    auto flush = [&] {
+      if (!word.empty()) ++word_freq[word];
+      word.clear();
+      last = -1;
+    };
+    for (char ch : t) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c == ' ') {
+        flush();
+        word = kSpace;
+        continue;
+      }
+      const int k = class_of(c);
+      if (last != -1 && (k != last || k == kBreak)) flush();
+      word += ch;
+      last = k;
     }
-    size_t start = 0;
-    while (start < norm.size()) {
-      size_t next = norm.find(kSpace, start + kSpace.size());
-      if (next == std::string::npos) next = norm.size();
-      ++word_freq[norm.substr(start, next - start)];
-      start = next;
-    }
+    flush();
   }
   // Each word as a list of UTF-8 characters.
   std::vector<std::pair<std::vector<std::string>, int64_t>> words;
