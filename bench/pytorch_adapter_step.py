@@ -290,6 +290,25 @@ def peak_rss_mib():
 # --------------------------------------------------------------------------------------------
 # Correctness checks (--check)
 # --------------------------------------------------------------------------------------------
+def worst_fd_error(f, probes, eps=1e-5):
+    """Central differences of the scalar f() at each (tensor, index) probe against the gradient
+    backward() left in tensor.grad; asserts each, returns the worst relative error."""
+    worst = 0.0
+    for t, idx in probes:
+        with torch.no_grad():
+            old = t[idx].item()
+            t[idx] = old + eps
+            lp = f().item()
+            t[idx] = old - eps
+            lm = f().item()
+            t[idx] = old
+        num, ana = (lp - lm) / (2 * eps), t.grad[idx].item()
+        rel = abs(num - ana) / max(1e-12, abs(num) + abs(ana))
+        worst = max(worst, rel)
+        assert rel < 1e-4 or abs(num - ana) < 1e-9, (tuple(t.shape), idx, num, ana)
+    return worst
+
+
 def run_check(args, cfg, L):
     B, T = min(args.batch, 2), min(args.seq, 64)
     print(f"check: shape={args.shape} B={B} T={T} K={args.adapter_len} L={L}", file=sys.stderr)
@@ -341,23 +360,8 @@ def run_check(args, cfg, L):
         return loss_fn(m64.logits(ids1, (aq64, g64)), tg1)
 
     f().backward()
-    eps = 1e-5
-    worst = 0.0
-    for t, idxs in ((g64, [(0, 0), (L - 1, cfg["n_heads"] - 1)]),
-                    (aq64, [(0, 0), (L * args.adapter_len - 1, cfg["dim"] - 1)])):
-        for idx in idxs:
-            with torch.no_grad():
-                old = t[idx].item()
-                t[idx] = old + eps
-                lp = f().item()
-                t[idx] = old - eps
-                lm = f().item()
-                t[idx] = old
-            num = (lp - lm) / (2 * eps)
-            ana = t.grad[idx].item()
-            rel = abs(num - ana) / max(1e-12, abs(num) + abs(ana))
-            worst = max(worst, rel)
-            assert rel < 1e-4 or abs(num - ana) < 1e-9, (idx, num, ana)
+    worst = worst_fd_error(f, [(g64, (0, 0)), (g64, (L - 1, cfg["n_heads"] - 1)), (aq64, (0, 0)),
+                               (aq64, (L * args.adapter_len - 1, cfg["dim"] - 1))])
     print(f"  ok  finite differences (fp64): worst rel err {worst:.2e}", file=sys.stderr)
     print(json.dumps({"impl": "pytorch-eager", "check": "ok", "shape": args.shape,
                       "loss_gate0": loss.item(), "gate_grad_maxabs": gn}))
@@ -415,19 +419,7 @@ def run_check_full(args, cfg):
         lw = m64.layers[li]
         probes += [(lw["attn_norm"], (3,)), (lw["ffn_norm"], (0,))]
         probes += [(lw[k], (1, 2)) for k in ("wq", "wk", "wv", "wo", "w1", "w2", "w3")]
-    eps_fd, worst = 1e-5, 0.0
-    for t, idx in probes:
-        with torch.no_grad():
-            old = t[idx].item()
-            t[idx] = old + eps_fd
-            lp = f().item()
-            t[idx] = old - eps_fd
-            lm = f().item()
-            t[idx] = old
-        num, ana = (lp - lm) / (2 * eps_fd), t.grad[idx].item()
-        rel = abs(num - ana) / max(1e-12, abs(num) + abs(ana))
-        worst = max(worst, rel)
-        assert rel < 1e-4 or abs(num - ana) < 1e-9, (tuple(t.shape), idx, num, ana)
+    worst = worst_fd_error(f, probes)
     print(f"  ok  finite differences (fp64) on {len(probes)} entries: worst rel err {worst:.2e}",
           file=sys.stderr)
     print(json.dumps({"impl": "pytorch-eager", "check": "ok", "full": True, "shape": args.shape,

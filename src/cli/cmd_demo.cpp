@@ -362,7 +362,7 @@ void register_demo(CLI::App& app) {
       ->check(CLI::Range(8, 100000));
   cmd->add_option("--heldout", a->heldout, "Questions held out (the others are trained on)")
       ->default_val(100)
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 100000));
   cmd->add_option("--passes", a->passes, "Passes over every fact in the corpus")
       ->default_val(150)
       ->check(CLI::Range(1, 100000));
