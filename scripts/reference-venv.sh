@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Creates the Python environment that regenerates the reference fixtures under tests/fixtures/clip
+# (tests/reference/clip_fixtures.py, tests/reference/mm_adapter_reference.py). CI does not need it:
+# the fixtures are committed, and the C++ tests compare against them without PyTorch.
+#   scripts/reference-venv.sh [DIR]     (default build/venv-ref)
+#   DIR/bin/python tests/reference/clip_fixtures.py ../shared/data tests/fixtures/clip
+#   DIR/bin/python tests/reference/mm_adapter_reference.py ../shared/data tests/fixtures/clip
+# The fixtures record the Pillow / torch / transformers versions that made them; pixels decoded
+# by another Pillow (another libjpeg) may differ slightly.
+set -euo pipefail
+venv="${1:-build/venv-ref}"
+python3 -m venv "$venv"
+"$venv/bin/pip" install --upgrade pip
+"$venv/bin/pip" install torch transformers pillow numpy safetensors sentencepiece
+echo "reference venv ready: $venv/bin/python"
