@@ -9,6 +9,8 @@ pkgs=(
   nlohmann-json3-dev          # JSON: config.json, safetensors headers, Alpaca data, metrics
   libcli11-dev                # command-line parsing with sub-commands and --help
   libfmt-dev                  # formatting
+  libjpeg62-turbo-dev         # JPEG decoding (libjpeg-turbo: the library PIL decodes JPEG with)
+  libpng-dev                  # PNG decoding
   libgtest-dev libgmock-dev   # tests
   libbenchmark-dev            # micro-benchmarks
 )

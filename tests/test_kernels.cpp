@@ -827,6 +827,50 @@ TEST(Rowwise, VariantsMatchDoubleReferences) {
   }
 }
 
+// CLIP's LayerNorm and QuickGELU: every variant against the double references, at widths that cut
+// the vector lengths (1, odd, a ViT width), and rows with a large common offset (the mean matters).
+TEST(Rowwise, LayerNormAndQuickGeluMatchReferences) {
+  std::mt19937 rng(29);
+  for (const RowwiseKernels* k : rowwise_variants()) {
+    SCOPED_TRACE(k->name);
+    for (int64_t n : {1, 7, 33, 768, 1024})
+      for (float offset : {0.0f, 30.0f}) {
+        Vec x = random_vec(rng, n, -3.0f, 3.0f);
+        for (float& v : x) v += offset;
+        const Vec w = random_vec(rng, n, 0.5f, 1.5f), b = random_vec(rng, n), g = random_vec(rng, n, -12.0f, 12.0f);
+        Vec out(x.size()), ref(x.size());
+        k->layernorm(out.data(), x.data(), w.data(), b.data(), n, 1e-5f);
+        layernorm_forward_ref(ref.data(), x.data(), w.data(), b.data(), 1, n, 1e-5f);
+        for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(out[i], ref[i], 2e-5 * (1 + std::fabs(ref[i]))) << n << " " << i;
+        Vec q = g, qref = g;
+        k->quick_gelu(q.data(), n);
+        quick_gelu_ref(qref.data(), n);
+        for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(q[i], qref[i], 1e-6 * (1 + std::fabs(qref[i])));
+      }
+  }
+  // The threaded front over rows gives each row's kernel result.
+  const int64_t rows = 257, dim = 96;
+  const Vec x = random_vec(rng, rows * dim), w = random_vec(rng, dim), b = random_vec(rng, dim);
+  Vec out(x.size()), ref(x.size());
+  layernorm_forward(out.data(), x.data(), w.data(), b.data(), rows, dim, 1e-5f);
+  layernorm_forward_ref(ref.data(), x.data(), w.data(), b.data(), rows, dim, 1e-5f);
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 2e-5 * (1 + std::fabs(ref[i])));
+}
+
+// GELU (erf) and its derivative against central differences and the closed form in double.
+TEST(Ops, GeluErfAndItsBackward) {
+  for (double x : {-6.0, -1.3, -0.2, 0.0, 0.4, 2.5, 7.0}) {
+    float v = static_cast<float>(x);
+    gelu_erf(&v, 1);
+    EXPECT_NEAR(v, 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))), 1e-6 * (1 + std::fabs(x)));
+    const float xf = static_cast<float>(x), one = 1.0f;
+    float d = 0;
+    gelu_erf_backward(&d, &one, &xf, 1);
+    auto f = [](double t) { return 0.5 * t * (1 + std::erf(t / std::sqrt(2.0))); };
+    EXPECT_NEAR(d, (f(x + 1e-5) - f(x - 1e-5)) / 2e-5, 1e-5);
+  }
+}
+
 // out_i depends on (a_i, b_i) only, so one shifted copy of the whole vector gives every partial.
 TEST(SwiGlu, BackwardMatchesFiniteDifferences) {
   std::mt19937 rng(18);

@@ -162,10 +162,10 @@ WeightMatrix SafetensorsFile::matrix(const SafeTensor& t) const {
     case SafeDType::BF16: w.type = DType::BF16; break;
     default: fail("{}: tensor '{}' has dtype {}, expected F32, F16 or BF16", path(), t.name, safe_dtype_name(t.dtype));
   }
-  if (t.shape.empty() || t.shape.size() > 2)
-    fail("{}: tensor '{}' has {} dimensions, expected 1 or 2", path(), t.name, t.shape.size());
-  w.rows = t.shape.size() == 2 ? t.shape[0] : 1;
-  w.cols = t.shape.back();
+  if (t.shape.empty()) fail("{}: tensor '{}' is a scalar, expected a vector or a matrix", path(), t.name);
+  // [n] is one row; [r, c, ...] is r rows of everything else (a convolution's kernels).
+  w.rows = t.shape.size() >= 2 ? t.shape[0] : 1;
+  w.cols = w.rows > 0 ? t.numel() / w.rows : 0;
   w.data = t.data;
   if (reinterpret_cast<uintptr_t>(t.data) % safe_dtype_size(t.dtype) != 0)
     fail("{}: tensor '{}' data is not aligned to its element size", path(), t.name);

@@ -39,7 +39,8 @@ class SafetensorsFile {
   const SafeTensor& get(const std::string& name) const;  // throws "path: missing tensor 'name'"
   const std::shared_ptr<MappedFile>& file() const { return file_; }
 
-  // The tensor as a weight matrix view ([rows, cols]; 1-D tensors give rows=1). F32/F16/BF16
+  // The tensor as a weight matrix view ([rows, cols]; 1-D tensors give rows=1; [r, a, b, ...] gives
+  // r rows of a*b*... values). F32/F16/BF16
   // only; data that is not suitably aligned for its type is rejected rather than read unaligned.
   WeightMatrix matrix(const SafeTensor& t) const;
 

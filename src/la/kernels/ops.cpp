@@ -173,4 +173,54 @@ float softmax_inplace(float* x, int64_t n) {
   return rowwise_kernels().softmax(x, n, n, 1.0f);
 }
 
+void layernorm_forward(float* out, const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
+                       float eps) {
+  const RowwiseKernels& k = rowwise_kernels();
+#pragma omp parallel for schedule(static) if (rows * dim > 65536)
+  for (int64_t r = 0; r < rows; ++r) k.layernorm(out + r * dim, x + r * dim, w, b, dim, eps);
+}
+
+void layernorm_forward_ref(float* out, const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
+                           float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * dim;
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < dim; ++i) mean += xr[i];
+    mean /= static_cast<double>(dim);
+    for (int64_t i = 0; i < dim; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    const double rstd = 1.0 / std::sqrt(var / static_cast<double>(dim) + eps);
+    for (int64_t i = 0; i < dim; ++i) out[r * dim + i] = static_cast<float>((xr[i] - mean) * rstd * w[i] + b[i]);
+  }
+}
+
+void quick_gelu(float* x, int64_t n) {
+  const RowwiseKernels& k = rowwise_kernels();
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i += kSpan) k.quick_gelu(x + i, std::min(kSpan, n - i));
+}
+
+void quick_gelu_ref(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(x[i] / (1.0 + std::exp(-1.702 * x[i])));
+}
+
+void gelu_erf(float* x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+}
+
+void gelu_erf_backward(float* dx, const float* dout, const float* x, int64_t n) {
+  // d/dx x*Phi(x) = Phi(x) + x*phi(x)
+  for (int64_t i = 0; i < n; ++i) {
+    const float cdf = 0.5f * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+    const float pdf = 0.39894228040143268f * std::exp(-0.5f * x[i] * x[i]);
+    dx[i] = dout[i] * (cdf + x[i] * pdf);
+  }
+}
+
+void add_bias(float* out, const float* bias, int64_t rows, int64_t n) {
+#pragma omp parallel for schedule(static) if (rows * n > 65536)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) out[r * n + i] += bias[i];
+}
+
 }  // namespace la

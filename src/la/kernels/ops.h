@@ -51,6 +51,21 @@ void swiglu_backward(float* da, float* db, const float* dout, const float* a, co
 void swiglu_forward_ref(float* out, const float* a, const float* b, int64_t n);
 void swiglu_backward_ref(float* da, float* db, const float* dout, const float* a, const float* b, int64_t n);
 
+// LayerNorm over each of `rows` rows of `dim` (CLIP): out = (x - mean) rsqrt(var + eps) w + b.
+// out may be x.
+void layernorm_forward(float* out, const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
+                       float eps);
+void layernorm_forward_ref(float* out, const float* x, const float* w, const float* b, int64_t rows, int64_t dim,
+                           float eps);
+// Activations in place: QuickGELU x*sigmoid(1.702x) (CLIP) and GELU with erf x*(1+erf(x/sqrt2))/2.
+void quick_gelu(float* x, int64_t n);
+void quick_gelu_ref(float* x, int64_t n);
+void gelu_erf(float* x, int64_t n);
+// dx = dout * gelu'(x), from the pre-activation x.
+void gelu_erf_backward(float* dx, const float* dout, const float* x, int64_t n);
+// out[r] += bias for each of `rows` rows of `n`.
+void add_bias(float* out, const float* bias, int64_t rows, int64_t n);
+
 // In-place softmax of one row; returns log(sum(exp(x - max))) + max (the log-sum-exp).
 float softmax_inplace(float* x, int64_t n);
 

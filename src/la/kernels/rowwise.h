@@ -1,8 +1,8 @@
 // Element-wise and row-wise loops of the model that are worth vectorising at the CPU's full width
 // (the library itself is built for baseline x86-64): SwiGLU forward/backward over a span, the
-// cross-entropy of one row of logits, and the score rows of blocked attention. Built per instruction set from
-// kernels/isa/rowwise_impl.inc (plain loops the compiler vectorises; fast_exp for the exponentials) and chosen by
-// CPUID, like gemv and quant_dot; the callers do the threading.
+// cross-entropy of one row of logits, the score rows of blocked attention, and CLIP's LayerNorm and QuickGELU. Built
+// per instruction set from kernels/isa/rowwise_impl.inc (plain loops the compiler vectorises; fast_exp for the
+// exponentials) and chosen by CPUID, like gemv and quant_dot; the callers do the threading.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -26,6 +26,11 @@ struct RowwiseKernels {
   // gradient of the probabilities: s = p = exp(scale * s - lse), ds = p * (ds - sum(p * ds)) *
   // scale over [0, n); zeros in both over [n, len).
   void (*softmax_backward)(float* s, float* ds, int64_t n, int64_t len, float scale, float lse);
+  // LayerNorm of one row (CLIP): out = (x - mean) * rsqrt(var + eps) * w + b, mean and the biased
+  // variance over the n values (two passes, float sums).
+  void (*layernorm)(float* out, const float* x, const float* w, const float* b, int64_t n, float eps);
+  // QuickGELU in place over n values: x * sigmoid(1.702 x).
+  void (*quick_gelu)(float* x, int64_t n);
 };
 
 std::vector<const RowwiseKernels*> rowwise_variants();
