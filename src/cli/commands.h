@@ -23,6 +23,7 @@ void register_bench(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_pretrain(CLI::App& app);
+void register_scienceqa(CLI::App& app);
 
 // The flags finetune and pretrain share: --resume, --save-every, --checkpoint, --val-data
 // (`val_help` says what it holds), --eval-every, --metrics, --recompute, --log-every, --no-progress.

@@ -8,7 +8,7 @@ namespace la {
 
 std::string generate(InferenceModel& model, const Tokenizer& tok, const std::vector<int>& prompt, Sampler& sampler,
                      int64_t max_new_tokens, const std::function<void(const std::string&)>& on_text,
-                     GenerationStats* stats) {
+                     GenerationStats* stats, const std::function<bool(const std::string&)>& stop) {
   if (prompt.empty()) fail("generate: empty prompt (it needs at least BOS)");
   if (static_cast<int64_t>(prompt.size()) >= model.context())
     fail("prompt of {} tokens does not fit the context length {}", prompt.size(), model.context());
@@ -18,9 +18,10 @@ std::string generate(InferenceModel& model, const Tokenizer& tok, const std::vec
   for (int id : prompt) dec.push(id);  // the decoder's leading-space state follows the prompt
   std::string text;
   auto emit = [&](const std::string& s) {
-    if (s.empty()) return;
+    if (s.empty()) return false;
     text += s;
     if (on_text) on_text(s);
+    return true;
   };
   GenerationStats st;
   st.prompt_tokens = static_cast<int64_t>(prompt.size());
@@ -35,7 +36,10 @@ std::string generate(InferenceModel& model, const Tokenizer& tok, const std::vec
       break;
     }
     ++st.generated;
-    emit(dec.push(next));
+    if (emit(dec.push(next)) && stop && stop(text)) {
+      st.stopped_by_caller = true;
+      break;
+    }
     if (model.pos() >= model.context()) {
       st.stopped_at_context = st.generated < max_new_tokens;
       break;
