@@ -549,13 +549,20 @@ TEST(ScienceQACli, EvalOnTheTestSplitWithStories260K) {
   EXPECT_GE(correct_random, correct);
   EXPECT_DOUBLE_EQ(res_random["Avg"].get<double>(), 100.0 * correct_random / 50);
 
-  // Images through --clip are not wired yet: a run that would use one says so on one line.
+  // Images: --clip needs a multi-modal adapter; with one, a problem's image (found under --images)
+  // joins its prompts through the adapter's visual projection.
   fs::create_directories(d.file("images/test/5"));
-  write_text(d.file("images/test/5/image.png"), "png");
-  const auto c = run_cli(args + " --clip " + q(d.file("clip.gguf")) + " --images " + q(d.file("images")));
+  const std::string fixtures = std::string(LA_SOURCE_DIR) + "/tests/fixtures/clip/";
+  fs::copy_file(fixtures + "images/rgb_41x19.png", d.file("images/test/5/image.png"));
+  const std::string clip = " --clip " + q(fixtures + "tiny_clip_a") + " --images " + q(d.file("images"));
+  const auto c = run_cli(args + clip);
   EXPECT_EQ(c.exit_code, 1);
-  EXPECT_NE(c.err.find("issue 13"), std::string::npos) << c.err;
-  EXPECT_TRUE(c.err.ends_with("\n") && c.err.rfind("error: ") != std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("--clip needs a multi-modal --adapter"), std::string::npos) << c.err;
+  const auto m =
+      run_cli(args + clip + " --no-feature-cache --json --adapter " + q(fixtures + "mm_adapter.safetensors"));
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  EXPECT_EQ(json::parse(m.out)["problems"], 50);
+  EXPECT_NE(m.err.find("images: 1 of 50 problems answered with their image (1 encoded"), std::string::npos) << m.err;
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ void register_eval(CLI::App& app) {
     std::string adapter, data, gate_mode;
     int64_t max_seq_len = 512, micro_batch_size = 8;
     bool json = false;
+    ClipArgs clip;
   };
   auto a = std::make_shared<Args>();
   a->model.add_to(cmd);
@@ -33,6 +34,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--gate-mode", a->gate_mode, "Override the adapter's gate mode: tanh or identity")
       ->check(CLI::IsMember({"tanh", "identity"}));
   cmd->add_flag("--json", a->json, "Print one JSON object: loss, perplexity, tokens, examples");
+  a->clip.add_to(cmd);
   cmd->callback([a, seq] {
     LoadedModel lm = load_model_and_tokenizer(a->model);
     const ModelConfig& c = lm.weights->config;
@@ -44,7 +46,12 @@ void register_eval(CLI::App& app) {
       adapter = load_adapter(a->adapter, &c);
       if (!a->gate_mode.empty()) adapter.gate_mode = parse_gate_mode(a->gate_mode);
     }
-    TokenizedDataset d = tokenize_alpaca(load_alpaca(a->data), *lm.tokenizer, a->max_seq_len);
+    LoadedClip clip = load_clip_args(a->clip);
+    if (clip.weights && a->adapter.empty()) fail("--clip needs a multi-modal --adapter");
+    check_adapter_clip(adapter, a->adapter, clip);
+    const std::vector<AlpacaRecord> records = load_alpaca(a->data);
+    TokenizedDataset d = tokenize_alpaca(records, *lm.tokenizer, a->max_seq_len);
+    attach_images(d, records, clip, a->data);
     EvalResult r = evaluate_dataset(*lm.weights, d, a->adapter.empty() ? nullptr : &adapter, a->micro_batch_size);
     if (r.tokens == 0) fail("{}: no supervised tokens to evaluate", a->data);
     const double ppl = std::exp(r.loss);

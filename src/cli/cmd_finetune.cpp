@@ -23,11 +23,16 @@ struct FinetuneArgs {
   int64_t max_seq_len = 512;
   bool no_shuffle = false, no_progress = false;
   int64_t log_every = 10;
+  ClipArgs clip;
+  int64_t visual_width = 128;
   FinetuneOptions o;
 };
 
-TokenizedDataset load_data(const std::string& path, const Tokenizer& tok, int64_t max_seq_len, const char* what) {
-  TokenizedDataset d = tokenize_alpaca(load_alpaca(path), tok, max_seq_len);
+TokenizedDataset load_data(const std::string& path, const Tokenizer& tok, int64_t max_seq_len, const char* what,
+                           LoadedClip& clip) {
+  const std::vector<AlpacaRecord> records = load_alpaca(path);
+  TokenizedDataset d = tokenize_alpaca(records, tok, max_seq_len);
+  attach_images(d, records, clip, path);  // before examples are dropped: examples[i] is records[i]
   const size_t before = d.examples.size();
   std::erase_if(d.examples, [](const Example& e) { return e.supervised() == 0; });
   std::fprintf(
@@ -147,6 +152,11 @@ void register_finetune(CLI::App& app) {
                   ->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--seed", o.seed, "Seed for the adapter's initialisation and the data order")->default_val(0);
   cmd->add_flag("--no-shuffle", a->no_shuffle, "Keep the data in file order");
+  a->clip.add_to(cmd);
+  cmd->add_option("--visual-width", a->visual_width,
+                  "Hidden width W of the visual projection (with --clip; SPEC §8, default 128)")
+      ->default_val(128)
+      ->check(CLI::Range(1, 65536));
   cmd->add_option("--init-adapter", o.init_adapter, "Start from these adapter weights (K, L, gate mode from the file)");
   add_run_flags(cmd, o, a->val_data, a->log_every, a->no_progress, "Held-out data evaluated every --eval-every steps");
   add_bf16_compute_flag(cmd,
@@ -189,9 +199,15 @@ void register_finetune(CLI::App& app) {
       a->max_seq_len = std::min(a->max_seq_len, lm.weights->config.max_seq_len);  // the default must fit
     if (a->max_seq_len > lm.weights->config.max_seq_len)
       fail("--max-seq-len {} exceeds the model's context length {}", a->max_seq_len, lm.weights->config.max_seq_len);
-    TokenizedDataset train = load_data(a->data, *lm.tokenizer, a->max_seq_len, "train");
+    LoadedClip clip = load_clip_args(a->clip);
+    if (clip.weights) {
+      if (o.full) fail("--clip trains a multi-modal adapter: it does not apply to --full");
+      const ClipConfig& cc = clip.weights->config;
+      o.visual = {cc.feature_dim(), a->visual_width, cc.feature_layers_string(), cc.embed_dim, cc.image_size};
+    }
+    TokenizedDataset train = load_data(a->data, *lm.tokenizer, a->max_seq_len, "train", clip);
     TokenizedDataset val;
-    if (!a->val_data.empty()) val = load_data(a->val_data, *lm.tokenizer, a->max_seq_len, "val");
+    if (!a->val_data.empty()) val = load_data(a->val_data, *lm.tokenizer, a->max_seq_len, "val", clip);
     if (!a->val_data.empty() && o.eval_every == 0) o.eval_every = 50;
     BpeVocab vocab;  // what a GGUF model embeds
     if (o.full && o.out.ends_with(".gguf")) {

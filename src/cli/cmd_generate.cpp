@@ -22,6 +22,8 @@ struct GenerateArgs {
   int max_new_tokens = 512;
   int64_t context = 0;
   bool quiet = false;
+  ClipArgs clip;
+  std::string image;
 };
 
 void run_generate(const GenerateArgs& a) {
@@ -63,6 +65,15 @@ void run_generate(const GenerateArgs& a) {
          kv_bytes / (1 << 30), static_cast<double>(avail) / (1 << 30));
   InferenceModel model(*lm.weights, context);
   if (!a.adapter.empty()) model.set_adapter(&adapter);
+  if (!a.image.empty()) {  // SPEC §8: the image's features projected into the adapter's prompts
+    if (!a.clip.given()) fail("--image needs --clip (the CLIP image tower the adapter was trained with)");
+    if (a.adapter.empty()) fail("--image needs a multi-modal --adapter");
+    LoadedClip clip = load_clip_args(a.clip);
+    check_adapter_clip(adapter, a.adapter, clip);
+    model.set_image(clip.store->features(a.image).data());
+  } else if (a.clip.given()) {
+    fail("--clip is used with --image");
+  }
   Sampler sampler(a.sampling);
   if (echo) {
     StreamDecoder dec(tok);
@@ -119,6 +130,8 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--context", a->context, "Context length / KV cache size (default: the model's, at most 4096)")
       ->check(integer_in(1, 1 << 24));
   cmd->add_flag("-q,--quiet", a->quiet, "Do not print speed statistics to stderr");
+  a->clip.add_to(cmd);
+  cmd->add_option("--image", a->image, "An image for a multi-modal adapter (JPEG or PNG; with --clip)");
   cmd->callback([a, p, ins] {
     if (p->count() == 0 && ins->count() == 0) throw CLI::ValidationError("generate", "give --prompt or --instruction");
     run_generate(*a);

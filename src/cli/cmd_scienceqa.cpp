@@ -104,21 +104,12 @@ void run_scienceqa_prepare(const ScienceQAFlags& f, const std::string& out) {
 struct ScienceQAEvalArgs {
   ModelArgs model;
   ScienceQAFlags data;
-  std::string adapter, clip, out, invalid = "wrong";
+  std::string adapter, out, invalid = "wrong";
+  ClipArgs clip;
   uint64_t seed = 42;
   int64_t max_new_tokens = 64;
   bool json = false;
 };
-
-// Where an image will join the prompt: CLIP features through the adapter's visual projection,
-// added to its prompts (SPEC §8, issue 13 — the vision engineer's part). Until that lands, a run
-// that asks for images (--clip with an image found under --images) stops here.
-[[noreturn]] void condition_on_image(const std::string& clip, const std::string& image) {
-  fail(
-      "--clip {}: scienceqa eval does not use images yet (issue 13 in progress: {}); run without --clip to score "
-      "the problems on their text",
-      clip, image);
-}
 
 // Cuts a prompt that leaves no room for the answer (`room` tokens at most) to BOS and its end:
 // the options and "### Response:" stay. True when it was cut.
@@ -130,10 +121,10 @@ bool fit_prompt(std::vector<int>& ids, int64_t room) {
 
 // One problem's answer: greedy decoding until a line break that follows some text, or EOS; the
 // text before that line break, trimmed. Everything a problem contributes to its answer passes
-// here (the image too, once issue 13 lands).
+// here: with --clip, its image's features join the adapter's prompts (SPEC §8).
 std::string answer_problem(InferenceModel& model, const Tokenizer& tok, const std::vector<int>& prompt,
-                           const ScienceQARecord& r, const ScienceQAEvalArgs& a) {
-  if (!a.clip.empty() && !r.image.empty()) condition_on_image(a.clip, r.image);
+                           const ScienceQARecord& r, const ScienceQAEvalArgs& a, LoadedClip& clip) {
+  model.set_image(clip.store && !r.image.empty() ? clip.store->features(r.image).data() : nullptr);
   Sampler greedy(SamplerOptions{0.0f, 1.0f, 0, 0});
   auto line_done = [](const std::string& t) {
     const size_t first = t.find_first_not_of(" \t\r\n");
@@ -159,9 +150,9 @@ void run_scienceqa_eval(const ScienceQAEvalArgs& a) {
     check_outputs_distinct({{"--out", a.out}}, input_files(a.model, {{"--problems", a.data.problems},
                                                                      {"--splits", a.data.splits},
                                                                      {"--adapter", a.adapter},
-                                                                     {"--clip", a.clip}}));
+                                                                     {"--clip", a.clip.clip}}));
   }
-  if (!a.clip.empty() && a.data.images.empty())
+  if (a.clip.given() && a.data.images.empty())
     std::fprintf(stderr, "note: --clip without --images: the problems are scored on their text\n");
   const auto [sel, images] = a.data.load();
   LoadedModel lm = load_model_and_tokenizer(a.model);
@@ -169,6 +160,9 @@ void run_scienceqa_eval(const ScienceQAEvalArgs& a) {
   const Tokenizer& tok = *lm.tokenizer;
   Adapter adapter;
   if (!a.adapter.empty()) adapter = load_adapter(a.adapter, &c);
+  LoadedClip clip = load_clip_args(a.clip);
+  if (clip.weights && a.adapter.empty()) fail("--clip needs a multi-modal --adapter");
+  check_adapter_clip(adapter, a.adapter, clip);
 
   // Each problem's prompt: [BOS] + the Alpaca template of its instruction. The cache holds the
   // longest prompt and its answer, within the model's context.
@@ -191,14 +185,14 @@ void run_scienceqa_eval(const ScienceQAEvalArgs& a) {
   SplitMix64 rng{a.seed};
   std::vector<bool> correct, invalid;
   nlohmann::ordered_json preds = nlohmann::ordered_json::object();
-  int64_t truncated = 0;
+  int64_t truncated = 0, with_image = 0;
   const bool tty = stderr_is_tty();
   const size_t n = sel.problems.size();
   for (size_t i = 0; i < n; ++i) {
     const ScienceQAProblem& p = sel.problems[i];
     const bool cut = fit_prompt(prompts[i], context - a.max_new_tokens);
     truncated += cut ? 1 : 0;
-    const std::string text = answer_problem(model, tok, prompts[i], records[i], a);
+    const std::string text = answer_problem(model, tok, prompts[i], records[i], a, clip);
     const ScienceQAJudgement j = judge_scienceqa(p, text, policy, rng);
     correct.push_back(j.correct);
     invalid.push_back(j.invalid);
@@ -209,12 +203,20 @@ void run_scienceqa_eval(const ScienceQAEvalArgs& a) {
     if (j.invalid && j.predicted >= 0) e["random_choice"] = std::string(1, scienceqa_letter(j.predicted));
     e["correct"] = j.correct;
     if (cut) e["truncated"] = true;
+    if (clip.store && !records[i].image.empty()) {
+      e["image"] = true;
+      ++with_image;
+    }
     if (tty)
       std::fprintf(stderr, "\rscienceqa eval: %zu/%zu", i + 1, n);
     else if ((i + 1) % std::max<size_t>(1, n / 10) == 0 || i + 1 == n)
       std::fprintf(stderr, "scienceqa eval: %zu/%zu problems\n", i + 1, n);
   }
   if (tty) std::fputs("\n", stderr);
+  if (clip.store)
+    std::fprintf(stderr, "images: %lld of %zu problems answered with their image (%lld encoded, %lld from the cache)\n",
+                 static_cast<long long>(with_image), n, static_cast<long long>(clip.store->encoded()),
+                 static_cast<long long>(clip.store->from_disk()));
   if (truncated > 0)
     std::fprintf(stderr,
                  "note: %lld prompts did not fit the model's context of %lld tokens with --max-new-tokens %lld; "
@@ -266,7 +268,7 @@ void register_scienceqa(CLI::App& app) {
   a->model.add_to(ev);
   a->data.add_to(ev, "test");
   ev->add_option("-a,--adapter", a->adapter, "LLaMA-Adapter weights (.safetensors)");
-  ev->add_option("--clip", a->clip, "CLIP vision tower, for the problems' images (issue 13: not used yet)");
+  a->clip.add_to(ev);
   ev->add_option("-o,--out", a->out, "Write the predictions as JSON: pid -> {prediction, answer, expected, correct}");
   ev->add_flag("--json", a->json, "Print the scores as one JSON object (percent; null for an empty category)");
   ev->add_option("--invalid", a->invalid, "An answer that cannot be read counts as wrong, or as a random choice")

@@ -12,6 +12,8 @@
 #include "la/tokenizer/bpe_tokenizer.h"
 #include "la/tokenizer/tokenizer.h"
 #include "la/train/trainer.h"
+#include "la/vision/clip.h"
+#include "la/vision/feature_store.h"
 
 namespace la::cli {
 
@@ -24,6 +26,7 @@ void register_demo(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_pretrain(CLI::App& app);
 void register_scienceqa(CLI::App& app);
+void register_encode_image(CLI::App& app);
 
 // The flags finetune and pretrain share: --resume, --save-every, --checkpoint, --val-data
 // (`val_help` says what it holds), --eval-every, --metrics, --recompute, --log-every, --no-progress.
@@ -80,6 +83,28 @@ void prepack_for_bf16_compute(ModelWeights& w);
 std::vector<std::pair<std::string, std::string>> input_files(const ModelArgs& m,
                                                              std::vector<std::pair<std::string, std::string>> more);
 
+// --clip (+ --feature-cache / --no-feature-cache) on the commands that take images (SPEC §8).
+struct ClipArgs {
+  std::string clip, feature_cache;
+  bool no_feature_cache = false;
+  void add_to(CLI::App* cmd);
+  bool given() const { return !clip.empty(); }
+};
+struct LoadedClip {
+  std::unique_ptr<ClipWeights> weights;
+  std::unique_ptr<ImageFeatureStore> store;
+};
+// Loads the CLIP and its feature store (the on-disk cache unless --no-feature-cache); empty when
+// --clip was not given.
+LoadedClip load_clip_args(const ClipArgs& a);
+// The features of each record's image on its example (examples[i] is records[i]'s): records with
+// images need --clip (a one-line error naming the data file otherwise). Returns the number of
+// examples with an image.
+int64_t attach_images(TokenizedDataset& d, const std::vector<AlpacaRecord>& records, LoadedClip& clip,
+                      const std::string& data_path);
+// A multi-modal adapter with the CLIP it is used with: the feature length, blocks, embedding
+// width and image size must agree (an error naming both).
+void check_adapter_clip(const Adapter& a, const std::string& adapter_path, const LoadedClip& clip);
 // True when stderr is a terminal (progress bars), false for pipes and files.
 bool stderr_is_tty();
 

@@ -52,6 +52,15 @@ void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter&
   for (int n = 0; n < 40; ++n) q_mag += check(a.query(), grads["adapter_query"], pick(rng));
   EXPECT_GT(q_mag, 1e-3) << "query gradients are all ~0: the check would be vacuous";
   std::printf("  sum |fd|: gates %.4f, 40 query entries %.4f\n", gate_mag, q_mag);
+  // Every other trainable row (a multi-modal adapter's visual projection): 20 random entries each.
+  for (const ParamTensor& t : a.params.table().tensors()) {
+    if (t.name == "gate" || t.name == "adapter_query") continue;
+    std::uniform_int_distribution<size_t> any(0, t.size - 1);
+    double mag = 0;
+    for (int n = 0; n < 20; ++n) mag += check(a.params.slice(t), grads.slice(t), any(rng));
+    EXPECT_GT(mag, 1e-4) << t.name << " gradients are all ~0: the check would be vacuous";
+    std::printf("  sum |fd|: 20 %s entries %.4f\n", t.name.c_str(), mag);
+  }
   double lowest = 0;
   for (int64_t j = 0; j < a.len * a.dim; ++j) lowest += std::fabs(grads["adapter_query"][static_cast<size_t>(j)]);
   EXPECT_GT(lowest, 0.0) << "the lowest adapted layer's prompt got no gradient";

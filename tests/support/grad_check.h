@@ -19,7 +19,8 @@ double central_difference(std::span<float> p, size_t i, float eps, const std::fu
 // Runs the forward+backward once, then checks every gate and 40 random adapter_query entries
 // with float central differences (step 2e-2: large enough to beat rounding, small enough for the
 // curvature; tolerance 3e-4 + 3% of |fd|). Also asserts the checked gradients are not all ~0
-// (the check would be vacuous) and that the lowest adapted layer's prompt gets a gradient.
+// (the check would be vacuous) and that the lowest adapted layer's prompt gets a gradient. Every
+// other row of the adapter's table (the visual projection) gets 20 random entries checked.
 void expect_adapter_grads_match_fd(TrainGraph& g, const PackedBatch& b, Adapter& a, std::mt19937& rng);
 
 }  // namespace la::test

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -76,6 +77,14 @@ AlpacaRecord to_record(const json& v, const std::string& path, const std::string
   if (it != v.end() && !it->is_null()) {
     if (!it->is_string()) fail("{}: {}: 'input' must be a string, got {}", path, where, type_name(*it));
     r.input = it->get<std::string>();
+  }
+  // An image (SPEC §8): a path relative to the data file's folder.
+  it = v.find("image");
+  if (it != v.end() && !it->is_null()) {
+    if (!it->is_string() || it->get_ref<const std::string&>().empty())
+      fail("{}: {}: 'image' must be a non-empty string (a path relative to the data file)", path, where);
+    const std::filesystem::path img(it->get<std::string>());
+    r.image = img.is_absolute() ? img.string() : (std::filesystem::path(path).parent_path() / img).string();
   }
   return r;
 }

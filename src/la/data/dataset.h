@@ -11,12 +11,14 @@ namespace la {
 
 struct AlpacaRecord {
   std::string instruction, input, output;
+  std::string image = {};  // multi-modal records (SPEC §8): the image's path, resolved against the data file's folder
 };
 
 // Reads a JSON array of objects or JSONL (one object per line; blank lines allowed), detected by
 // content. `instruction` and `output` are required strings, `input` optional (string or absent).
 // Errors name the file and the record (index or line) and what is wrong: not JSON, empty data,
-// a missing field, a non-string field, invalid UTF-8.
+// a missing field, a non-string field, invalid UTF-8. An optional "image" is a path relative to
+// the data file (returned resolved).
 std::vector<AlpacaRecord> load_alpaca(const std::string& path);
 
 // One training example. tokens = [BOS] + tok(prompt + output) + [EOS], truncated to max_seq_len.
@@ -25,7 +27,8 @@ std::vector<AlpacaRecord> load_alpaca(const std::string& path);
 struct Example {
   std::vector<int> tokens;
   int64_t prompt_len = 0;
-  int64_t supervised() const;  // number of supervised targets (may be 0 after truncation)
+  const float* image = nullptr;  // its image's CLIP features (set by the caller, kept alive there), or none
+  int64_t supervised() const;    // number of supervised targets (may be 0 after truncation)
 };
 
 struct TokenizedDataset {

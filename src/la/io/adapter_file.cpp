@@ -30,6 +30,43 @@ int64_t meta_int(const std::map<std::string, std::string>& m, const std::string&
   return v;
 }
 
+// The multi-modal adapter's projection (SPEC §8): its shape from the tensors, the CLIP it belongs
+// to from the metadata. No visual_proj tensors: a text-only adapter.
+constexpr const char* kVisualTensors[] = {"visual_proj.fc1.weight", "visual_proj.fc1.bias", "visual_proj.fc2.weight",
+                                          "visual_proj.fc2.bias"};
+
+VisualSpec read_visual_spec(const SafetensorsFile& f, int64_t dim) {
+  const std::string& path = f.path();
+  VisualSpec v;
+  if (!f.find(kVisualTensors[0])) {
+    for (const char* name : kVisualTensors)
+      if (f.find(name)) fail("{}: '{}' without visual_proj.fc1.weight", path, name);
+    return v;
+  }
+  auto shape_of = [&](const char* name) {
+    const SafeTensor& t = f.get(name);
+    if (t.dtype != SafeDType::F32) fail("{}: {} must be F32", path, name);
+    return t.shape;
+  };
+  const std::vector<int64_t> w1 = shape_of(kVisualTensors[0]);
+  if (w1.size() != 2 || w1[0] <= 0 || w1[1] <= 0 || w1[0] > 65536 || w1[1] > (int64_t{1} << 20))
+    fail("{}: visual_proj.fc1.weight has shape [{}], expected [W, M*E]", path, fmt::join(w1, ", "));
+  v.width = w1[0];
+  v.in = w1[1];
+  const std::vector<std::pair<const char*, std::vector<int64_t>>> want = {
+      {kVisualTensors[1], {v.width}}, {kVisualTensors[2], {dim, v.width}}, {kVisualTensors[3], {dim}}};
+  for (const auto& [name, shape] : want)
+    if (shape_of(name) != shape)
+      fail("{}: {} has shape [{}], expected [{}]", path, name, fmt::join(shape_of(name), ", "), fmt::join(shape, ", "));
+  const auto& meta = f.metadata();
+  if (auto it = meta.find("visual"); it != meta.end() && it->second != "clip")
+    fail("{}: metadata visual = '{}', only 'clip' is known", path, printable(it->second));
+  if (auto it = meta.find("clip_layers"); it != meta.end()) v.clip_layers = it->second;
+  v.clip_embed_dim = std::max<int64_t>(0, meta_int(meta, "clip_embed_dim", path));
+  v.clip_image_size = std::max<int64_t>(0, meta_int(meta, "clip_image_size", path));
+  return v;
+}
+
 }  // namespace
 
 void add_adapter_tensors(SafetensorsWriter& w, const Adapter& a) {
@@ -41,6 +78,12 @@ void add_adapter_tensors(SafetensorsWriter& w, const Adapter& a) {
   w.set_metadata("dim", std::to_string(a.dim));
   w.set_metadata("n_layers", std::to_string(a.model_layers));
   w.set_metadata("n_heads", std::to_string(a.n_heads));
+  if (a.visual.enabled()) {  // SPEC §8
+    w.set_metadata("visual", "clip");
+    w.set_metadata("clip_layers", a.visual.clip_layers);
+    w.set_metadata("clip_embed_dim", std::to_string(a.visual.clip_embed_dim));
+    w.set_metadata("clip_image_size", std::to_string(a.visual.clip_image_size));
+  }
   // Every row of the parameter table under its file key (split per layer where it says so).
   for (const ParamTensor& t : a.params.table().tensors()) {
     const float* v = a.params.values().data() + t.offset;
@@ -63,6 +106,7 @@ bool ends_with_gguf(const std::string& p) {
 // GGUF adapters: general.architecture = "llama_adapter", the shape under llama_adapter.*, tensors
 // llama_adapter.adapter_query (ggml dims [dim, L*K]) and llama_adapter.gate.{i} ([H]).
 void save_adapter_gguf(const Adapter& a, const std::string& path) {
+  if (a.visual.enabled()) fail("{}: a multi-modal adapter is saved as safetensors, not GGUF", path);
   GgufWriter w;
   w.set_string("general.architecture", "llama_adapter");
   w.set_u32("general.alignment", 32);
@@ -191,6 +235,7 @@ Adapter read_adapter_tensors(const SafetensorsFile& f, const ModelConfig* model)
   };
   check("adapter_layers", a.n_layers);
   check("dim", a.dim);
+  a.visual = read_visual_spec(f, a.dim);
   a.allocate();
   // memcpy: a file written elsewhere need not keep tensors 4-byte aligned.
   std::memcpy(a.query().data(), q.data, q.nbytes);
@@ -210,6 +255,11 @@ Adapter read_adapter_tensors(const SafetensorsFile& f, const ModelConfig* model)
     std::memcpy(src.data(), t.data, t.nbytes);
     for (int64_t h = 0; h < a.n_heads; ++h) gate[static_cast<size_t>(i * a.n_heads + h)] = src[n == 1 ? 0 : h];
   }
+  if (a.visual.enabled())
+    for (const char* name : kVisualTensors) {
+      const SafeTensor& t = f.get(name);
+      std::memcpy(a.params[name].data(), t.data, t.nbytes);
+    }
   return a;
 }
 

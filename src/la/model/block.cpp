@@ -32,6 +32,26 @@ AdapterPrompts::AdapterPrompts(const ModelWeights& w, const Adapter& a) : Adapte
   project(a);
 }
 
+AdapterPrompts::AdapterPrompts(const AdapterPrompts& base, const float* image_row)
+    : AdapterPrompts(base.w_, base.len_, base.n_layers_) {
+  const int64_t KV = w_.config.kv_dim();
+  std::vector<float> kimg(static_cast<size_t>(KV)), vimg(static_cast<size_t>(KV));
+  for (int64_t i = 0; i < n_layers_; ++i) {
+    prompt_project(w_, first_layer_ + i, image_row, 1, kimg.data(), vimg.data());
+    const PromptKV& b = base.views_[static_cast<size_t>(i)];
+    PromptKV& p = views_[static_cast<size_t>(i)];
+    auto* keys = const_cast<float*>(p.keys);
+    auto* values = const_cast<float*>(p.values);
+    for (int64_t k = 0; k < len_; ++k)
+      for (int64_t j = 0; j < KV; ++j) {
+        keys[k * KV + j] = b.keys[k * KV + j] + kimg[static_cast<size_t>(j)];
+        values[k * KV + j] = b.values[k * KV + j] + vimg[static_cast<size_t>(j)];
+      }
+    p.gamma = b.gamma;
+  }
+  gamma_.clear();
+}
+
 void AdapterPrompts::project(const Adapter& a) {
   if (a.len != len_ || a.n_layers != n_layers_)
     fail("adapter ({}) does not match the prompts planned for K={} L={}", a.shape_string(), len_, n_layers_);
@@ -111,7 +131,7 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
 
 void block_backward(const BlockContext& ctx, int64_t l, const Batch& b, float* dx, const BlockActs& acts,
                     const BlockScratch& s, const BlockGradScratch& g, bool stop, float* dprompt_k, float* dprompt_v,
-                    float* dgamma, const LayerGrads* wg) {
+                    float* dgamma, const LayerGrads* wg, float* dprompt_row_seq) {
   const ModelWeights& w = ctx.w;
   const ModelConfig& c = w.config;
   const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
@@ -152,11 +172,15 @@ void block_backward(const BlockContext& ctx, int64_t l, const Batch& b, float* d
     std::memset(dprompt_v, 0, static_cast<size_t>(K * KV) * sizeof(float));
     std::memset(dgamma, 0, static_cast<size_t>(H) * sizeof(float));
   }
-  for (const BatchSeq& sq : b.seqs) {
+  for (size_t si = 0; si < b.seqs.size(); ++si) {
+    const BatchSeq& sq = b.seqs[si];
     if (sq.cache || sq.pos0 != 0) fail("block backward: sequences must hold their own keys and values");
     const int64_t o = sq.row0, T = sq.rows;
     const PromptKV* prompt = sq.prompts ? sq.prompts->layer(l) : nullptr;
-    if (prompt && prompt != any_prompt) fail("block backward: one batch trains one adapter");
+    if (prompt && (prompt->gamma != any_prompt->gamma || prompt->len != any_prompt->len))
+      fail("block backward: one batch trains one adapter");
+    float* row_sum = dprompt_row_seq ? dprompt_row_seq + 2 * KV * static_cast<int64_t>(si) : nullptr;
+    if (row_sum) std::memset(row_sum, 0, static_cast<size_t>(2 * KV) * sizeof(float));
     attention_backward(stop ? nullptr : g.dq + o * D, stop ? nullptr : g.dk + o * KV, stop ? nullptr : g.dv + o * KV,
                        g.dpk_seq, g.dpv_seq, g.dgamma_seq, g.datt + o * D, acts.q + o * D, acts.k + o * KV,
                        acts.v + o * KV, acts.lse_tok + H * o, acts.lse_prompt + H * o, T, ctx.dims, prompt);
@@ -166,6 +190,12 @@ void block_backward(const BlockContext& ctx, int64_t l, const Batch& b, float* d
       dprompt_k[j] += g.dpk_seq[j];
       dprompt_v[j] += g.dpv_seq[j];
     }
+    if (row_sum)
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < KV; ++j) {
+          row_sum[j] += g.dpk_seq[k * KV + j];
+          row_sum[KV + j] += g.dpv_seq[k * KV + j];
+        }
     for (int64_t h = 0; h < H; ++h) dgamma[h] += g.dgamma_seq[h];
   }
   if (stop) return;

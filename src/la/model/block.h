@@ -27,12 +27,18 @@ class AdapterPrompts {
  public:
   AdapterPrompts(const ModelWeights& w, int64_t len, int64_t n_layers);  // storage only
   AdapterPrompts(const ModelWeights& w, const Adapter& a);               // storage + project(a)
+  // One sequence's prompts with an image (SPEC §8): the prompts of `base` plus, in every adapted
+  // layer, the image row I_p ([dim]) projected once through Wk/Wv and added to each of the K rows
+  // (the projections are linear: (P + 1 I_p) W^T = P W^T + 1 (I_p W^T)); the gammas are base's,
+  // shared (so `base` must outlive this).
+  AdapterPrompts(const AdapterPrompts& base, const float* image_row);
   void project(const Adapter& a);
   // The layer's prompt, or null for a layer below the adapted ones.
   const PromptKV* layer(int64_t l) const {
     return l >= first_layer_ && l - first_layer_ < n_layers_ ? &views_[static_cast<size_t>(l - first_layer_)] : nullptr;
   }
   int64_t first_layer() const { return first_layer_; }
+  int64_t n_layers() const { return n_layers_; }
   int64_t len() const { return len_; }
   size_t bytes() const { return (keys_.size() + values_.size() + gamma_.size()) * sizeof(float); }
 
@@ -90,10 +96,14 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
 // holds dLoss/d(out) on entry and dLoss/d(x_in) on return, unless `stop` (the lowest layer that
 // needs gradients: nothing below needs dx, so the query/key/value path is skipped). Prompt
 // gradients of the sequences' (single) prompt are summed over sequences into dprompt_k/dprompt_v
-// [K, kv_dim] and dgamma [H] (gradient w.r.t. gamma) when the layer is adapted. With `wg` the
-// layer's weight gradients are added there too (acts.att must have been kept; not with `stop`).
+// [K, kv_dim] and dgamma [H] (gradient w.r.t. gamma) when the layer is adapted. Sequences may
+// hold different prompts of the same adapter (images: AdapterPrompts(base, image_row), which share
+// its gammas). With `dprompt_row_seq` ([sequences][2][kv_dim]) each sequence's prompt-key and
+// prompt-value gradients summed over its K rows are written there too (what an image row added
+// to every prompt row receives; zeros for a sequence without prompts). With `wg` the layer's
+// weight gradients are added there too (acts.att must have been kept; not with `stop`).
 void block_backward(const BlockContext& ctx, int64_t l, const Batch& b, float* dx, const BlockActs& acts,
                     const BlockScratch& s, const BlockGradScratch& g, bool stop, float* dprompt_k, float* dprompt_v,
-                    float* dgamma, const LayerGrads* wg = nullptr);
+                    float* dgamma, const LayerGrads* wg = nullptr, float* dprompt_row_seq = nullptr);
 
 }  // namespace la

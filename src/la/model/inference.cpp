@@ -6,6 +6,7 @@
 #include "la/core/error.h"
 #include "la/kernels/convert.h"
 #include "la/kernels/matmul.h"
+#include "la/model/visual_proj.h"
 
 namespace la {
 
@@ -33,12 +34,24 @@ InferenceModel::InferenceModel(const ModelWeights& w, int64_t context, int64_t m
 size_t InferenceModel::state_bytes() const {
   size_t b = cache_.bytes() + (x_.size() * 4 + k_.size() * 2 + hb_.size() * 2 + logits_.size()) * sizeof(float);
   if (prompts_) b += prompts_->bytes();
+  if (image_prompts_) b += image_prompts_->bytes();
   return b;
 }
 
 void InferenceModel::set_adapter(const Adapter* a) {
+  image_prompts_.reset();
   prompts_.reset();
-  if (a && a->n_layers > 0) prompts_ = std::make_unique<AdapterPrompts>(w_, *a);
+  adapter_ = a && a->n_layers > 0 ? a : nullptr;
+  if (adapter_) prompts_ = std::make_unique<AdapterPrompts>(w_, *a);
+}
+
+void InferenceModel::set_image(const float* features) {
+  image_prompts_.reset();
+  if (!features) return;
+  if (!adapter_ || !adapter_->visual.enabled()) fail("an image needs a multi-modal adapter (one trained with --clip)");
+  std::vector<float> ip(static_cast<size_t>(c_.dim));
+  visual_proj_forward(*adapter_, features, ip.data(), nullptr);
+  image_prompts_ = std::make_unique<AdapterPrompts>(*prompts_, ip.data());
 }
 
 void InferenceModel::step(std::vector<SeqStep>& seqs) {
@@ -100,7 +113,12 @@ const float* InferenceModel::forward(const int* tokens, int64_t n) {
   std::vector<SeqStep> one(1);
   for (int64_t off = 0; off < n; off += max_rows_) {
     const int64_t m = std::min(max_rows_, n - off);
-    one[0] = {&cache_, prompts_.get(), tokens + off, m, off + m == n ? logits_.data() : nullptr, false};
+    one[0] = {&cache_,
+              image_prompts_ ? image_prompts_.get() : prompts_.get(),
+              tokens + off,
+              m,
+              off + m == n ? logits_.data() : nullptr,
+              false};
     step(one);
   }
   return logits_.data();

@@ -41,7 +41,12 @@ class InferenceModel {
   void step(std::vector<SeqStep>& seqs);
 
   // Single sequence: attaches an adapter (projecting its prompts once) or detaches (nullptr).
+  // The adapter must outlive its use here.
   void set_adapter(const Adapter* adapter);
+  // Single sequence, multi-modal adapter (SPEC §8): the image's multi-scale CLIP features
+  // ([M*E]; projected at once: I_p and one row per adapted layer through Wk/Wv), or nullptr for
+  // none. Set after set_adapter, which clears it.
+  void set_image(const float* features);
   // Feeds tokens at positions pos() .. pos()+n-1 and returns the logits of the last one
   // ([vocab]; valid until the next call). Throws when the context would overflow.
   const float* forward(const int* tokens, int64_t n);
@@ -64,7 +69,9 @@ class InferenceModel {
   Batch batch_;
   // The single-sequence front's state.
   KVCache cache_;
+  const Adapter* adapter_ = nullptr;
   std::unique_ptr<AdapterPrompts> prompts_;
+  std::unique_ptr<AdapterPrompts> image_prompts_;  // prompts_ with the image row (set_image)
 };
 
 }  // namespace la

@@ -12,6 +12,7 @@
 #include "la/kernels/rowwise.h"
 #include "la/kernels/vec.h"
 #include "la/model/model_params.h"
+#include "la/model/visual_proj.h"
 
 namespace la {
 
@@ -20,13 +21,22 @@ void PackedBatch::clear() {
   targets.clear();
   positions.clear();
   seq_offsets.assign(1, 0);
+  images.clear();
   supervised = 0;
 }
 
-void PackedBatch::add(const std::vector<int>& tokens, int64_t prompt_len) {
+bool PackedBatch::has_images() const {
+  for (const float* f : images)
+    if (f) return true;
+  return false;
+}
+
+void PackedBatch::add(const std::vector<int>& tokens, int64_t prompt_len, const float* image) {
   if (seq_offsets.empty()) seq_offsets.push_back(0);
   const auto n = static_cast<int64_t>(tokens.size());
   if (n < 2) return;  // nothing to predict
+  images.resize(static_cast<size_t>(sequences()), nullptr);
+  images.push_back(image);
   for (int64_t t = 0; t + 1 < n; ++t) {
     inputs.push_back(tokens[static_cast<size_t>(t)]);
     const bool sup = t + 1 >= prompt_len;
@@ -168,14 +178,20 @@ void TrainGraph::forward(const PackedBatch& b, const Adapter* adapter, bool stor
     if (t < 0 || t >= c_.vocab_size) fail("token id {} is out of range for vocabulary size {}", t, c_.vocab_size);
   const bool with_adapter = adapter && adapter->n_layers > 0;
   if (with_adapter) prompts_->project(*adapter);
+  image_prompts_.clear();
+  if (with_adapter && b.has_images()) project_images(b, *adapter);
+  batch_in_ = &b;
   // The packed micro-batch as the block sees it: each sequence its own rows, keys and values.
   batch_.positions = b.positions.data();
   batch_.rows = R;
   batch_.seqs.clear();
   for (int64_t s = 0; s < b.sequences(); ++s) {
     const int64_t o = b.seq_offsets[static_cast<size_t>(s)];
-    batch_.seqs.push_back(
-        {o, b.seq_offsets[static_cast<size_t>(s) + 1] - o, 0, nullptr, with_adapter ? prompts_.get() : nullptr});
+    const AdapterPrompts* p = !with_adapter ? nullptr
+                              : static_cast<size_t>(s) < image_prompts_.size() && image_prompts_[static_cast<size_t>(s)]
+                                  ? image_prompts_[static_cast<size_t>(s)].get()
+                                  : prompts_.get();
+    batch_.seqs.push_back({o, b.seq_offsets[static_cast<size_t>(s) + 1] - o, 0, nullptr, p});
   }
   for (int64_t r = 0; r < R; ++r) dequantize_row(w_.tok_embeddings, b.inputs[static_cast<size_t>(r)], x_ + r * D);
   for (int64_t l = 0; l < c_.n_layers; ++l) {
@@ -188,6 +204,21 @@ void TrainGraph::forward(const PackedBatch& b, const Adapter* adapter, bool stor
         keep = &a;
     }
     block_forward(ctx_, l, batch_, x_, keep, scratch_);
+  }
+}
+
+void TrainGraph::project_images(const PackedBatch& b, const Adapter& adapter) {
+  if (!adapter.visual.enabled()) fail("the data has images but the adapter is not multi-modal (train one with --clip)");
+  const auto S = static_cast<size_t>(b.sequences());
+  const int64_t D = c_.dim, W = adapter.visual.width;
+  image_prompts_.resize(S);
+  image_ip_.assign(S * static_cast<size_t>(D), 0.0f);
+  image_pre_.assign(S * static_cast<size_t>(W), 0.0f);
+  for (size_t s = 0; s < S; ++s) {
+    if (s >= b.images.size() || !b.images[s]) continue;
+    float* ip = image_ip_.data() + s * static_cast<size_t>(D);
+    visual_proj_forward(adapter, b.images[s], ip, image_pre_.data() + s * static_cast<size_t>(W));
+    image_prompts_[s] = std::make_unique<AdapterPrompts>(*prompts_, ip);
   }
 }
 
@@ -251,16 +282,31 @@ const BlockActs& TrainGraph::layer_acts(int64_t l) {
 }
 
 void TrainGraph::backward(const Adapter& adapter, ParamSet& grads) {
-  const int64_t D = c_.dim, H = c_.n_heads, K = plen_;
+  const int64_t D = c_.dim, H = c_.n_heads, K = plen_, KV = c_.kv_dim();
   std::span<float> gq = grads["adapter_query"], gg = grads["gate"];
+  // Images: I_p is added to every prompt row of every adapted layer, so dI_p is the sum over
+  // layers and rows of those rows' gradients, dI_p = sum_l (sum_k dKp_l) Wk + (sum_k dVp_l) Wv.
+  const size_t S = image_prompts_.size();
+  std::vector<float> row_sums(S ? S * static_cast<size_t>(2 * KV) : 0), dip(S * static_cast<size_t>(D));
   for (int64_t l = c_.n_layers - 1; l >= first_adapted_; --l) {
     const int64_t i = l - first_adapted_;
     const bool lowest = l == first_adapted_;  // no gradient needed below this layer's prompt
-    block_backward(ctx_, l, batch_, dx_, layer_acts(l), scratch_, gscratch_, lowest, dprompt_k_, dprompt_v_, dgamma_);
+    block_backward(ctx_, l, batch_, dx_, layer_acts(l), scratch_, gscratch_, lowest, dprompt_k_, dprompt_v_, dgamma_,
+                   nullptr, S ? row_sums.data() : nullptr);
     // Kp = P Wk^T, Vp = P Wv^T  =>  dP = dKp Wk + dVp Wv;  dg = dgamma * gamma'(g).
     prompt_project_backward(w_, l, dprompt_k_, dprompt_v_, K, gq.data() + i * K * D);
     for (int64_t h = 0; h < H; ++h) gg[static_cast<size_t>(i * H + h)] += dgamma_[h] * adapter.gamma_grad_scale(l, h);
+    for (size_t s = 0; s < S; ++s)
+      if (image_prompts_[s]) {
+        const float* rs = row_sums.data() + s * static_cast<size_t>(2 * KV);
+        prompt_project_backward(w_, l, rs, rs + KV, 1, dip.data() + s * static_cast<size_t>(D));
+      }
   }
+  for (size_t s = 0; s < S; ++s)
+    if (image_prompts_[s])
+      visual_proj_backward(adapter, batch_in_->images[s],
+                           image_pre_.data() + s * static_cast<size_t>(adapter.visual.width),
+                           dip.data() + s * static_cast<size_t>(D), grads);
 }
 
 void TrainGraph::backward_full(const PackedBatch& b, ParamSet& grads) {

@@ -32,11 +32,16 @@ struct PackedBatch {
   std::vector<int> targets;          // [R]; -1 = not supervised
   std::vector<int32_t> positions;    // [R]; position within its sequence
   std::vector<int64_t> seq_offsets;  // [S+1]
+  // [S]: each sequence's image features (the multi-scale CLIP features, SPEC §8) or null. They
+  // must stay alive while the batch is used.
+  std::vector<const float*> images;
   int64_t supervised = 0;
 
   void clear();
-  // Appends a sequence of tokens whose targets at positions t with t+1 < prompt_len are masked.
-  void add(const std::vector<int>& tokens, int64_t prompt_len);
+  // Appends a sequence of tokens whose targets at positions t with t+1 < prompt_len are masked,
+  // with the features of its image (or none).
+  void add(const std::vector<int>& tokens, int64_t prompt_len, const float* image = nullptr);
+  bool has_images() const;
   int64_t rows() const { return static_cast<int64_t>(inputs.size()); }
   int64_t sequences() const { return static_cast<int64_t>(seq_offsets.size()) - 1; }
   int64_t max_seq_len() const;
@@ -93,7 +98,13 @@ class TrainGraph {
   RopeTable rope_;
   BlockContext ctx_;
   std::unique_ptr<AdapterPrompts> prompts_;  // the adapter's current prompts, projected per run
-  Batch batch_;                              // the packed micro-batch as the block sees it
+  // Multi-modal adapters: per sequence of the current micro-batch with an image, its prompts with
+  // the image row (null otherwise), I_p [dim] and fc1's output [W] for the backward.
+  std::vector<std::unique_ptr<AdapterPrompts>> image_prompts_;
+  std::vector<float> image_ip_, image_pre_;
+  const PackedBatch* batch_in_ = nullptr;  // the micro-batch forward() last saw
+  void project_images(const PackedBatch& b, const Adapter& adapter);
+  Batch batch_;  // the packed micro-batch as the block sees it
 
   std::vector<float> arena_;
   std::vector<std::pair<std::string, size_t>> plan_;

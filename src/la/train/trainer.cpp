@@ -28,7 +28,10 @@ int64_t longest(const TokenizedDataset& d) {
 
 void pack(PackedBatch& pb, const std::vector<int64_t>& idx, const std::vector<Example>& ex) {
   pb.clear();
-  for (int64_t i : idx) pb.add(ex[static_cast<size_t>(i)].tokens, ex[static_cast<size_t>(i)].prompt_len);
+  for (int64_t i : idx) {
+    const Example& e = ex[static_cast<size_t>(i)];
+    pb.add(e.tokens, e.prompt_len, e.image);
+  }
 }
 
 std::string metrics_json(const StepMetrics& m) {
@@ -187,9 +190,15 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
     } else if (!o.init_adapter.empty()) {
       st.adapter = load_adapter(o.init_adapter, &c);
       st.adapter.check_compatible(c, o.init_adapter);
+      if (o.visual.enabled() && st.adapter.visual.enabled() && !(st.adapter.visual == o.visual))
+        fail("{}: its visual projection (W={} in={}, CLIP {}) does not fit this run's (W={} in={}, CLIP {})",
+             o.init_adapter, st.adapter.visual.width, st.adapter.visual.in, st.adapter.visual.clip_layers,
+             o.visual.width, o.visual.in, o.visual.clip_layers);
+      if (o.visual.enabled() && !st.adapter.visual.enabled()) st.adapter.add_visual(o.visual, o.seed);
     } else {
       const int64_t layers = o.adapter_layers > 0 ? o.adapter_layers : std::min<int64_t>(30, c.n_layers);
       st.adapter = Adapter::create(c, o.adapter_len, layers, o.gate_mode, o.seed);
+      if (o.visual.enabled()) st.adapter.add_visual(o.visual, o.seed);
     }
     st.moments.resize(trained(st).size());
     st.seed = o.seed;

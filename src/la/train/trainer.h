@@ -30,6 +30,9 @@ struct FinetuneOptions {
   int64_t adapter_len = 10;
   int64_t adapter_layers = -1;  // default: min(30, n_layers)
   GateMode gate_mode = GateMode::Tanh;
+  // Multi-modal (SPEC §8): a new adapter gets this visual projection (fc2 zero); an
+  // --init-adapter without one gets it added; one with another shape is an error.
+  VisualSpec visual;
   int64_t epochs = 5;
   int64_t batch_size = 32;
   int64_t micro_batch_size = 8;
