@@ -32,7 +32,7 @@ struct BenchArgs {
   int64_t prompt_tokens = 128, gen_tokens = 64, repeat = 5;
   int64_t train_batch = 4, train_seq = 256, adapter_len = 10, adapter_layers = -1;
   bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false, bandwidth = false;
-  bool adapter_overhead = false, full = false, fma_peak = false;
+  bool adapter_overhead = false, full = false, fma_peak = false, images = false;
 };
 
 double median(std::vector<double> v) {
@@ -202,13 +202,27 @@ void run_bench(const BenchArgs& a) {
   if (!a.no_train) {
     if (a.train_seq >= c.max_seq_len)
       fail("--train-seq {} must be below the context length {}", a.train_seq, c.max_seq_len);
+    // --images: a multi-modal adapter (SPEC §8) at ViT-L/14's sizes, every sequence with its own
+    // image, whose multi-scale features are cached (as finetune caches them: CLIP is not run here).
+    const VisualSpec vit_l14{2304, 128, "8,16,24", 768, 224};
+    std::vector<std::vector<float>> features;
+    if (a.images) {
+      if (a.full) fail("--images times the multi-modal adapter's step: it does not apply to --full");
+      adapter.add_visual(vit_l14, 3);
+      for (float& v : adapter.params["visual_proj.fc2.weight"]) v = 0.01f;  // the image really reaches the prompts
+      for (int64_t i = 0; i < a.train_batch; ++i) {
+        features.emplace_back(static_cast<size_t>(vit_l14.in));
+        fill_normal(features.back().data(), vit_l14.in, 100 + static_cast<uint64_t>(i));
+      }
+    }
     PackedBatch b;
     b.clear();
     for (int64_t i = 0; i < a.train_batch; ++i) {
       std::vector<int> seq(tokens.begin(), tokens.begin() + a.train_seq + 1);
       std::rotate(seq.begin(), seq.begin() + i, seq.end());
-      b.add(seq, 1);
+      b.add(seq, 1, a.images ? features[static_cast<size_t>(i)].data() : nullptr);
     }
+    out["train_images"] = a.images;
     // Each timed step: the same batch again (so a full step's loss visibly falls); the first
     // step is a warm-up. Returns the median tokens/s.
     auto time_steps = [&](auto&& step) {
@@ -316,6 +330,9 @@ void register_bench(CLI::App& app) {
                 "Also measure the memory read bandwidth and report decode as a fraction of its roofline");
   cmd->add_flag("--no-train", a->no_train, "Skip the training step");
   cmd->add_flag("--recompute", a->recompute, "Training with activation recomputation");
+  cmd->add_flag("--images", a->images,
+                "Time the multi-modal adapter's step: every sequence with an image (cached ViT-L/14 features, "
+                "2304 values; visual projection W=128)");
   cmd->add_flag("--full", a->full,
                 "Time a full-parameter training step instead of the adapter's (every weight trained, AdamW "
                 "over all, as finetune --full); also reports train_gflop_s");

@@ -38,8 +38,8 @@ HfTensors::HfTensors(const std::string& dir) : dir_(dir) {
   if (file_exists(single)) {
     add_shard(single);
   } else if (file_exists(index_path)) {
-    nlohmann::json idx = read_json_object(index_path);
-    if (!idx.contains("weight_map") || !idx["weight_map"].is_object())
+    nlohmann::json idx = nlohmann::json::parse(read_file(index_path), nullptr, false);
+    if (idx.is_discarded() || !idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object())
       fail("{}: invalid index (needs a weight_map object)", index_path);
     std::map<std::string, bool> seen;
     for (auto it = idx["weight_map"].begin(); it != idx["weight_map"].end(); ++it) {
