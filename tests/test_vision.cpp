@@ -271,6 +271,39 @@ TEST(Clip, GgufWithOlderMlpNamesLoadsByShape) {
             clip_encode(*hf, cases[0].pixels.data()).features);
 }
 
+// The command line: encode-image --json on the Hugging Face directory and on GGUFs written by
+// convert --clip, against transformers (float64). F32 and F16 within 1e-4 and 2e-3 relative L2;
+// Q8_0 (every layer matrix 8-bit) within 3e-2.
+TEST(Clip, EncodeImageJsonMatchesTransformers) {
+  test::TempDir tmp;
+  const nlohmann::json ref = read_json(fixture("clip_reference.json"));
+  const nlohmann::json& c = ref["cases"][0];
+  ASSERT_EQ(c["model"], "tiny_clip_a");
+  std::vector<std::pair<std::string, double>> clips = {{fixture("tiny_clip_a"), 1e-4}};
+  for (auto [type, tol] : {std::pair{"f32", 1e-4}, {"f16", 2e-3}, {"q8_0", 3e-2}}) {
+    const std::string out = tmp.file(std::string("clip-") + type + ".gguf");
+    const test::CommandResult r =
+        test::run_cli("convert --clip " + fixture("tiny_clip_a") + " --type " + type + " --out " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    clips.push_back({out, tol});
+  }
+  for (const auto& [clip, tol] : clips) {
+    SCOPED_TRACE(clip);
+    const test::CommandResult r =
+        test::run_cli("encode-image --json --clip " + clip + " --image " + fixture(c["image"].get<std::string>()));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    EXPECT_LT(rel_l2(j["embedding"].get<std::vector<float>>(), c["embedding"]), tol);
+    EXPECT_LT(rel_l2(j["features"].get<std::vector<float>>(), c["features"]), tol);
+  }
+  // A bad image: one line naming the file, non-zero exit.
+  test::write_text(tmp.file("bad.png"), "\x89PNG\r\n\x1a\n not really");
+  const test::CommandResult bad =
+      test::run_cli("encode-image --clip " + fixture("tiny_clip_a") + " --image " + tmp.file("bad.png"));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find(tmp.file("bad.png")), std::string::npos) << bad.err;
+}
+
 TEST(Clip, ShapeErrorsNameTheTensor) {
   test::TempDir tmp;
   EXPECT_THROW(load_clip(tmp.path()), Error);  // no config.json

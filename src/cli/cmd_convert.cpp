@@ -1,5 +1,5 @@
 // `convert`: any model we read -> GGUF (F32, F16, BF16, Q8_0, Q4_0 matrices) with its vocabulary;
-// an adapter -> GGUF (llama_adapter.* keys) or back.
+// an adapter -> GGUF (llama_adapter.* keys) or back; a CLIP image tower -> CLIP GGUF (SPEC §8).
 #include <cstdio>
 #include <cstring>
 
@@ -7,6 +7,7 @@
 #include "la/core/error.h"
 #include "la/core/paths.h"
 #include "la/io/adapter_file.h"
+#include "la/io/clip_file.h"
 #include "la/io/gguf_model.h"
 #include "la/io/loader.h"
 
@@ -16,27 +17,43 @@ void register_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand("convert", "Convert a model to GGUF (F32/F16/BF16/Q8_0/Q4_0), or an adapter to GGUF");
   struct Args {
     ModelArgs model;
-    std::string adapter, out, type = "f16";
+    std::string adapter, clip, out, type = "f16";
   };
   auto a = std::make_shared<Args>();
   auto* m = a->model.add_to(cmd, true, false);
   auto* ad =
       cmd->add_option("--adapter", a->adapter, "Convert this adapter (.safetensors <-> .gguf) instead of a model");
   m->excludes(ad);
+  auto* cl = cmd->add_option("--clip", a->clip,
+                             "Convert this CLIP image tower (Hugging Face directory or CLIP GGUF) to a CLIP GGUF "
+                             "(f32, f16 or q8_0 matrices; llama.cpp's CLIP tensor names)");
+  cl->excludes(m);
+  cl->excludes(ad);
   cmd->add_option("-o,--out", a->out, "Output file (.gguf, or .safetensors for an adapter)")->required();
   cmd->add_option("--type", a->type, "Matrix type: f32, f16, bf16, q8_0, q4_0 (norms stay f32)")
       ->default_val("f16")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "F32", "F16", "BF16", "Q8_0", "Q4_0"}));
   cmd->callback([a] {
     check_output_path("--out", a->out);
-    check_outputs_distinct({{"--out", a->out}}, input_files(a->model, {{"--adapter", a->adapter}}));
+    check_outputs_distinct({{"--out", a->out}},
+                           input_files(a->model, {{"--adapter", a->adapter}, {"--clip", a->clip}}));
+    if (!a->clip.empty()) {
+      DType type;
+      if (!parse_dtype(a->type, &type)) fail("unknown type '{}'", a->type);
+      if (!a->out.ends_with(".gguf")) fail("--out {}: a CLIP is written as .gguf", a->out);
+      const auto clip = load_clip(a->clip);
+      save_clip_gguf(*clip, type, a->out);
+      std::fprintf(stderr, "wrote %s (CLIP %s, %s matrices)\n", a->out.c_str(), clip->config.shape_string().c_str(),
+                   dtype_name(type));
+      return;
+    }
     if (!a->adapter.empty()) {
       Adapter ad = load_adapter(a->adapter);  // no model here: the file's own shape
       save_adapter(ad, a->out);               // the extension of --out picks the format
       std::fprintf(stderr, "wrote %s (%s)\n", a->out.c_str(), ad.shape_string().c_str());
       return;
     }
-    if (a->model.model.empty()) throw CLI::ValidationError("convert", "give --model or --adapter");
+    if (a->model.model.empty()) throw CLI::ValidationError("convert", "give --model, --adapter or --clip");
     DType type;
     if (!parse_dtype(a->type, &type)) fail("unknown type '{}'", a->type);
     LoadedModel lm = load_model_and_tokenizer(a->model);
