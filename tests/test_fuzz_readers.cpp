@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,7 @@
 #include "la/core/error.h"
 #include "la/formats/gguf.h"
 #include "la/formats/safetensors.h"
+#include "la/vision/image.h"
 #include "support/fuzz.h"
 #include "support/test_support.h"
 
@@ -249,6 +251,41 @@ TEST(FuzzReaders, GgufMutants) {
   st.print("gguf", iters, secs);
   EXPECT_GT(st.opened, 0u);    // the mutator is not so destructive that nothing survives...
   EXPECT_GT(st.rejected, 0u);  // ...nor so gentle that nothing is rejected
+}
+
+// Images (SPEC §8): every JPEG and PNG of the CLIP fixtures mutated (bit flips, extreme values,
+// truncation); the decoders (libjpeg-turbo, libpng) must return an image or a la::Error naming
+// the file, never crash, hang or allocate for a lying header.
+TEST(FuzzReaders, ImageMutants) {
+  TempDir dir;
+  const std::string path = dir.file("image");
+  const std::string keep = ::testing::TempDir() + "image_fuzz_failure.img";
+  std::vector<std::string> seeds;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(LA_SOURCE_DIR) + "/tests/fixtures/clip/images"))
+    seeds.push_back(read_file(e.path().string()));
+  ASSERT_GE(seeds.size(), 10u);
+  Rng r(env_u64("LA_FUZZ_SEED", 0x696d'6167'0001ull));
+  const uint64_t iters = env_u64("LA_FUZZ_ITERS", kDefaultIters) / 4;  // a decode costs more than a header parse
+  Stats st;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (uint64_t it = 0; it < iters; ++it) {
+    std::string b = seeds[r.below(seeds.size())];
+    const size_t n = 1 + r.below(3);
+    for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, {});
+    write_bytes(path, b);
+    check_one(
+        path,
+        [&] {
+          const RgbImage im = load_image(path);
+          for (uint8_t v : im.pixels) st.checksum += v;
+        },
+        st, it, b, keep);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.print("image", iters, secs);
+  EXPECT_GT(st.opened, 0u);
+  EXPECT_GT(st.rejected, 0u);
 }
 
 TEST(FuzzReaders, SafetensorsMutants) {
