@@ -234,6 +234,28 @@ TEST(Multimodal, AdapterFileRoundTripsAndChecksItsClip) {
   EXPECT_NE(r.err.find("was made for a CLIP with features of 48 values"), std::string::npos) << r.err;
 }
 
+TEST(Multimodal, GenerateWithAnImage) {
+  REQUIRE_SHARED_DATA("llama2c/stories260K.bin");
+  const std::string base = "generate -m " + test::shared_path("llama2c/stories260K.bin") + " -t " +
+                           test::shared_path("llama2c/tok512.model") + " --temperature 0 -n 12 -q --instruction Hi";
+  const std::string mm = " --adapter " + fixture("mm_adapter.safetensors") + " --no-feature-cache";
+  const test::CommandResult with =
+      test::run_cli(base + mm + " --clip " + fixture("tiny_clip_a") + " --image " + fixture("images/rgb_37x23.jpg"));
+  ASSERT_EQ(with.exit_code, 0) << with.err;
+  const test::CommandResult without = test::run_cli(base + mm);
+  ASSERT_EQ(without.exit_code, 0) << without.err;
+  EXPECT_NE(with.out, without.out) << "the image changes what the adapter says";
+  // Misuse: one line each.
+  for (const std::string& bad :
+       {base + mm + " --image " + fixture("images/rgb_37x23.jpg"),
+        base + " --clip " + fixture("tiny_clip_a") + " --image " + fixture("images/rgb_37x23.jpg"),
+        base + mm + " --clip " + fixture("tiny_clip_a") + " --image /nonexistent.png"}) {
+    const test::CommandResult r = test::run_cli(bad);
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+}
+
 // ---- a synthetic picture task ----------------------------------------------------------------
 
 // A PNG of w x h RGB pixels (zlib at level 1; filter 0 on every row).

@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -16,6 +17,7 @@
 #include "la/formats/gguf.h"
 #include "la/io/clip_file.h"
 #include "la/vision/clip.h"
+#include "la/vision/feature_store.h"
 #include "la/vision/image.h"
 #include "la/vision/preprocess.h"
 #include "support/test_support.h"
@@ -302,6 +304,72 @@ TEST(Clip, EncodeImageJsonMatchesTransformers) {
       test::run_cli("encode-image --clip " + fixture("tiny_clip_a") + " --image " + tmp.file("bad.png"));
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find(tmp.file("bad.png")), std::string::npos) << bad.err;
+}
+
+// The four shapes people use, from their Hugging Face configs' fields (openai/clip-vit-*).
+TEST(Clip, ConfigsOfTheCommonShapes) {
+  struct Shape {
+    const char* name;
+    int width, ffn, layers, heads, image, patch, proj;
+    int64_t tokens;
+    const char* blocks;
+  };
+  for (const Shape& s : {Shape{"ViT-B/32", 768, 3072, 12, 12, 224, 32, 512, 50, "4,8,12"},
+                         Shape{"ViT-B/16", 768, 3072, 12, 12, 224, 16, 512, 197, "4,8,12"},
+                         Shape{"ViT-L/14", 1024, 4096, 24, 16, 224, 14, 768, 257, "8,16,24"},
+                         Shape{"ViT-L/14-336", 1024, 4096, 24, 16, 336, 14, 768, 577, "8,16,24"}}) {
+    SCOPED_TRACE(s.name);
+    const nlohmann::json cfg = {{"model_type", "clip"},
+                                {"projection_dim", s.proj},
+                                {"vision_config",
+                                 {{"hidden_size", s.width},
+                                  {"intermediate_size", s.ffn},
+                                  {"num_hidden_layers", s.layers},
+                                  {"num_attention_heads", s.heads},
+                                  {"image_size", s.image},
+                                  {"patch_size", s.patch},
+                                  {"projection_dim", s.proj},
+                                  {"hidden_act", "quick_gelu"},
+                                  {"layer_norm_eps", 1e-5}}}};
+    const ClipConfig c = clip_config_from_hf(cfg, "config.json");
+    EXPECT_EQ(c.tokens(), s.tokens);
+    EXPECT_EQ(c.head_dim(), 64);
+    EXPECT_EQ(c.feature_layers_string(), s.blocks);
+    EXPECT_EQ(c.feature_dim(), 3 * s.proj);
+  }
+  // A vision-only config (CLIPVisionModelWithProjection) and Hugging Face's defaults (ViT-B/32).
+  EXPECT_EQ(clip_config_from_hf({{"model_type", "clip_vision_model"}}, "c.json").tokens(), 50);
+  EXPECT_THROW(clip_config_from_hf({{"model_type", "llama"}}, "c.json"), Error);
+  EXPECT_THROW(clip_config_from_hf({{"vision_config", {{"image_size", 225}, {"patch_size", 14}}}}, "c.json"), Error);
+}
+
+// Each distinct image is encoded once per run; the disk cache serves the next run, and a damaged
+// cache entry is encoded again.
+TEST(Clip, FeatureStoreCachesPerRunAndOnDisk) {
+  test::TempDir tmp;
+  const auto clip = load_clip(fixture("tiny_clip_a"));
+  const std::string img = fixture("images/rgb_37x23.jpg"), img2 = fixture("images/rgba_23x45.png");
+  std::vector<float> first;
+  {
+    ImageFeatureStore s(*clip, tmp.path());
+    first = s.features(img);
+    s.features(img);
+    s.features(img2);
+    EXPECT_EQ(s.encoded(), 2);
+    EXPECT_EQ(s.from_disk(), 0);
+  }
+  ImageFeatureStore again(*clip, tmp.path());
+  EXPECT_EQ(again.features(img), first);
+  EXPECT_EQ(again.encoded(), 0);
+  EXPECT_EQ(again.from_disk(), 1);
+  for (const auto& e : std::filesystem::directory_iterator(again.cache_dir())) test::write_text(e.path(), "short");
+  ImageFeatureStore damaged(*clip, tmp.path());
+  EXPECT_EQ(damaged.features(img), first);
+  EXPECT_EQ(damaged.encoded(), 1);
+  ImageFeatureStore none(*clip, "");
+  EXPECT_EQ(none.features(img), first);
+  EXPECT_EQ(none.encoded(), 1);
+  EXPECT_THROW(none.features(tmp.file("missing.png")), Error);
 }
 
 TEST(Clip, ShapeErrorsNameTheTensor) {

@@ -99,10 +99,9 @@ const float* as_f32(ClipWeights& w, const WeightMatrix& m) {
   return m.type == DType::F32 ? static_cast<const float*>(m.data) : w.own_f32(m.type, m.data, m.numel());
 }
 
-std::unique_ptr<ClipWeights> load_hf_clip(const std::string& dir) {
-  const std::string cfg_path = dir + "/config.json";
-  if (!file_exists(cfg_path)) fail("{}: not a CLIP directory: config.json is missing", dir);
-  const nlohmann::json top = read_json_object(cfg_path);
+}  // namespace
+
+ClipConfig clip_config_from_hf(const nlohmann::json& top, const std::string& cfg_path) {
   // A full CLIP (vision_config inside) or a vision-only config. Absent fields take Hugging Face's
   // CLIPVisionConfig defaults (which save_pretrained leaves out).
   const bool nested = top.contains("vision_config");
@@ -110,10 +109,7 @@ std::unique_ptr<ClipWeights> load_hf_clip(const std::string& dir) {
   if (!nested && !(top.contains("model_type") && top["model_type"] == "clip_vision_model"))
     fail("{}: not a CLIP config (no vision_config, and model_type is not clip_vision_model)", cfg_path);
   const nlohmann::json& v = nested ? top["vision_config"] : top;
-  auto w = std::make_unique<ClipWeights>();
-  w->path = dir;
-  w->format = "hf-clip";
-  ClipConfig& c = w->config;
+  ClipConfig c;
   c.width = json_int(v, "hidden_size", cfg_path, 768);
   c.ffn_dim = json_int(v, "intermediate_size", cfg_path, 3072);
   c.n_layers = json_int(v, "num_hidden_layers", cfg_path, 12);
@@ -133,6 +129,19 @@ std::unique_ptr<ClipWeights> load_hf_clip(const std::string& dir) {
   else
     fail("{}: hidden_act '{}' is not supported (quick_gelu or gelu)", cfg_path, printable(act));
   c.validate(cfg_path);
+  return c;
+}
+
+namespace {
+
+std::unique_ptr<ClipWeights> load_hf_clip(const std::string& dir) {
+  const std::string cfg_path = dir + "/config.json";
+  if (!file_exists(cfg_path)) fail("{}: not a CLIP directory: config.json is missing", dir);
+  auto w = std::make_unique<ClipWeights>();
+  w->path = dir;
+  w->format = "hf-clip";
+  w->config = clip_config_from_hf(read_json_object(cfg_path), cfg_path);
+  const ClipConfig& c = w->config;
   w->layers.resize(static_cast<size_t>(c.n_layers));
   const HfTensors tensors(dir);
   w->files = tensors.files();

@@ -17,6 +17,7 @@
 //   visual_projection.weight [E,W]                        visual_projection.weight
 #pragma once
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -28,6 +29,10 @@ namespace la {
 // A directory is a Hugging Face CLIP (config.json with vision_config, or a vision-only config);
 // a file starting with "GGUF" is a CLIP GGUF. Anything else is an error naming the path.
 std::unique_ptr<ClipWeights> load_clip(const std::string& path);
+// The image tower's shape from a Hugging Face config.json (`top`; read from `path`): a full CLIP's
+// vision_config + projection_dim, or a vision-only config; absent fields take CLIPVisionConfig's
+// defaults. Throws la::Error naming the path.
+ClipConfig clip_config_from_hf(const nlohmann::json& top, const std::string& path);
 // Writes w as a CLIP GGUF: matrices in `type` (F32, F16 or Q8_0; with Q8_0 the patch kernel, 4-D
 // in GGUF with rows of p values, and any matrix whose rows do not fill whole blocks are F16),
 // vectors and embeddings F32.
