@@ -256,6 +256,29 @@ TEST(Multimodal, GenerateWithAnImage) {
   }
 }
 
+// A multi-modal run resumed from its checkpoint ends where the uninterrupted one does (the visual
+// projection and its AdamW moments are rows of the checkpoint like the prompts').
+TEST(Multimodal, ResumeIsBitIdentical) {
+  REQUIRE_SHARED_DATA("llama2c/stories260K.bin");
+  test::TempDir tmp;
+  const std::string common = "finetune -m " + test::shared_path("llama2c/stories260K.bin") + " -t " +
+                             test::shared_path("llama2c/tok512.model") + " --clip " + fixture("tiny_clip_a") +
+                             " --no-feature-cache --data " + fixture("mm_records.json") +
+                             " --adapter-len 3 --adapter-layers 2 --visual-width 8 --batch-size 3 --micro-batch-size 3 --lr 1e-2 --seed 2"
+                             " --no-progress";
+  auto ok = [](const test::CommandResult& r) { ASSERT_EQ(r.exit_code, 0) << r.err; };
+  ok(test::run_cli(common + " --steps 4 --out " + tmp.file("straight.safetensors")));
+  ok(test::run_cli(common + " --steps 2 --save-every 1 --out " + tmp.file("a.safetensors")));
+  ok(test::run_cli(common + " --steps 4 --resume " + tmp.file("a.safetensors.ckpt") + " --out " +
+                   tmp.file("resumed.safetensors")));
+  EXPECT_EQ(read_file(tmp.file("resumed.safetensors")), read_file(tmp.file("straight.safetensors")));
+  const Adapter a = load_adapter(tmp.file("resumed.safetensors"));
+  EXPECT_TRUE(a.visual.enabled());
+  double fc2 = 0;
+  for (float v : a.params["visual_proj.fc2.weight"]) fc2 += std::fabs(v);
+  EXPECT_GT(fc2, 0.0) << "fc2 starts at zero and must have been trained";
+}
+
 // ---- a synthetic picture task ----------------------------------------------------------------
 
 // A PNG of w x h RGB pixels (zlib at level 1; filter 0 on every row).
