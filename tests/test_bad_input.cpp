@@ -24,6 +24,7 @@
 
 namespace {
 
+using la::test::expect_error;
 using la::test::run_cli;
 using la::test::shell_quote;
 using la::test::TempDir;
@@ -33,22 +34,6 @@ constexpr const char* kStories = "llama2c/stories260K.bin";
 
 std::string data(const std::string& rel) {
   return la::test::shared_path(rel);
-}
-
-// Runs `f`, which must throw la::Error whose message is one line, contains `path` and every
-// one of `needles`. Any other exception (or none) fails the test.
-void expect_error(const std::function<void()>& f, const std::string& path, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error for " << path;
-  } catch (const la::Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find(path), std::string::npos) << "message does not name " << path << ": " << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "no '" << n << "' in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a non-la::Error exception: " << e.what();
-  }
 }
 
 // The CLI must fail cleanly: exit 1 (not a signal: run_cli reports those as 128+N), stderr one

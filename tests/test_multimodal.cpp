@@ -261,11 +261,12 @@ TEST(Multimodal, GenerateWithAnImage) {
 TEST(Multimodal, ResumeIsBitIdentical) {
   REQUIRE_SHARED_DATA("llama2c/stories260K.bin");
   test::TempDir tmp;
-  const std::string common = "finetune -m " + test::shared_path("llama2c/stories260K.bin") + " -t " +
-                             test::shared_path("llama2c/tok512.model") + " --clip " + fixture("tiny_clip_a") +
-                             " --no-feature-cache --data " + fixture("mm_records.json") +
-                             " --adapter-len 3 --adapter-layers 2 --visual-width 8 --batch-size 3 --micro-batch-size 3 --lr 1e-2 --seed 2"
-                             " --no-progress";
+  const std::string common =
+      "finetune -m " + test::shared_path("llama2c/stories260K.bin") + " -t " +
+      test::shared_path("llama2c/tok512.model") + " --clip " + fixture("tiny_clip_a") + " --no-feature-cache --data " +
+      fixture("mm_records.json") +
+      " --adapter-len 3 --adapter-layers 2 --visual-width 8 --batch-size 3 --micro-batch-size 3 --lr 1e-2 --seed 2"
+      " --no-progress";
   auto ok = [](const test::CommandResult& r) { ASSERT_EQ(r.exit_code, 0) << r.err; };
   ok(test::run_cli(common + " --steps 4 --out " + tmp.file("straight.safetensors")));
   ok(test::run_cli(common + " --steps 2 --save-every 1 --out " + tmp.file("a.safetensors")));

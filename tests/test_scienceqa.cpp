@@ -28,6 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using la::ScienceQAProblem;
+using la::test::expect_error;
 using la::test::run_cli;
 using la::test::shell_quote;
 using la::test::TempDir;
@@ -44,22 +45,6 @@ std::string shared(const std::string& rel) {
 }
 std::string q(const std::string& s) {
   return shell_quote(s);
-}
-
-// Runs `f`, which must throw la::Error with a one-line message naming `path` and holding every
-// one of `needles`.
-void expect_error(const std::function<void()>& f, const std::string& path, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "no error for " << path;
-  } catch (const la::Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find(path), std::string::npos) << "message does not name " << path << ": " << msg;
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
-    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "no '" << n << "' in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a non-la::Error exception: " << e.what();
-  }
 }
 
 ScienceQAProblem make_problem(const std::string& subject, const std::string& grade, const std::string& hint,

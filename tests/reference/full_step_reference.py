@@ -83,8 +83,10 @@ def rope(x, pos, hd):
     return out
 
 
-def forward_loss(cfg, p, toks, prompt_len):
-    """Sum of the cross-entropies of the supervised targets of one sequence, and their count."""
+def forward_loss(cfg, p, toks, prompt_len, prompt_branch=None):
+    """Sum of the cross-entropies of the supervised targets of one sequence, and their count.
+    prompt_branch(l, q, o): an adapter's term for layer l, given the queries after RoPE [T, H, hd]
+    and the token attention's output [H, T, hd]; returns the new output (mm_adapter_reference.py)."""
     T = len(toks) - 1
     D, H, KV, hd = cfg["dim"], cfg["heads"], cfg["kv_heads"], cfg["hd"]
     x = p["emb"][torch.tensor(toks[:-1])]
@@ -98,7 +100,10 @@ def forward_loss(cfg, p, toks, prompt_len):
         k = k.repeat_interleave(H // KV, dim=1)
         v = v.repeat_interleave(H // KV, dim=1)
         att = (q.transpose(0, 1) @ k.transpose(0, 1).transpose(1, 2)) / hd ** 0.5 + mask
-        o = (att.softmax(-1) @ v.transpose(0, 1)).transpose(0, 1).reshape(T, D)
+        o = att.softmax(-1) @ v.transpose(0, 1)  # [H, T, hd]
+        if prompt_branch is not None:
+            o = prompt_branch(l, q, o)
+        o = o.transpose(0, 1).reshape(T, D)
         x = x + o @ p["wo"][l].T
         xn = rmsnorm(x, p["rms_ffn"][l])
         x = x + (torch.nn.functional.silu(xn @ p["w1"][l].T) * (xn @ p["w3"][l].T)) @ p["w2"][l].T

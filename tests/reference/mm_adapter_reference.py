@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clip_fixtures  # noqa: E402
-from full_step_reference import forward_loss, load_llama2c, rmsnorm, rope, tokenize  # noqa: E402
+from full_step_reference import forward_loss, load_llama2c, tokenize  # noqa: E402
 
 ADAPTER_LEN = 3
 ADAPTER_LAYERS = 2
@@ -125,40 +125,23 @@ def forward_loss_adapter(cfg, p, toks, prompt_len, a, ip):
     """forward_loss of full_step_reference.py with the adapter in the top ADAPTER_LAYERS layers
     (the same operations in the same order, so that zero gates give its result bit for bit).
     ip: the image's I_p [dim], or None."""
-    T = len(toks) - 1
-    D, H, KV, hd = cfg["dim"], cfg["heads"], cfg["kv_heads"], cfg["hd"]
+    H, KV, hd = cfg["heads"], cfg["kv_heads"], cfg["hd"]
     first = cfg["layers"] - ADAPTER_LAYERS
-    x = p["emb"][torch.tensor(toks[:-1])]
-    pos = torch.arange(T, dtype=torch.float64)
-    mask = torch.full((T, T), float("-inf")).triu(1)
-    for l in range(cfg["layers"]):
-        xn = rmsnorm(x, p["rms_att"][l])
-        q = rope((xn @ p["wq"][l].T).view(T, H, hd), pos, hd)
-        k = rope((xn @ p["wk"][l].T).view(T, KV, hd), pos, hd)
-        v = (xn @ p["wv"][l].T).view(T, KV, hd)
-        k = k.repeat_interleave(H // KV, dim=1)
-        v = v.repeat_interleave(H // KV, dim=1)
-        att = (q.transpose(0, 1) @ k.transpose(0, 1).transpose(1, 2)) / hd ** 0.5 + mask
-        o = att.softmax(-1) @ v.transpose(0, 1)  # [H, T, hd]
-        if l >= first:
-            i = l - first
-            P = a["adapter_query"][i * ADAPTER_LEN:(i + 1) * ADAPTER_LEN]
-            if ip is not None:
-                P = P + ip[None, :]
-            kp = (P @ p["wk"][l].T).view(ADAPTER_LEN, KV, hd).repeat_interleave(H // KV, dim=1)
-            vp = (P @ p["wv"][l].T).view(ADAPTER_LEN, KV, hd).repeat_interleave(H // KV, dim=1)
-            sp = (q.transpose(0, 1) @ kp.transpose(0, 1).transpose(1, 2)) / hd ** 0.5  # [H, T, K]
-            op = sp.softmax(-1) @ vp.transpose(0, 1)  # [H, T, hd]
-            o = o + torch.tanh(a["gate"][i])[:, None, None] * op
-        o = o.transpose(0, 1).reshape(T, D)
-        x = x + o @ p["wo"][l].T
-        xn = rmsnorm(x, p["rms_ffn"][l])
-        x = x + (torch.nn.functional.silu(xn @ p["w1"][l].T) * (xn @ p["w3"][l].T)) @ p["w2"][l].T
-    logits = rmsnorm(x, p["rms_final"]) @ (p["emb"] if cfg["shared"] else p["wcls"]).T
-    targets = torch.tensor(toks[1:])
-    sup = torch.tensor([t + 1 >= prompt_len for t in range(T)])
-    ce = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-    return ce[sup].sum(), int(sup.sum())
+
+    def prompt_branch(l, q, o):
+        if l < first:
+            return o
+        i = l - first
+        P = a["adapter_query"][i * ADAPTER_LEN:(i + 1) * ADAPTER_LEN]
+        if ip is not None:
+            P = P + ip[None, :]
+        kp = (P @ p["wk"][l].T).view(ADAPTER_LEN, KV, hd).repeat_interleave(H // KV, dim=1)
+        vp = (P @ p["wv"][l].T).view(ADAPTER_LEN, KV, hd).repeat_interleave(H // KV, dim=1)
+        sp = (q.transpose(0, 1) @ kp.transpose(0, 1).transpose(1, 2)) / hd ** 0.5  # [H, T, K]
+        op = sp.softmax(-1) @ vp.transpose(0, 1)  # [H, T, hd]
+        return o + torch.tanh(a["gate"][i])[:, None, None] * op
+
+    return forward_loss(cfg, p, toks, prompt_len, prompt_branch)
 
 
 def run(examples, loss_of, adapter_file, with_images):

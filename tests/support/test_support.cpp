@@ -12,6 +12,7 @@
 #include <random>
 #include <sstream>
 
+#include "la/core/error.h"
 #include "la/core/runtime.h"
 
 namespace la::test {
@@ -145,6 +146,20 @@ std::vector<float> random_vec(std::mt19937& rng, int64_t n, float lo, float hi) 
   std::vector<float> v(static_cast<size_t>(n));
   for (float& x : v) x = u(rng);
   return v;
+}
+
+void expect_error(const std::function<void()>& f, const std::string& path, std::initializer_list<std::string> needles) {
+  try {
+    f();
+    ADD_FAILURE() << "no error for " << path;
+  } catch (const la::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << "message does not name " << path << ": " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "not one line: " << msg;
+    for (const auto& n : needles) EXPECT_NE(msg.find(n), std::string::npos) << "no '" << n << "' in: " << msg;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw a non-la::Error exception: " << e.what();
+  }
 }
 
 }  // namespace la::test

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <random>
 #include <span>
 #include <string>
@@ -88,6 +89,10 @@ struct CommandResult {
 CommandResult run_cli(const std::string& args);
 // The same with a command put before the binary (e.g. "timeout 30").
 CommandResult run_cli_with_prefix(const std::string& prefix, const std::string& args);
+
+// Runs `f`, which must throw la::Error whose message is one line, contains `path` and every one
+// of `needles`. Any other exception (or none) fails the test.
+void expect_error(const std::function<void()>& f, const std::string& path, std::initializer_list<std::string> needles);
 
 void write_text(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);

@@ -162,8 +162,9 @@ std::unique_ptr<ClipWeights> load_gguf_clip(const std::string& path) {
   w->path = path;
   w->format = "gguf-clip";
   w->files.push_back(f.file());
-  if (f.has("clip.has_vision_encoder") && !std::get<bool>(f.find("clip.has_vision_encoder")->scalar))
-    fail("{}: this CLIP GGUF has no vision encoder", path);
+  if (const GgufValue* v = f.find("clip.has_vision_encoder");
+      v && !(v->type == GgufType::BOOL && std::get<bool>(v->scalar)))
+    fail("{}: this CLIP GGUF has no vision encoder (clip.has_vision_encoder)", path);
   if (!f.has("clip.vision.embedding_length")) fail("{}: not a CLIP GGUF (no clip.vision.* metadata)", path);
   ClipConfig& c = w->config;
   c.width = f.get_int("clip.vision.embedding_length");
