@@ -7,6 +7,11 @@
 //   - hostile images: one-line errors naming the file, nothing allocated for a lying header.
 #include <zlib.h>
 
+#include <cstdio>
+// clang-format off
+#include <jpeglib.h>  // needs <cstdio> first
+// clang-format on
+
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -400,6 +405,34 @@ void put_be32(std::vector<uint8_t>& b, size_t at, uint32_t v) {
   for (int i = 0; i < 4; ++i) b[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (24 - 8 * i));
 }
 
+// A JPEG of `components` channels in `space` (4: CMYK; 2: an unusual one), written by libjpeg.
+std::vector<uint8_t> jpeg_with(int components, J_COLOR_SPACE space) {
+  jpeg_compress_struct c{};
+  jpeg_error_mgr err{};
+  c.err = jpeg_std_error(&err);
+  jpeg_create_compress(&c);
+  unsigned char* out = nullptr;
+  unsigned long size = 0;
+  jpeg_mem_dest(&c, &out, &size);
+  c.image_width = 8;
+  c.image_height = 8;
+  c.input_components = components;
+  c.in_color_space = space;
+  jpeg_set_defaults(&c);
+  jpeg_set_colorspace(&c, space);
+  jpeg_start_compress(&c, TRUE);
+  std::vector<uint8_t> row(static_cast<size_t>(8 * components), 100);
+  while (c.next_scanline < c.image_height) {
+    JSAMPROW r[1] = {row.data()};
+    jpeg_write_scanlines(&c, r, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  std::vector<uint8_t> bytes(out, out + size);
+  free(out);  // NOLINT: allocated by libjpeg
+  return bytes;
+}
+
 // A PNG whose IHDR claims w x h, with a correct CRC (so the decoder gets as far as the size).
 std::vector<uint8_t> png_claiming(uint32_t w, uint32_t h) {
   std::vector<uint8_t> b = read_bytes(fixture("images/rgb_41x19.png"));
@@ -435,6 +468,8 @@ TEST(Image, HostileFilesGetOneLineErrorsNamingTheFile) {
   std::vector<uint8_t> corrupt = png;
   for (size_t i = 60; i < 90 && i < corrupt.size(); ++i) corrupt[i] ^= 0x5a;
   bad.push_back({"corrupt png", corrupt});
+  bad.push_back({"cmyk jpeg", jpeg_with(4, JCS_CMYK)});
+  bad.push_back({"2-channel jpeg", jpeg_with(2, JCS_UNKNOWN)});
   for (const auto& [what, bytes] : bad) {
     SCOPED_TRACE(what);
     const std::string e = error_of(bytes);
@@ -445,6 +480,8 @@ TEST(Image, HostileFilesGetOneLineErrorsNamingTheFile) {
   EXPECT_NE(error_of(png_claiming(30000, 30000)).find("more than"), std::string::npos);
   EXPECT_NE(error_of(big).find("more than"), std::string::npos) << error_of(big);
   EXPECT_NE(error_of(png_claiming(0, 0)).find("bad PNG"), std::string::npos);
+  EXPECT_NE(error_of(jpeg_with(4, JCS_CMYK)).find("4 colour components (CMYK or YCCK)"), std::string::npos);
+  EXPECT_NE(error_of(jpeg_with(2, JCS_UNKNOWN)).find("2 colour components"), std::string::npos);
 }
 
 }  // namespace
