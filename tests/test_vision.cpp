@@ -21,6 +21,7 @@
 #include "la/core/mapped_file.h"
 #include "la/formats/gguf.h"
 #include "la/io/clip_file.h"
+#include "la/kernels/gemm.h"
 #include "la/vision/clip.h"
 #include "la/vision/feature_store.h"
 #include "la/vision/image.h"
@@ -234,7 +235,8 @@ TEST(Clip, GgufRoundTrips) {
     const auto g = load_clip(path);
     EXPECT_EQ(g->format, "gguf-clip");
     EXPECT_EQ(g->config.shape_string(), hf->config.shape_string());
-    EXPECT_EQ(g->layers[0].wq.type, type);
+    // F16 is widened to f32 at load where products on it would widen it for every image.
+    EXPECT_EQ(g->layers[0].wq.type, type == DType::F16 && !gemm_available() ? DType::F32 : type);
     const ClipOutput got = clip_encode(*g, cases[0].pixels.data());
     if (tol == 0.0) {
       EXPECT_EQ(got.features, want.features);

@@ -27,7 +27,9 @@
 namespace la {
 
 // A directory is a Hugging Face CLIP (config.json with vision_config, or a vision-only config);
-// a file starting with "GGUF" is a CLIP GGUF. Anything else is an error naming the path.
+// a file starting with "GGUF" is a CLIP GGUF. Anything else is an error naming the path. On a
+// CPU without AVX-512, F16/BF16 matrices are widened to f32 copies once (ClipWeights::
+// widen_half_matrices): the BLAS path would otherwise widen them for every image.
 std::unique_ptr<ClipWeights> load_clip(const std::string& path);
 // The image tower's shape from a Hugging Face config.json (`top`; read from `path`): a full CLIP's
 // vision_config + projection_dim, or a vision-only config; absent fields take CLIPVisionConfig's

@@ -44,6 +44,17 @@ const float* ClipWeights::own_f32(DType t, const void* src, int64_t n) {
   return owned.back().data();
 }
 
+void ClipWeights::widen_half_matrices() {
+  auto widen = [&](WeightMatrix& m) {
+    if (m.type == DType::F16 || m.type == DType::BF16)
+      m = WeightMatrix{DType::F32, own_f32(m.type, m.data, m.numel()), m.rows, m.cols};
+  };
+  widen(patch);
+  widen(proj);
+  for (ClipLayer& l : layers)
+    for (WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.fc1, &l.fc2}) widen(*m);
+}
+
 namespace {
 
 // Full (unmasked) multi-head attention over T tokens: att = softmax(q k^T / sqrt(d)) v per head.

@@ -58,6 +58,9 @@ struct ClipWeights {
   std::vector<std::shared_ptr<MappedFile>> files;
   std::deque<std::vector<float>> owned;
   const float* own_f32(DType t, const void* src, int64_t n);  // an f32 copy kept alive here
+  // F16/BF16 matrices as f32 copies (twice their memory): for CPUs whose products on them would
+  // widen every weight again for every image (load_clip decides).
+  void widen_half_matrices();
 };
 
 struct ClipOutput {
