@@ -38,7 +38,6 @@ class AdapterPrompts {
     return l >= first_layer_ && l - first_layer_ < n_layers_ ? &views_[static_cast<size_t>(l - first_layer_)] : nullptr;
   }
   int64_t first_layer() const { return first_layer_; }
-  int64_t n_layers() const { return n_layers_; }
   int64_t len() const { return len_; }
   size_t bytes() const { return (keys_.size() + values_.size() + gamma_.size()) * sizeof(float); }
 

@@ -179,18 +179,16 @@ void TrainGraph::forward(const PackedBatch& b, const Adapter* adapter, bool stor
   const bool with_adapter = adapter && adapter->n_layers > 0;
   if (with_adapter) prompts_->project(*adapter);
   image_prompts_.clear();
+  image_prompts_.resize(static_cast<size_t>(b.sequences()));
   if (with_adapter && b.has_images()) project_images(b, *adapter);
-  batch_in_ = &b;
   // The packed micro-batch as the block sees it: each sequence its own rows, keys and values.
   batch_.positions = b.positions.data();
   batch_.rows = R;
   batch_.seqs.clear();
   for (int64_t s = 0; s < b.sequences(); ++s) {
     const int64_t o = b.seq_offsets[static_cast<size_t>(s)];
-    const AdapterPrompts* p = !with_adapter ? nullptr
-                              : static_cast<size_t>(s) < image_prompts_.size() && image_prompts_[static_cast<size_t>(s)]
-                                  ? image_prompts_[static_cast<size_t>(s)].get()
-                                  : prompts_.get();
+    const AdapterPrompts* image = image_prompts_[static_cast<size_t>(s)].get();
+    const AdapterPrompts* p = !with_adapter ? nullptr : image ? image : prompts_.get();
     batch_.seqs.push_back({o, b.seq_offsets[static_cast<size_t>(s) + 1] - o, 0, nullptr, p});
   }
   for (int64_t r = 0; r < R; ++r) dequantize_row(w_.tok_embeddings, b.inputs[static_cast<size_t>(r)], x_ + r * D);
@@ -211,14 +209,12 @@ void TrainGraph::project_images(const PackedBatch& b, const Adapter& adapter) {
   if (!adapter.visual.enabled()) fail("the data has images but the adapter is not multi-modal (train one with --clip)");
   const auto S = static_cast<size_t>(b.sequences());
   const int64_t D = c_.dim, W = adapter.visual.width;
-  image_prompts_.resize(S);
-  image_ip_.assign(S * static_cast<size_t>(D), 0.0f);
+  std::vector<float> ip(static_cast<size_t>(D));
   image_pre_.assign(S * static_cast<size_t>(W), 0.0f);
   for (size_t s = 0; s < S; ++s) {
     if (s >= b.images.size() || !b.images[s]) continue;
-    float* ip = image_ip_.data() + s * static_cast<size_t>(D);
-    visual_proj_forward(adapter, b.images[s], ip, image_pre_.data() + s * static_cast<size_t>(W));
-    image_prompts_[s] = std::make_unique<AdapterPrompts>(*prompts_, ip);
+    visual_proj_forward(adapter, b.images[s], ip.data(), image_pre_.data() + s * static_cast<size_t>(W));
+    image_prompts_[s] = std::make_unique<AdapterPrompts>(*prompts_, ip.data());
   }
 }
 
@@ -281,13 +277,13 @@ const BlockActs& TrainGraph::layer_acts(int64_t l) {
   return work_;
 }
 
-void TrainGraph::backward(const Adapter& adapter, ParamSet& grads) {
+void TrainGraph::backward(const PackedBatch& b, const Adapter& adapter, ParamSet& grads) {
   const int64_t D = c_.dim, H = c_.n_heads, K = plen_, KV = c_.kv_dim();
   std::span<float> gq = grads["adapter_query"], gg = grads["gate"];
   // Images: I_p is added to every prompt row of every adapted layer, so dI_p is the sum over
   // layers and rows of those rows' gradients, dI_p = sum_l (sum_k dKp_l) Wk + (sum_k dVp_l) Wv.
-  const size_t S = image_prompts_.size();
-  std::vector<float> row_sums(S ? S * static_cast<size_t>(2 * KV) : 0), dip(S * static_cast<size_t>(D));
+  const size_t S = b.has_images() ? image_prompts_.size() : 0;
+  std::vector<float> row_sums(S * static_cast<size_t>(2 * KV)), dip(S * static_cast<size_t>(D));
   for (int64_t l = c_.n_layers - 1; l >= first_adapted_; --l) {
     const int64_t i = l - first_adapted_;
     const bool lowest = l == first_adapted_;  // no gradient needed below this layer's prompt
@@ -304,8 +300,7 @@ void TrainGraph::backward(const Adapter& adapter, ParamSet& grads) {
   }
   for (size_t s = 0; s < S; ++s)
     if (image_prompts_[s])
-      visual_proj_backward(adapter, batch_in_->images[s],
-                           image_pre_.data() + s * static_cast<size_t>(adapter.visual.width),
+      visual_proj_backward(adapter, b.images[s], image_pre_.data() + s * static_cast<size_t>(adapter.visual.width),
                            dip.data() + s * static_cast<size_t>(D), grads);
 }
 
@@ -348,7 +343,7 @@ LossResult TrainGraph::run(const PackedBatch& b, const Adapter& adapter, ParamSe
   if (b.rows() == 0) return {};
   forward(b, &adapter, grads != nullptr);
   LossResult r = loss_and_grad(b, grads != nullptr && n_adapted_ > 0, loss_scale, nullptr);
-  if (grads && n_adapted_ > 0 && r.tokens > 0) backward(adapter, *grads);
+  if (grads && n_adapted_ > 0 && r.tokens > 0) backward(b, adapter, *grads);
   return r;
 }
 

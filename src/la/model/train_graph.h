@@ -83,7 +83,7 @@ class TrainGraph {
   TrainGraph(const ModelWeights& w, const Adapter& adapter, int64_t max_rows, int64_t max_seq, bool recompute,
              bool full);
   void forward(const PackedBatch& b, const Adapter* adapter, bool store);
-  void backward(const Adapter& adapter, ParamSet& grads);
+  void backward(const PackedBatch& b, const Adapter& adapter, ParamSet& grads);
   LossResult loss_and_grad(const PackedBatch& b, bool want_grad, float loss_scale, ParamSet* full_grads);
   void backward_full(const PackedBatch& b, ParamSet& grads);
   // Stored layer l's activations for its backward (with recompute: rebuilt from its input).
@@ -99,10 +99,9 @@ class TrainGraph {
   BlockContext ctx_;
   std::unique_ptr<AdapterPrompts> prompts_;  // the adapter's current prompts, projected per run
   // Multi-modal adapters: per sequence of the current micro-batch with an image, its prompts with
-  // the image row (null otherwise), I_p [dim] and fc1's output [W] for the backward.
+  // the image row (null otherwise), and fc1's output [W] for the backward.
   std::vector<std::unique_ptr<AdapterPrompts>> image_prompts_;
-  std::vector<float> image_ip_, image_pre_;
-  const PackedBatch* batch_in_ = nullptr;  // the micro-batch forward() last saw
+  std::vector<float> image_pre_;
   void project_images(const PackedBatch& b, const Adapter& adapter);
   Batch batch_;  // the packed micro-batch as the block sees it
 
