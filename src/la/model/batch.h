@@ -40,6 +40,13 @@ struct Batch {
   const int32_t* positions = nullptr;  // [rows]: each row's position within its sequence
   int64_t rows = 0;
   std::vector<BatchSeq> seqs;
+  // How the rows go through the weight matrices: consecutive groups of these many rows, one
+  // product each (empty: one product over all rows). A product's kernel depends on its row
+  // count (gemv up to kGemvMaxRows rows, a GEMM above), and with it the summation order; a server
+  // groups its decode rows (each row's value then does not depend on which rows share the pass)
+  // apart from each prompt's rows, so a request's logits are the same bits whatever else shares
+  // the step (SPEC §9: batch-invariant greedy output).
+  std::vector<int64_t> product_rows;
 };
 
 }  // namespace la

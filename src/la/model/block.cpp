@@ -82,6 +82,22 @@ BlockContext::BlockContext(const ModelWeights& weights, const RopeTable& table) 
   dims = {c.n_heads, c.n_kv_heads, c.head_dim(), c.rope_style == RopeStyle::Half};
 }
 
+namespace {
+
+// out [rows, W.rows] = in [rows, W.cols] · W^T, in the batch's product groups.
+void linear(const Batch& b, float* out, const float* in, const WeightMatrix& W, const ModelWeights& w) {
+  const Bf16Panels* panels = w.bf16_panels_for(W);
+  if (b.product_rows.empty()) return matmul_nt(out, in, W, b.rows, panels);
+  int64_t r0 = 0;
+  for (const int64_t n : b.product_rows) {
+    matmul_nt(out + r0 * W.rows, in + r0 * W.cols, W, n, panels);
+    r0 += n;
+  }
+  if (r0 != b.rows) fail("batch: product groups cover {} of {} rows", r0, b.rows);
+}
+
+}  // namespace
+
 void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x, const BlockActs* keep,
                    const BlockScratch& s) {
   const ModelWeights& w = ctx.w;
@@ -93,9 +109,9 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
   float* k = keep ? keep->k : s.k;
   float* v = keep ? keep->v : s.v;
   rmsnorm_forward(s.xb, keep ? keep->rstd_att : nullptr, x, lw.rms_att, R, D, c.norm_eps);
-  matmul_nt(q, s.xb, lw.wq, R, w.bf16_panels_for(lw.wq));
-  matmul_nt(k, s.xb, lw.wk, R, w.bf16_panels_for(lw.wk));
-  matmul_nt(v, s.xb, lw.wv, R, w.bf16_panels_for(lw.wv));
+  linear(b, q, s.xb, lw.wq, w);
+  linear(b, k, s.xb, lw.wk, w);
+  linear(b, v, s.xb, lw.wv, w);
   rope_apply(q, R, c.n_heads, b.positions, ctx.rope, c.rope_style, false);
   rope_apply(k, R, c.n_kv_heads, b.positions, ctx.rope, c.rope_style, false);
   float* att = keep && keep->att ? keep->att : s.att;
@@ -116,16 +132,16 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
     attention_forward(att + o * D, keep ? keep->lse_tok + H * o : nullptr, keep ? keep->lse_prompt + H * o : nullptr,
                       q + o * D, keys, values, T, sq.pos0, ctx.dims, prompt);
   }
-  matmul_nt(s.xb, att, lw.wo, R, w.bf16_panels_for(lw.wo));
+  linear(b, s.xb, att, lw.wo, w);
   add_to(x, s.xb, R * D);
   if (keep) copy(keep->h, x, R * D);
   rmsnorm_forward(s.xb, keep ? keep->rstd_ffn : nullptr, x, lw.rms_ffn, R, D, c.norm_eps);
   float* a = keep ? keep->a : s.hb;
   float* bb = keep ? keep->b : s.hb2;
-  matmul_nt(a, s.xb, lw.w1, R, w.bf16_panels_for(lw.w1));
-  matmul_nt(bb, s.xb, lw.w3, R, w.bf16_panels_for(lw.w3));
+  linear(b, a, s.xb, lw.w1, w);
+  linear(b, bb, s.xb, lw.w3, w);
   swiglu_forward(s.hb, a, bb, R * F);
-  matmul_nt(s.xb, s.hb, lw.w2, R, w.bf16_panels_for(lw.w2));
+  linear(b, s.xb, s.hb, lw.w2, w);
   add_to(x, s.xb, R * D);
 }
 

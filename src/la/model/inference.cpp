@@ -5,6 +5,7 @@
 
 #include "la/core/error.h"
 #include "la/kernels/convert.h"
+#include "la/kernels/gemv.h"
 #include "la/kernels/matmul.h"
 #include "la/model/visual_proj.h"
 
@@ -28,6 +29,7 @@ InferenceModel::InferenceModel(const ModelWeights& w, int64_t context, int64_t m
   hb_.resize(n * static_cast<size_t>(c_.hidden_dim));
   hb2_.resize(hb_.size());
   logits_.resize(static_cast<size_t>(c_.vocab_size));
+  head_.resize(static_cast<size_t>(kGemvMaxRows * c_.vocab_size));
   positions_.resize(n);
 }
 
@@ -81,28 +83,55 @@ void InferenceModel::step(std::vector<SeqStep>& seqs) {
     batch_.seqs.push_back({row, s.n, s.cache->pos(), s.cache, s.prompts});
     row += s.n;
   }
+  // Product groups (Batch::product_rows): runs of one-row sequences (decode) share a product of
+  // at most kGemvMaxRows rows, where each row's value does not depend on the others; a sequence
+  // of several rows (a prompt) has its own, as it would alone.
+  batch_.product_rows.clear();
+  bool last_single = false;
+  for (const SeqStep& s : seqs) {
+    if (s.n == 1 && last_single && batch_.product_rows.back() < kGemvMaxRows)
+      ++batch_.product_rows.back();
+    else
+      batch_.product_rows.push_back(s.n);
+    last_single = s.n == 1;
+  }
   const BlockScratch scratch{xb_.data(), q_.data(), k_.data(), v_.data(), att_.data(), hb_.data(), hb2_.data()};
   for (int64_t l = 0; l < c_.n_layers; ++l) block_forward(ctx_, l, batch_, x, nullptr, scratch);
-  // Logits: the last row of each sequence (or all of its rows when asked), in one product.
-  int64_t out_rows = 0;
-  for (const BatchSeq& s : batch_.seqs) {
-    const SeqStep& st = seqs[static_cast<size_t>(&s - batch_.seqs.data())];
-    if (!st.logits) continue;
-    const int64_t first = st.every_row ? s.row0 : s.row0 + s.rows - 1;
-    for (int64_t r = first; r < s.row0 + s.rows; ++r, ++out_rows)
-      std::memcpy(xb_.data() + out_rows * D, x + r * D, static_cast<size_t>(D) * sizeof(float));
-  }
   for (const SeqStep& s : seqs) s.cache->set_pos(s.cache->pos() + s.n);
-  if (out_rows == 0) return;
-  rmsnorm_forward(q_.data(), nullptr, xb_.data(), w_.rms_final, out_rows, D, c_.norm_eps);
-  // Each sequence's rows through the output head into its own buffer (decode: one row each, a
-  // fused pass over the head per sequence; a server batching many may group them later).
-  int64_t done = 0;
-  for (SeqStep& s : seqs) {
-    if (!s.logits) continue;
-    const int64_t n = s.every_row ? s.n : 1;
-    matmul_nt(s.logits, q_.data() + done * D, w_.output, n);
-    done += n;
+  // Logits: the last row of each sequence (or all of its rows when asked) through the final norm
+  // and the output head, in the same groups: consecutive decode rows in one product of at most
+  // kGemvMaxRows rows (the head is read once for them), a sequence's every row in its own.
+  size_t i = 0;
+  while (i < seqs.size()) {
+    if (!seqs[i].logits) {
+      ++i;
+      continue;
+    }
+    const bool single = !seqs[i].every_row || seqs[i].n == 1;
+    size_t j = i + 1;
+    int64_t rows = single ? 1 : seqs[i].n;
+    if (single)
+      while (j < seqs.size() && seqs[j].logits && (!seqs[j].every_row || seqs[j].n == 1) && rows < kGemvMaxRows) {
+        ++rows;
+        ++j;
+      }
+    int64_t r = 0;
+    for (size_t t = i; t < j; ++t) {
+      const BatchSeq& bs = batch_.seqs[t];
+      const int64_t first = seqs[t].every_row ? bs.row0 : bs.row0 + bs.rows - 1;
+      for (int64_t q = first; q < bs.row0 + bs.rows; ++q, ++r)
+        std::memcpy(xb_.data() + r * D, x + q * D, static_cast<size_t>(D) * sizeof(float));
+    }
+    rmsnorm_forward(q_.data(), nullptr, xb_.data(), w_.rms_final, rows, D, c_.norm_eps);
+    if (j == i + 1) {
+      matmul_nt(seqs[i].logits, q_.data(), w_.output, rows);
+    } else {
+      matmul_nt(head_.data(), q_.data(), w_.output, rows);
+      for (size_t t = i; t < j; ++t)
+        std::memcpy(seqs[t].logits, head_.data() + static_cast<int64_t>(t - i) * V,
+                    static_cast<size_t>(V) * sizeof(float));
+    }
+    i = j;
   }
 }
 

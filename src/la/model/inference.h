@@ -65,6 +65,7 @@ class InferenceModel {
   RopeTable rope_;
   BlockContext ctx_;
   std::vector<float> x_, xb_, q_, k_, v_, att_, hb_, hb2_, logits_;
+  std::vector<float> head_;  // [kGemvMaxRows, vocab]: a group of decode rows' logits
   std::vector<int32_t> positions_;
   Batch batch_;
   // The single-sequence front's state.
