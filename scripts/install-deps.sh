@@ -13,6 +13,10 @@ pkgs=(
   libpng-dev                  # PNG decoding
   libgtest-dev libgmock-dev   # tests
   libbenchmark-dev            # micro-benchmarks
+  libcpp-httplib-dev          # the HTTP server of `serve`
+  python3-jinja2              # chat-template fixtures (tests/reference/chat_template_fixtures.py)
+  python3-venv                # tests/clients/run.sh: a venv for the openai SDK and selenium
+  chromium chromium-driver    # tests/clients/test_page.py: the chat page in headless Chromium
 )
 if [ "${LA_WITH_TORCH:-0}" = "1" ]; then pkgs+=(python3-torch python3-numpy); fi
 missing=()

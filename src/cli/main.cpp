@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   la::cli::register_pretrain(app);
   la::cli::register_scienceqa(app);
   la::cli::register_encode_image(app);
+  la::cli::register_chat(app);
+  la::cli::register_serve(app);
   la::cli::register_demo(app);
   // After parsing (and --help), before the chosen command runs: threads, instruction set and bf16
   // arithmetic are put in force here, once, ahead of any model being loaded.

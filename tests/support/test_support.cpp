@@ -128,17 +128,30 @@ CommandResult run_cli(const std::string& args) {
   return run_cli_with_prefix("", args);
 }
 
-CommandResult run_cli_with_prefix(const std::string& prefix, const std::string& args) {
+namespace {
+
+CommandResult run_cli_from(const std::string& prefix, const std::string& args, const std::string& input) {
   TempDir tmp;
-  std::string out = tmp.file("stdout"), err = tmp.file("stderr");
+  std::string out = tmp.file("stdout"), err = tmp.file("stderr"), in = tmp.file("stdin");
+  write_text(in, input);
   std::string cmd = prefix + (prefix.empty() ? "" : " ") + std::string(LA_CLI_PATH) + " " + args + " >" + out + " 2>" +
-                    err + " </dev/null";
+                    err + " <" + in;
   int rc = std::system(cmd.c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + (WIFSIGNALED(rc) ? WTERMSIG(rc) : 0);
   r.out = read_text(out);
   r.err = read_text(err);
   return r;
+}
+
+}  // namespace
+
+CommandResult run_cli_with_prefix(const std::string& prefix, const std::string& args) {
+  return run_cli_from(prefix, args, "");
+}
+
+CommandResult run_cli_with_input(const std::string& args, const std::string& input) {
+  return run_cli_from("", args, input);
 }
 
 std::vector<float> random_vec(std::mt19937& rng, int64_t n, float lo, float hi) {

@@ -89,6 +89,8 @@ struct CommandResult {
 CommandResult run_cli(const std::string& args);
 // The same with a command put before the binary (e.g. "timeout 30").
 CommandResult run_cli_with_prefix(const std::string& prefix, const std::string& args);
+// The same with `input` on its standard input.
+CommandResult run_cli_with_input(const std::string& args, const std::string& input);
 
 // Runs `f`, which must throw la::Error whose message is one line, contains `path` and every one
 // of `needles`. Any other exception (or none) fails the test.

@@ -78,6 +78,7 @@ void add_adapter_tensors(SafetensorsWriter& w, const Adapter& a) {
   w.set_metadata("dim", std::to_string(a.dim));
   w.set_metadata("n_layers", std::to_string(a.model_layers));
   w.set_metadata("n_heads", std::to_string(a.n_heads));
+  if (!a.chat_template.empty()) w.set_metadata("template", a.chat_template);
   if (a.visual.enabled()) {  // SPEC §8
     w.set_metadata("visual", "clip");
     w.set_metadata("clip_layers", a.visual.clip_layers);
@@ -118,6 +119,7 @@ void save_adapter_gguf(const Adapter& a, const std::string& path) {
   w.set_u32("llama_adapter.dim", static_cast<uint32_t>(a.dim));
   w.set_u32("llama_adapter.n_layers", static_cast<uint32_t>(a.model_layers));
   w.set_u32("llama_adapter.n_heads", static_cast<uint32_t>(a.n_heads));
+  if (!a.chat_template.empty()) w.set_string("llama_adapter.template", a.chat_template);
   w.add_tensor("llama_adapter.adapter_query", {a.dim, a.n_layers * a.len}, DType::F32, a.query().data(),
                a.query().size() * sizeof(float));
   for (int64_t i = 0; i < a.n_layers; ++i)
@@ -145,6 +147,8 @@ Adapter load_adapter_gguf(const std::string& path) {
   if (a.len <= 0 || a.n_layers <= 0 || a.dim <= 0 || a.n_heads <= 0 || a.n_layers > a.model_layers || a.len > kMaxLen ||
       a.dim > kMaxDim || a.n_heads > kMaxHeads || a.model_layers > kMaxLayers)
     fail("{}: invalid adapter shape ({})", path, a.shape_string());
+  if (f.has("llama_adapter.template"))
+    if (std::string t = f.get_string("llama_adapter.template"); !t.empty()) a.chat_template = t;
   const GgufTensor* q = f.find_tensor("llama_adapter.adapter_query");
   if (!q || q->type != DType::F32 || q->dims != std::vector<int64_t>{a.dim, a.n_layers * a.len})
     fail("{}: llama_adapter.adapter_query must be F32 [{}, {}]", path, a.dim, a.n_layers * a.len);
@@ -221,6 +225,8 @@ Adapter read_adapter_tensors(const SafetensorsFile& f, const ModelConfig* model)
       fail("{}: {}", path, e.what());
     }
   }
+  // The chat template it was trained with; checked where it is used (resolve_chat_template).
+  if (auto it = meta.find("template"); it != meta.end() && !it->second.empty()) a.chat_template = it->second;
   // Heads: from metadata, a [H] or [1,H,1,1] gate, or the model; a [1] gate is one scalar per
   // layer, broadcast to every head.
   int64_t heads = meta_int(meta, "n_heads", path);

@@ -2,7 +2,7 @@
 //   adapter_query.weight        [L*K, dim]
 //   layers.{i}.attention.gate   [H]  for each adapted layer i (reading also takes [1] and [1,H,1,1])
 //   __metadata__: format=llama-adapter, version, adapter_len, adapter_layers, gate_mode, dim,
-//                 n_layers, n_heads
+//                 n_layers, n_heads, template (the chat template, SPEC §9; absent: "alpaca")
 // and for a multi-modal adapter (SPEC §8) visual_proj.fc1.{weight [W, M*E], bias [W]},
 // visual_proj.fc2.{weight [dim, W], bias [dim]}; metadata visual=clip, clip_layers ("8,16,24"),
 // clip_embed_dim, clip_image_size.

@@ -41,6 +41,10 @@ struct Adapter {
   //   "visual_proj.fc2.weight" [dim, W], "visual_proj.fc2.bias" [dim]
   ParamSet params;
   VisualSpec visual;
+  // The chat template it was trained with (SPEC §9: serving uses it first): a built-in name
+  // (chat/chat_template.h). Fine-tuning writes Alpaca prompts, hence the default; files written
+  // before the key existed read as "alpaca" too.
+  std::string chat_template = "alpaca";
   std::span<float> query() { return params["adapter_query"]; }
   std::span<const float> query() const { return params["adapter_query"]; }
   std::span<float> gate() { return params["gate"]; }

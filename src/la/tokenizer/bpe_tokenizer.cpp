@@ -282,6 +282,11 @@ PieceType BpeTokenizer::type(int id) const {
   return vocab_.types[id];
 }
 
+bool BpeTokenizer::is_special(int id) const {
+  const PieceType t = type(id);
+  return t == PieceType::Control || t == PieceType::UserDefined;
+}
+
 float BpeTokenizer::score(int id) const {
   check_id(id);
   return vocab_.scores[id];

@@ -60,6 +60,7 @@ class BpeTokenizer final : public Tokenizer {
   int vocab_size() const override { return static_cast<int>(vocab_.pieces.size()); }
   int bos_id() const override { return vocab_.bos_id; }
   int eos_id() const override { return vocab_.eos_id; }
+  bool is_special(int id) const override;
 
   int unk_id() const { return vocab_.unk_id; }
   PieceType type(int id) const;

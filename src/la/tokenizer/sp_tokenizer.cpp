@@ -65,6 +65,13 @@ SpTokenizer::SpTokenizer(std::string_view serialized, const std::string& path)
 
 SpTokenizer::~SpTokenizer() = default;
 
+bool SpTokenizer::is_special(int id) const {
+  check_id(id);
+  // Debian 12's libsentencepiece (0.1.97) has no IsUserDefined; SentencePiece's own encoder
+  // already keeps user-defined pieces whole, so the control pieces are the ones to find here.
+  return processor_->IsControl(id);
+}
+
 std::unique_ptr<SpTokenizer> SpTokenizer::load(const std::string& path) {
   return std::make_unique<SpTokenizer>(read_file(path), path);
 }

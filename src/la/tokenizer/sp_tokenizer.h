@@ -31,6 +31,7 @@ class SpTokenizer final : public Tokenizer {
   int vocab_size() const override { return static_cast<int>(bytes_.size()); }
   int bos_id() const override { return bos_id_; }
   int eos_id() const override { return eos_id_; }
+  bool is_special(int id) const override;
 
   const sentencepiece::SentencePieceProcessor& processor() const { return *processor_; }
 

@@ -27,6 +27,11 @@ class Tokenizer {
   virtual int bos_id() const = 0;
   virtual int eos_id() const = 0;
 
+  // Whether piece `id` is a special token (SentencePiece type CONTROL or USER_DEFINED: "<s>",
+  // "<|im_end|>"): chat templates write these by their text, and only template text may become
+  // one (chat/chat_template.h). The default knows only BOS and EOS.
+  virtual bool is_special(int id) const { return id == bos_id() || id == eos_id(); }
+
   // Decodes a whole sequence the way SentencePiece does: byte pieces reassembled into UTF-8,
   // the leading space of the first piece (dummy prefix) dropped, BOS/EOS not printed.
   std::string decode(const std::vector<int>& ids) const;
