@@ -48,7 +48,10 @@ Engine::~Engine() {
 bool Engine::submit(const std::shared_ptr<Request>& r) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_ || static_cast<int64_t>(queue_.size()) >= o_.max_queue) return false;
+    // Waiting means beyond the free slots: --max-queue 0 takes a request only when a slot is free.
+    const int64_t free_slots = o_.parallel - active_;
+    if (stopping_ || static_cast<int64_t>(queue_.size()) >= o_.max_queue + std::max<int64_t>(free_slots, 0))
+      return false;
     r->submitted = Clock::now();
     queue_.push_back(r);
     ++users_[r->adapter.get()];
@@ -171,8 +174,9 @@ void Engine::finish(Slot& s, const std::string& reason, const std::string& error
     m.first_token_s += c.first_token_s;
     m.busy_s += seconds(s.admitted, now);
     --active_;
-    --users_[r->adapter.get()];
+    if (--users_[r->adapter.get()] == 0) users_.erase(r->adapter.get());
   }
+  cv_.notify_all();  // shutdown() waits for the last one
   if (r->on_done) r->on_done(c);
 }
 
