@@ -20,8 +20,9 @@
 #
 # Env: LLAMA_SERVER (required), GGUF (required), ADAPTERS (required: 8 files, space-separated),
 #      NS ("1 4 8"), THREADS (2), MAX_TOKENS (64), PROMPT_WORDS (36), ROUNDS (3), WARMUP (1),
-#      OURS (build/bin/llama-adapter), OURS_BASE (1: also a target on our base model, no "model"
-#      field), PORT_LLAMA (28181), PORT_OURS (28182), OUT (a new folder under /tmp: server logs,
+#      LLAMA_EXTRA (JSON merged into llama-server's request bodies; default: the byte-token ban below),
+#      OURS (build/bin/llama-adapter), OURS_BASE (1: also a target on our base model, served as
+#      "base"), PORT_LLAMA (28181), PORT_OURS (28182), OUT (a new folder under /tmp: server logs,
 #      results.jsonl), LLAMA_ARGS / OURS_ARGS (extra server flags), COMPARE_ARGS (extra
 #      serve_compare.py flags, e.g. --no-usage).
 set -euo pipefail
@@ -41,6 +42,11 @@ for i in "${!adapter_files[@]}"; do
   names+=("a$i")
 done
 mixed=$(IFS=,; echo "${names[*]}")
+# llama-server runs every streamed piece through its chat-output parser, which fails the request
+# (HTTP 200, then an error chunk "does not match the expected Content-only format") once the text
+# holds invalid UTF-8, as random weights make with a lone byte token (<0x80>..<0xBF>). Its requests
+# therefore ban the 256 byte tokens (ids 3..258 of the LLaMA vocabulary); ours need no such ban.
+LLAMA_EXTRA=${LLAMA_EXTRA:-$(python3 -c 'import json; print(json.dumps({"logit_bias": [[i, False] for i in range(3, 259)]}))')}
 
 pids=()
 stop_servers() {
@@ -67,14 +73,14 @@ for n in $NS; do
     --host 127.0.0.1 --port "$PORT_LLAMA" ${LLAMA_ARGS:-} >"$OUT/llama-server-n$n.log" 2>&1 &
   pids+=($!)
   wait_health "$PORT_LLAMA" "llama-server-n$n" "${pids[-1]}"
-  "$OURS" serve --model "$GGUF" --parallel "$n" --threads "$THREADS" --context 512 --host 127.0.0.1 --port "$PORT_OURS" \
+  "$OURS" serve --model "$GGUF" --name base --parallel "$n" --threads "$THREADS" --context 512 --host 127.0.0.1 --port "$PORT_OURS" \
     "${adapter_args[@]}" ${OURS_ARGS:-} >"$OUT/ours-n$n.log" 2>&1 &
   pids+=($!)
   wait_health "$PORT_OURS" "ours-n$n" "${pids[-1]}"
-  targets=(--target "llama-server=http://127.0.0.1:$PORT_LLAMA"
+  targets=(--target "llama-server=http://127.0.0.1:$PORT_LLAMA" --extra "llama-server=$LLAMA_EXTRA"
            --target "ours-mixed=http://127.0.0.1:$PORT_OURS" --models "ours-mixed=$mixed"
            --target "ours-same=http://127.0.0.1:$PORT_OURS" --models "ours-same=a0")
-  [ "$OURS_BASE" = 1 ] && targets+=(--target "ours-base=http://127.0.0.1:$PORT_OURS")
+  [ "$OURS_BASE" = 1 ] && targets+=(--target "ours-base=http://127.0.0.1:$PORT_OURS" --models "ours-base=base")
   python3 bench/serve_compare.py "${targets[@]}" --n "$n" --max-tokens "$MAX_TOKENS" --prompt-words "$PROMPT_WORDS" \
     --rounds "$ROUNDS" --warmup "$WARMUP" --json-out "$OUT/results.jsonl" ${COMPARE_ARGS:-} \
     | grep -v '^{' || true
