@@ -313,10 +313,93 @@ TEST(ServeHttp, SigtermFinishesTheStreamsInFlight) {
     auto c = s.client();
     if (auto sr = c.Post("/v1/completions", stream.dump(), "application/json")) body = sr->body;
   });
+  // An idle keep-alive connection (as the openai SDK keeps) does not hold the exit up.
+  auto idle = s.client();
+  idle.set_keep_alive(true);
+  ASSERT_EQ(idle.Get("/health")->status, 200);
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(s.terminate(30), 0) << s.log();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 4.0);
   streamer.join();
   // The stream ran to its length, then [DONE].
   EXPECT_NE(body.find("\"finish_reason\":\"length\""), std::string::npos) << body.substr(0, 200);
   EXPECT_NE(body.find("data: [DONE]"), std::string::npos);
+}
+
+// Hostile bodies: truncations, flipped bytes, fields of every wrong type, deep nesting, invalid
+// UTF-8, huge numbers. Each gets 200 or a 4xx {"error": ...}; the server stays up throughout.
+TEST(ServeHttp, MutatedBodiesNeverHurtTheServer) {
+  REQUIRE_MODEL();
+  ServerProcess s({"--adapter", "mm=" + fixture("mm_adapter.safetensors"), "--max-body-mb", "1"});
+  ASSERT_GT(s.port(), 0) << s.log();
+  auto c = s.client();
+  const json chat = {
+      {"model", "mm"},
+      {"max_tokens", 3},
+      {"temperature", 0.5},
+      {"stop", {"\n"}},
+      {"messages", {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}}}};
+  const json comp = {{"model", "stories260K"}, {"prompt", "Once"}, {"max_tokens", 3}, {"seed", 7}};
+  const std::vector<json> odd = {nullptr,
+                                 true,
+                                 -1,
+                                 1e308,
+                                 "x",
+                                 json::array(),
+                                 json::object(),
+                                 18446744073709551615u,
+                                 json::array({1, "a"}),
+                                 std::string(70, 's')};
+  std::mt19937 rng(1);
+  int n = 0, ok = 0;
+  auto check = [&](const std::string& path, const std::string& body) {
+    auto r = c.Post(path, body, "application/json");
+    ASSERT_TRUE(r) << "no answer to " << body.substr(0, 200);
+    ++n;
+    if (r->status == 200) {
+      ++ok;
+      return;
+    }
+    EXPECT_GE(r->status, 400) << body.substr(0, 200);
+    EXPECT_LT(r->status, 500) << body.substr(0, 200) << " -> " << r->body;
+    const json j = json::parse(r->body, nullptr, false);
+    EXPECT_TRUE(j.is_object() && j.contains("error")) << r->body;
+  };
+  for (const auto& [path, base] : {std::pair{"/v1/chat/completions", chat}, std::pair{"/v1/completions", comp}}) {
+    // Every field replaced by every odd value, and removed.
+    for (const auto& [key, value] : base.items()) {
+      for (const json& v : odd) {
+        json b = base;
+        b[key] = v;
+        check(path, b.dump());
+      }
+      json b = base;
+      b.erase(key);
+      check(path, b.dump());
+    }
+    // Messages with odd parts.
+    if (base.contains("messages"))
+      for (const json& v : odd) {
+        json b = base;
+        b["messages"][1]["content"] = json::array({{{"type", "text"}, {"text", v}}});
+        check(path, b.dump());
+        b["messages"][1] = v;
+        check(path, b.dump());
+      }
+    // Truncations and byte flips of the text.
+    const std::string text = base.dump();
+    for (size_t cut = 0; cut < text.size(); cut += 3) check(path, text.substr(0, cut));
+    for (int i = 0; i < 60; ++i) {
+      std::string t = text;
+      t[rng() % t.size()] = static_cast<char>(rng() % 256);
+      check(path, t);
+    }
+    check(path, std::string(5000, '[') + std::string(5000, ']'));
+    check(path, "{\"model\": \"\xff\xfe\", \"prompt\": \"\xc3\"}");
+  }
+  EXPECT_GT(ok, 10);
+  EXPECT_GT(n, 200);
+  EXPECT_EQ(c.Get("/health")->status, 200);
+  EXPECT_EQ(s.terminate(20), 0) << s.log();
 }

@@ -109,8 +109,13 @@ void run_serve(const ServeArgs& a) {
   while (!stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::fprintf(stderr, "shutting down: finishing %lld requests (at most %.0f s; a second signal ends at once)\n",
                static_cast<long long>(engine.active() + engine.queued()), a.shutdown_grace_s);
-  server.shutdown(std::chrono::milliseconds(static_cast<int64_t>(a.shutdown_grace_s * 1000)));
+  const bool closed = server.shutdown(std::chrono::milliseconds(static_cast<int64_t>(a.shutdown_grace_s * 1000)));
   std::fprintf(stderr, "stopped\n");
+  if (!closed) {
+    // Every request has ended; only idle keep-alive connections remain, which the exit closes.
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }
 }
 
 }  // namespace

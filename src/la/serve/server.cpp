@@ -48,7 +48,7 @@ struct Server::Impl {
   ServerOptions o;
   httplib::Server http;
   std::thread thread;
-  std::atomic<bool> stopping{false};
+  std::atomic<bool> stopping{false}, listener_done{false};
   std::atomic<int64_t> open_streams{0}, rejected{0}, bad_requests{0};
   std::atomic<uint64_t> next_id{1};
   std::string id_prefix;
@@ -422,7 +422,10 @@ Server::Server(const ModelWeights& w, const Tokenizer& tok, Engine& engine, Adap
 Server::~Server() {
   if (impl_->thread.joinable()) {
     impl_->http.stop();
-    impl_->thread.join();
+    if (impl_->listener_done)
+      impl_->thread.join();
+    else
+      impl_->thread.detach();  // held by an idle connection: see shutdown()
   }
 }
 
@@ -435,11 +438,14 @@ int Server::listen() {
   } else if (!s.http.bind_to_port(s.o.host, port)) {
     fail("serve: cannot listen on {}:{} (in use, or not an address of this machine)", s.o.host, port);
   }
-  s.thread = std::thread([&s] { s.http.listen_after_bind(); });
+  s.thread = std::thread([&s] {
+    s.http.listen_after_bind();
+    s.listener_done = true;
+  });
   return port;
 }
 
-void Server::shutdown(std::chrono::milliseconds grace) {
+bool Server::shutdown(std::chrono::milliseconds grace) {
   Impl& s = *impl_;
   s.stopping = true;
   s.engine.shutdown(grace);
@@ -447,7 +453,12 @@ void Server::shutdown(std::chrono::milliseconds grace) {
   const auto until = Clock::now() + std::chrono::seconds(5);
   while (s.open_streams.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   s.http.stop();
-  if (s.thread.joinable()) s.thread.join();
+  // The listener returns when its connection threads do; one idle in a keep-alive read holds it
+  // until its timeout. Nothing is in flight any more, so after a moment it is left to the exit.
+  for (int i = 0; i < 100 && !s.listener_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (!s.listener_done) return false;
+  s.thread.join();
+  return true;
 }
 
 }  // namespace la::serve

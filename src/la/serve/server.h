@@ -49,8 +49,9 @@ class Server {
   // address cannot be bound.
   int listen();
   // Stops taking requests (503), lets those in flight finish for up to `grace` (the rest end as
-  // cancelled: streams get their last chunk), then closes the listener.
-  void shutdown(std::chrono::milliseconds grace);
+  // cancelled: streams get their last chunk), then closes the listener. False when an idle
+  // keep-alive connection still holds a thread (nothing in flight): the caller just exits.
+  bool shutdown(std::chrono::milliseconds grace);
 
  private:
   struct Impl;
