@@ -4,12 +4,13 @@
 #   tests/clients/run.sh                    every test_*.py here
 #   tests/clients/run.sh test_openai.py     one file (ctest's Clients.openai, Clients.page)
 # Environment: LA_CLI (the binary; default build/bin/llama-adapter), LA_SHARED_DATA (default
-# ../shared/data), LA_CLIENTS_VENV (default build/venv-clients). Exit status: 0 passed, 1 failed,
+# ../shared/data), LA_CLIENTS_VENV (default ~/.cache/llama-adapter/venv-clients: kept across
+# checkouts and CI runs, so the packages are fetched from PyPI once per machine, not per build). Exit status: 0 passed, 1 failed,
 # 77 nothing ran (all skipped, or the venv could not be made: no PyPI) -- ctest's SKIP_RETURN_CODE.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-venv="${LA_CLIENTS_VENV:-$repo/build/venv-clients}"
+venv="${LA_CLIENTS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/llama-adapter/venv-clients}"
 # Versions checked on Python 3.11 (Debian 12's) with Debian 12's chromium and chromium-driver.
 requirements="openai==1.109.1 selenium==4.35.0"
 
