@@ -1,6 +1,7 @@
 #include "la/serve/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <ctime>
 #include <deque>
@@ -431,6 +432,14 @@ Server::~Server() {
 
 int Server::listen() {
   Impl& s = *impl_;
+  // Debian's cpp-httplib is a compiled library whose listen() backlog is 5: a burst of clients
+  // (64 at once in bench/serve_load.py) overflowed it and had their connections reset. Listening
+  // again on the same socket raises the backlog (Linux keeps the bound socket, updates the queue).
+  int listen_fd = -1;
+  s.http.set_socket_options([&listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   int port = s.o.port;
   if (port == 0) {
     port = s.http.bind_to_any_port(s.o.host);
@@ -438,6 +447,7 @@ int Server::listen() {
   } else if (!s.http.bind_to_port(s.o.host, port)) {
     fail("serve: cannot listen on {}:{} (in use, or not an address of this machine)", s.o.host, port);
   }
+  if (listen_fd < 0 || ::listen(listen_fd, SOMAXCONN) != 0) fail("serve: cannot listen on {}:{}", s.o.host, port);
   s.thread = std::thread([&s] {
     s.http.listen_after_bind();
     s.listener_done = true;
