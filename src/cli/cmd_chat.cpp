@@ -166,19 +166,10 @@ void register_chat(CLI::App& app) {
   cmd->add_option("-a,--adapter", a->adapter, "LLaMA-Adapter weights (.safetensors or .gguf)");
   cmd->add_option("-s,--system", a->system, "A system prompt, kept when old turns are dropped");
   add_template_flag(cmd, a->chat_template);
-  cmd->add_option("--temperature", a->sampling.temperature, "Sampling temperature; 0 = greedy")
-      ->default_val(0.1f)
-      ->check(finite_in(0));
-  cmd->add_option("--top-p", a->sampling.top_p, "Nucleus sampling mass (1 = off)")
-      ->default_val(0.75f)
-      ->check(finite_in(0, 1));
-  cmd->add_option("--top-k", a->sampling.top_k, "Keep only the k most likely tokens (0 = off)")
-      ->default_val(0)
-      ->check(integer_in(0));
+  add_sampling_flags(cmd, a->sampling);
   cmd->add_option("-n,--max-new-tokens", a->max_new_tokens, "Most tokens per reply")
       ->default_val(512)
       ->check(integer_in(1, 1 << 24));
-  cmd->add_option("--seed", a->sampling.seed, "Random seed for sampling")->default_val(42);
   cmd->add_option("--gate-mode", a->gate_mode, "Override the adapter's gate mode: tanh or identity")
       ->check(CLI::IsMember({"tanh", "identity"}));
   cmd->add_option("--context", a->context, "Context length / KV cache size (default: the model's, at most 4096)")

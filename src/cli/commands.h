@@ -9,6 +9,7 @@
 
 #include "la/data/dataset.h"
 #include "la/model/weights.h"
+#include "la/sample/sampler.h"
 #include "la/tokenizer/bpe_tokenizer.h"
 #include "la/tokenizer/tokenizer.h"
 #include "la/train/trainer.h"
@@ -54,6 +55,9 @@ CLI::Option* add_bf16_compute_flag(CLI::App* cmd, const std::string& help);
 // flags above, through set_runtime (la::Error for an LA_ISA this CPU cannot run, --bf16-compute
 // without AVX512-BF16). Says on stderr when --threads was more than the process may use.
 void apply_runtime_flags();
+
+// --temperature, --top-p, --top-k, --seed (SPEC §4's defaults) on generate and chat.
+void add_sampling_flags(CLI::App* cmd, SamplerOptions& o);
 
 // --model / --tokenizer / --threads, shared by every command that runs a model.
 struct ModelArgs {

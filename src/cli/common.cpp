@@ -41,6 +41,17 @@ void apply_runtime_flags() {
                  allowed_threads(), in_force.threads);
 }
 
+void add_sampling_flags(CLI::App* cmd, SamplerOptions& o) {
+  cmd->add_option("--temperature", o.temperature, "Sampling temperature; 0 = greedy")
+      ->default_val(0.1f)
+      ->check(finite_in(0));
+  cmd->add_option("--top-p", o.top_p, "Nucleus sampling mass (1 = off)")->default_val(0.75f)->check(finite_in(0, 1));
+  cmd->add_option("--top-k", o.top_k, "Keep only the k most likely tokens (0 = off)")
+      ->default_val(0)
+      ->check(integer_in(0));
+  cmd->add_option("--seed", o.seed, "Random seed for sampling")->default_val(42);
+}
+
 CLI::Option* ModelArgs::add_to(CLI::App* cmd, bool tokenizer_too, bool model_required) {
   auto* opt = cmd->add_option("-m,--model", model,
                               "Base model: llama2.c .bin, or a Hugging Face directory (config.json + safetensors)");
