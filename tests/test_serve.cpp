@@ -191,13 +191,14 @@ TEST(ServeEngine, StopStringsLengthAndEnd) {
 
 TEST(ServeEngine, CancelQueueAndUnload) {
   REQUIRE_MODEL();
-  Engine e(*world().w, *world().tok, EngineOptions{1, 512, 1, 256});
+  // A long context, so that the first request is still running (seconds) whatever the load.
+  Engine e(*world().w, *world().tok, EngineOptions{1, 4096, 1, 256});
   // One slot, a queue of one: a long request runs, one waits, the third is refused.
   auto p1 = std::make_shared<std::promise<Outcome>>();
   auto p2 = std::make_shared<std::promise<Outcome>>();
   auto f1 = p1->get_future();
   auto f2 = p2->get_future();
-  auto r1 = make_request(kPrompts[1], "a0", 400, p1);
+  auto r1 = make_request(kPrompts[1], "a0", 4000, p1);
   r1->ignore_eos = true;
   ASSERT_TRUE(e.submit(r1));
   while (e.active() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -208,7 +209,7 @@ TEST(ServeEngine, CancelQueueAndUnload) {
   r1->cancel = true;
   const Outcome o1 = f1.get();
   EXPECT_EQ(o1.done.finish_reason, "cancelled");
-  EXPECT_LT(o1.done.completion_tokens, 400);
+  EXPECT_LT(o1.done.completion_tokens, 4000);
   EXPECT_EQ(f2.get().done.finish_reason != "", true);
   EXPECT_FALSE(e.in_use(r1->adapter.get()));
   const auto m = e.metrics();
