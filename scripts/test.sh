@@ -3,7 +3,7 @@
 # preset and runs the whole test suite, then builds the ASan + UBSan preset and runs the fast
 # input-facing tests under it (tests/CMakeLists.txt names them) -- without the signal tests
 # (minutes of training each under ASan, for checkpoint code the Finetune resume tests already run
-# there) and the per-ISA re-runs of the kernel tests, and with 2500 mutants per fuzz test instead
+# there) and the per-ISA re-runs of the kernel tests, and with 1500 mutants per fuzz test instead
 # of 5000-20000 (the full counts run in Release; LA_FUZZ_ITERS=20000 under ASan is the deep run,
 # see tests/fuzz/README.md).
 #   scripts/test.sh            everything (fast + slow labels; then the fast ones under ASan)
@@ -24,7 +24,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OMP_WAIT_POLICY="${OMP_WAIT_POLIC
 asan() {
   cmake --preset asan >/dev/null &&
     cmake --build --preset asan -j"$jobs" &&
-    LA_FUZZ_ITERS="${LA_FUZZ_ITERS:-2500}" ctest --preset asan -L fast -E '^Signals[.]|[.]isa_' -j"$jobs" --timeout 900
+    LA_FUZZ_ITERS="${LA_FUZZ_ITERS:-1500}" ctest --preset asan -L fast -E '^Signals[.]|[.]isa_' -j"$jobs" --timeout 900
 }
 
 if [ $# -gt 0 ] || [ "${LA_ASAN:-1}" = "0" ]; then

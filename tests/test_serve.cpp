@@ -228,6 +228,14 @@ TEST(ServeEngine, ShutdownCancelsWhatIsLeft) {
     r->ignore_eos = true;
     ASSERT_TRUE(e.submit(r));
   }
+  // Requests that cannot run are refused up front, not failed inside a shared step.
+  auto pe = std::make_shared<std::promise<Outcome>>();
+  auto empty = make_request("", "", 4, pe);
+  empty->prompt.clear();
+  EXPECT_FALSE(e.submit(empty));
+  auto full = make_request("", "", 4, pe);
+  full->prompt.assign(512, 5);
+  EXPECT_FALSE(e.submit(full));
   e.shutdown(std::chrono::milliseconds(20));
   for (auto& f : fs) EXPECT_EQ(f.get().done.finish_reason, "cancelled");
   auto p = std::make_shared<std::promise<Outcome>>();

@@ -387,10 +387,18 @@ TEST(ServeHttp, MutatedBodiesNeverHurtTheServer) {
         b["messages"][1] = v;
         check(path, b.dump());
       }
-    // Truncations and byte flips of the text.
+      // Truncations and byte flips of the text.
+      // Fewer under the sanitizers (CI's second stage), where each request costs ~10x.
+#if defined(__SANITIZE_ADDRESS__)
+    const size_t cut_step = 9;
+    const int flips = 20;
+#else
+    const size_t cut_step = 3;
+    const int flips = 60;
+#endif
     const std::string text = base.dump();
-    for (size_t cut = 0; cut < text.size(); cut += 3) check(path, text.substr(0, cut));
-    for (int i = 0; i < 60; ++i) {
+    for (size_t cut = 0; cut < text.size(); cut += cut_step) check(path, text.substr(0, cut));
+    for (int i = 0; i < flips; ++i) {
       std::string t = text;
       t[rng() % t.size()] = static_cast<char>(rng() % 256);
       check(path, t);
@@ -399,7 +407,7 @@ TEST(ServeHttp, MutatedBodiesNeverHurtTheServer) {
     check(path, "{\"model\": \"\xff\xfe\", \"prompt\": \"\xc3\"}");
   }
   EXPECT_GT(ok, 10);
-  EXPECT_GT(n, 200);
+  EXPECT_GT(n, 100);
   EXPECT_EQ(c.Get("/health")->status, 200);
   EXPECT_EQ(s.terminate(20), 0) << s.log();
 }

@@ -140,8 +140,12 @@ void run_chat(const ChatArgs& a) {
     };
     r->on_done = [&done](const serve::Completion& cm) { done.set_value(cm); };
     g_interrupts = 0;
+    if (!engine.submit(r)) {  // an empty prompt: the template rendered nothing for this turn
+      std::fputs("error: the chat template rendered an empty prompt\n", stderr);
+      turns.pop_back();
+      continue;
+    }
     g_replying = true;
-    engine.submit(r);
     // Wait, turning a Ctrl-C into the request's cancellation.
     while (fut.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready)
       if (g_interrupts.load() > 0) r->cancel = true;

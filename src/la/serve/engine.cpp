@@ -46,6 +46,9 @@ Engine::~Engine() {
 }
 
 bool Engine::submit(const std::shared_ptr<Request>& r) {
+  // Callers check these first (an empty prompt has no logits to start from; a longer one than
+  // the context cannot be fed): here they are refused rather than failing a shared step.
+  if (r->prompt.empty() || static_cast<int64_t>(r->prompt.size()) >= o_.context || r->max_tokens < 1) return false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     // Waiting means beyond the free slots: --max-queue 0 takes a request only when a slot is free.

@@ -81,8 +81,8 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Queues a request; false when the queue is full or the engine is stopping (nothing is called
-  // back then).
+  // Queues a request; false when the queue is full, the engine is stopping, or the request cannot
+  // run (an empty prompt, one that fills the context, max_tokens < 1); nothing is called back then.
   bool submit(const std::shared_ptr<Request>& r);
   // Stops taking requests and waits up to `grace` for those in flight; the rest finish as
   // "cancelled". The engine thread has ended on return.

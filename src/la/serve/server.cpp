@@ -135,6 +135,7 @@ struct Server::Impl {
       r->prompt = tok.encode(cr.prompt, true, false);  // as generate --prompt feeds it
       r->end_ids = {tok.eos_id()};
     }
+    if (r->prompt.empty()) throw bad_request("the prompt is empty (the chat template rendered nothing)");
     if (static_cast<int64_t>(r->prompt.size()) >= engine.context())
       throw bad_request(fmt::format("the prompt has {} tokens; the context holds {} (prompt and reply)",
                                     r->prompt.size(), engine.context()),
