@@ -3,8 +3,10 @@
 // a GGUF written by llama.cpp's own converter (when one is provided) reproduces the text too.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -16,6 +18,7 @@
 #include "la/io/gguf_model.h"
 #include "la/io/loader.h"
 #include "la/io/shapes.h"
+#include "la/kernels/quant_dot.h"
 #include "la/model/inference.h"
 #include "la/sample/sampler.h"
 #include "la/tokenizer/tokenizer.h"
@@ -105,6 +108,44 @@ TEST(GgufModel, QuantisedFileReloadsExactly) {
     EXPECT_EQ(back->layers[1].w2.type, t);
     EXPECT_EQ(greedy_logits(*q, 12), greedy_logits(*back, 12)) << dtype_name(t);
   }
+}
+
+// A Q4_0 file prepared for inference (ModelWeights::pack_q4_0x8): every Q4_0 matrix with rows in
+// eights gets the interleaved copy, the stored bytes stay readable (their pages were dropped
+// from memory, the file maps them in again), the logits move by float rounding only, exact
+// products (eval, training) are unchanged, and a second call adds nothing.
+TEST(GgufModel, Q4_0x8PackingKeepsTheModel) {
+  ModelConfig c;
+  c.dim = 64;
+  c.hidden_dim = 192;
+  c.n_layers = 2;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.vocab_size = 300;  // the output head's 300 rows are not eights: it stays as stored
+  c.max_seq_len = 64;
+  test::TempDir tmp;
+  const std::string path = tmp.file("q4.gguf");
+  save_gguf(*convert_weights(*random_model(c, 8), DType::Q4_0), nullptr, path, "test");
+  auto plain = load_model(path), packed = load_model(path);
+  EXPECT_GT(packed->pack_q4_0x8(), 0u);
+  EXPECT_EQ(packed->pack_q4_0x8(), 0u);
+  for (size_t l = 0; l < packed->layers.size(); ++l) {
+    const auto a = layer_matrices(plain->layers[l]);
+    const auto b = layer_matrices(packed->layers[l]);
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(b[i]->type, DType::Q4_0);
+      EXPECT_NE(b[i]->packed, nullptr);
+      ASSERT_EQ(std::memcmp(a[i]->data, b[i]->data, a[i]->bytes()), 0) << "layer " << l << " matrix " << i;
+    }
+  }
+  EXPECT_EQ(packed->output.packed, nullptr);
+  const auto ref = greedy_logits(*plain, 12), got = greedy_logits(*packed, 12);
+  float amax = 0;
+  for (float v : ref) amax = std::max(amax, std::fabs(v));
+  EXPECT_NE(ref, got);  // another summation order
+  EXPECT_LT(max_abs_diff(ref, got), 1e-4f * amax);
+  ExactActivations exact;
+  EXPECT_EQ(greedy_logits(*plain, 6), greedy_logits(*packed, 6));
 }
 
 // The former `convert`, whole in memory: Hugging Face q/k rows moved to the Meta layout in an f32

@@ -15,6 +15,7 @@
 #include "la/core/memory.h"
 #include "la/formats/gguf.h"
 #include "la/formats/safetensors.h"
+#include "la/io/convert.h"
 #include "la/io/gguf_model.h"
 #include "la/io/loader.h"
 #include "la/io/shapes.h"
@@ -111,6 +112,40 @@ void write_tiny_hf(const std::string& dir, la::SafeDType dtype) {
   add("model.norm.weight", {D});
   add("lm_head.weight", {V, D});
   la::test::write_text(dir + "/model.safetensors", wr.serialize());
+}
+
+uint64_t checksum(const la::ModelWeights& w) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& l : w.layers)
+    for (const la::WeightMatrix* m : la::layer_matrices(l)) {
+      const auto* p = static_cast<const uint8_t*>(m->data);
+      for (size_t i = 0; i < m->bytes(); ++i) h = (h ^ p[i]) * 1099511628211ull;
+    }
+  return h;
+}
+
+// Preparing a mapped Q4_0 model for inference (pack_q4_0x8) holds its matrices about once: the
+// repacked copy replaces the file's pages in memory, which come back, unchanged, when read.
+TEST(Memory, Q4_0x8PackingHoldsTheWeightsOnce) {
+  la::ModelConfig c;
+  c.dim = 512;
+  c.hidden_dim = 1536;
+  c.n_layers = 6;
+  c.n_heads = 8;
+  c.n_kv_heads = 8;
+  c.vocab_size = 512;
+  c.max_seq_len = 64;
+  la::test::TempDir tmp;
+  const std::string path = tmp.file("q4.gguf");
+  la::save_gguf(*la::convert_weights(*la::random_model(c, 2), la::DType::Q4_0), nullptr, path, "test");
+  auto w = la::load_model(path);
+  const uint64_t before = checksum(*w);  // every stored page read: resident
+  const int64_t rss0 = static_cast<int64_t>(la::current_rss_bytes());
+  const auto added = static_cast<int64_t>(w->pack_q4_0x8());
+  const int64_t rss1 = static_cast<int64_t>(la::current_rss_bytes());
+  EXPECT_GT(added, 10 << 20);
+  EXPECT_LT(rss1 - rss0, added / 4) << "RSS " << rss0 << " -> " << rss1 << " with " << added << " bytes packed";
+  EXPECT_EQ(checksum(*w), before);
 }
 
 TEST(Memory, HfF32WeightsAreNotCopied) {

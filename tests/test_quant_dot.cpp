@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "la/core/error.h"
 #include "la/core/half.h"
 #include "la/kernels/matmul.h"
 #include "la/kernels/quant.h"
@@ -491,6 +493,78 @@ TEST(QuantDot, IntegerGemmMatchesItsReferenceBitForBit) {
     }
 }
 
+// Q4_0x8 (decode and prefill on a model prepared for inference): every variant's kernel equals
+// the integer GEMM's reference bit for bit -- so a row's result is the same alone and in a batch
+// of any size -- at row counts around the 4-row passes, one block and many, for a sub-range of
+// row groups (exactly its columns), and through quant_matmul_nt on 1 and 2 threads.
+TEST(QuantDot, Q4_0x8MatchesTheGemmReferenceBitForBit) {
+  for (int64_t K : {32, 160, 2048 + 32})
+    for (int64_t N : {8, 24, 136}) {
+      Weights w = make_weights(DType::Q4_0, N, K, static_cast<uint32_t>(N + K));
+      std::vector<uint8_t> packed(w.w.bytes());
+      pack_q4_0x8(w.w, packed.data());
+      WeightMatrix wp = w.w;
+      wp.packed = packed.data();
+      for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 13}) {
+        const auto x = make_activations(M, K, static_cast<uint32_t>(3 * M + K));
+        for (const QuantDotKernels* k : quant_dot_variants()) {
+          Quantised q = quantise(*k, x, M, K);
+          const std::vector<float> ref = gemm_reference(w, q, M, N, K);
+          std::vector<float> y(ref.size(), -7.0f);
+          k->rows_q4_0x8(y.data(), N, packed.data(), K / 32, 0, N / 8, q.view(), M);
+          ASSERT_EQ(y, ref) << k->name << " K=" << K << " N=" << N << " M=" << M;
+          std::vector<float> part(ref.size(), -7.0f);
+          k->rows_q4_0x8(part.data(), N, packed.data(), K / 32, 1, N / 8, q.view(), M);
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+              const size_t i = static_cast<size_t>(m * N + n);
+              ASSERT_EQ(part[i], n < 8 ? -7.0f : ref[i]) << k->name << " m=" << m << " n=" << n;
+            }
+        }
+        const std::vector<float> ref = gemm_reference(w, quantise(quant_dot_kernels(), x, M, K), M, N, K);
+        for (int threads : {1, 2}) {
+          const int saved = omp_get_max_threads();
+          omp_set_num_threads(threads);
+          std::vector<float> y(ref.size());
+          matmul_nt(y.data(), x.data(), wp, M);
+          omp_set_num_threads(saved);
+          ASSERT_EQ(y, ref) << "matmul_nt K=" << K << " N=" << N << " M=" << M << " threads=" << threads;
+        }
+      }
+    }
+}
+
+// The layout itself, from quant_dot.h's description: scales first, then row n's bytes 4i..4i+3
+// at 16 + 32 i + 4 n; the stored bytes all kept; a row count not a multiple of 8 refused.
+TEST(QuantDot, Q4_0x8Layout) {
+  const int64_t N = 16, K = 64, nb = K / 32;
+  const Weights w = make_weights(DType::Q4_0, N, K, 9);
+  std::vector<uint8_t> p(w.w.bytes());
+  pack_q4_0x8(w.w, p.data());
+  const auto* W = reinterpret_cast<const BlockQ4_0*>(w.q.data());
+  for (int64_t g = 0; g < N / 8; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* o = p.data() + (g * nb + b) * kQ4x8BlockBytes;
+      for (int64_t n = 0; n < 8; ++n) {
+        const BlockQ4_0& blk = W[(8 * g + n) * nb + b];
+        uint16_t d;
+        std::memcpy(&d, o + 2 * n, 2);
+        EXPECT_EQ(d, blk.d);
+        for (int i = 0; i < 4; ++i)
+          for (int t = 0; t < 4; ++t) EXPECT_EQ(o[16 + 32 * i + 4 * n + t], blk.qs[4 * i + t]);
+      }
+    }
+  std::vector<uint8_t> a(w.q), b(p);
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  EXPECT_EQ(a, b);
+  const Weights odd = make_weights(DType::Q4_0, 12, K, 1);
+  EXPECT_FALSE(q4_0x8_packable(odd.w));
+  EXPECT_FALSE(q4_0x8_packable(make_weights(DType::Q8_0, 16, K, 1).w));
+  std::vector<uint8_t> sink(odd.w.bytes());
+  EXPECT_THROW(pack_q4_0x8(odd.w, sink.data()), Error);
+}
+
 // matmul_nt takes the path for any number of rows of Q8_0/Q4_0 weights; under ExactActivations
 // it gives the exact product; threads change nothing.
 TEST(QuantDot, MatmulNtRouting) {
@@ -527,14 +601,19 @@ TEST(QuantDot, MatmulNtRouting) {
 }
 
 TEST(QuantDot, NonFiniteActivationsGiveNonFiniteResults) {
-  const Weights w = make_weights(DType::Q4_0, 3, 64, 1);
-  for (float bad : {NAN, INFINITY}) {
-    auto x = make_activations(1, 64, 2);
-    x[40] = bad;
-    std::vector<float> y(3);
-    quant_matmul_nt(y.data(), x.data(), w.w, 1);
-    for (float v : y) EXPECT_FALSE(std::isfinite(v)) << bad;
-  }
+  const Weights w = make_weights(DType::Q4_0, 8, 64, 1);
+  std::vector<uint8_t> packed(w.w.bytes());
+  pack_q4_0x8(w.w, packed.data());
+  WeightMatrix wp = w.w;
+  wp.packed = packed.data();
+  for (float bad : {NAN, INFINITY})
+    for (const WeightMatrix* m : std::vector<const WeightMatrix*>{&w.w, &wp}) {
+      auto x = make_activations(1, 64, 2);
+      x[40] = bad;
+      std::vector<float> y(8);
+      quant_matmul_nt(y.data(), x.data(), *m, 1);
+      for (float v : y) EXPECT_FALSE(std::isfinite(v)) << bad << (m->packed ? " Q4_0x8" : "");
+    }
 }
 
 }  // namespace

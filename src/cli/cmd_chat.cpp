@@ -37,7 +37,7 @@ void on_interrupt(int) {
 }
 
 void run_chat(const ChatArgs& a) {
-  LoadedModel lm = load_model_and_tokenizer(a.model);
+  LoadedModel lm = load_model_for_inference(a.model);
   const ModelConfig& c = lm.weights->config;
   const Tokenizer& tok = *lm.tokenizer;
   serve::AdapterRegistry registry(*lm.weights);

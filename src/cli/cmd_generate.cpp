@@ -27,7 +27,7 @@ struct GenerateArgs {
 };
 
 void run_generate(const GenerateArgs& a) {
-  LoadedModel lm = load_model_and_tokenizer(a.model);
+  LoadedModel lm = load_model_for_inference(a.model);
   const ModelConfig& c = lm.weights->config;
   const Tokenizer& tok = *lm.tokenizer;
   Adapter adapter;

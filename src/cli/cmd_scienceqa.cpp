@@ -155,7 +155,7 @@ void run_scienceqa_eval(const ScienceQAEvalArgs& a) {
   if (a.clip.given() && a.data.images.empty())
     std::fprintf(stderr, "note: --clip without --images: the problems are scored on their text\n");
   const auto [sel, images] = a.data.load();
-  LoadedModel lm = load_model_and_tokenizer(a.model);
+  LoadedModel lm = load_model_for_inference(a.model);
   const ModelConfig& c = lm.weights->config;
   const Tokenizer& tok = *lm.tokenizer;
   Adapter adapter;

@@ -26,7 +26,7 @@ struct ServeArgs {
 };
 
 void run_serve(const ServeArgs& a) {
-  LoadedModel lm = load_model_and_tokenizer(a.model);
+  LoadedModel lm = load_model_for_inference(a.model);
   const ModelConfig& c = lm.weights->config;
   const Tokenizer& tok = *lm.tokenizer;
   serve::EngineOptions eo;

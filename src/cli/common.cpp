@@ -87,6 +87,12 @@ LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer) {
   return lm;
 }
 
+LoadedModel load_model_for_inference(const ModelArgs& a) {
+  LoadedModel lm = load_model_and_tokenizer(a);
+  lm.weights->pack_q4_0x8();
+  return lm;
+}
+
 void prepack_for_bf16_compute(ModelWeights& w) {
   const size_t need = w.bf16_panel_bytes(), avail = available_memory_bytes();
   if (need == 0) return;

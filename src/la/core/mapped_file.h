@@ -18,6 +18,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Releases the resident pages wholly inside [p, p + n) when that lies in this mapping (else
+  // nothing): a later read maps them in again from the file. For data kept in another form.
+  void drop_pages(const void* p, size_t n) const;
 
  private:
   MappedFile() = default;

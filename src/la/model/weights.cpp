@@ -1,9 +1,12 @@
 #include "la/model/weights.h"
 
 #include <map>
+#include <unordered_map>
 #include <unordered_set>
 
+#include "la/core/mapped_file.h"
 #include "la/kernels/convert.h"
+#include "la/kernels/quant_dot.h"
 
 namespace la {
 
@@ -51,7 +54,7 @@ std::vector<std::pair<std::string, size_t>> ModelWeights::bytes_by_type() const 
 
 namespace {
 template <class Weights, class F>
-void for_each_packable(Weights& w, F f) {  // the matrices pack_bf16_panels() packs
+void for_each_packable(Weights& w, F f) {  // the matrices the pack_* functions lay out again
   for (auto& l : w.layers)
     for (auto* m : layer_matrices(l)) f(*m);
   f(w.output);
@@ -77,6 +80,24 @@ size_t ModelWeights::bf16_panel_bytes() const {
       n += panel_bytes(w);
   });
   return n;
+}
+
+size_t ModelWeights::pack_q4_0x8() {
+  size_t added = 0;
+  std::unordered_map<const void*, const void*> done;  // tied storage is packed once
+  for_each_packable(*this, [&](WeightMatrix& w) {
+    if (w.packed || !q4_0x8_packable(w)) return;
+    if (const auto it = done.find(w.data); it != done.end()) {
+      w.packed = it->second;
+      return;
+    }
+    std::vector<uint8_t>& p = packed_bytes.emplace_back(w.bytes());
+    la::pack_q4_0x8(w, p.data());
+    w.packed = done[w.data] = p.data();
+    added += p.size();
+    for (const auto& f : files) f->drop_pages(w.data, w.bytes());
+  });
+  return added;
 }
 
 size_t ModelWeights::pack_bf16_panels() {
