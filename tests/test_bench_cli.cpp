@@ -43,6 +43,18 @@ TEST(BenchCli, ReportsEveryMeasurement) {
   EXPECT_FALSE(d["bf16_compute"].get<bool>());
 }
 
+// --decode-batch: one entry per count, in the order given, each a positive aggregate rate; on a
+// Q4_0 model (packed for inference as generate does).
+TEST(BenchCli, BatchedDecode) {
+  const nlohmann::json d = bench_json(
+      "--shape stories15m --type q4_0 --no-train --repeat 1 --prompt-tokens 4 --gen-tokens 6 --decode-batch 3,1");
+  ASSERT_EQ(d["batched_decode"].size(), 2u);
+  EXPECT_EQ(d["batched_decode"][0]["seqs"].get<int>(), 3);
+  EXPECT_EQ(d["batched_decode"][1]["seqs"].get<int>(), 1);
+  for (const auto& e : d["batched_decode"]) EXPECT_GT(e["tok_s"].get<double>(), 0.0);
+  EXPECT_NE(run_cli("bench --shape stories260k --decode-batch 0").exit_code, 0);
+}
+
 TEST(BenchCli, Bf16ComputeIsReportedWhereAvailable) {
   const test::CommandResult r = run_cli(
       "bench --json --threads 1 --shape stories260k --type bf16 --no-infer --repeat 1 --train-seq 32 "

@@ -33,6 +33,7 @@ struct BenchArgs {
   int64_t train_batch = 4, train_seq = 256, adapter_len = 10, adapter_layers = -1;
   bool no_infer = false, no_train = false, recompute = false, json = false, adapter_decode = false, bandwidth = false;
   bool adapter_overhead = false, full = false, fma_peak = false, images = false;
+  std::vector<int64_t> decode_batch;
 };
 
 double median(std::vector<double> v) {
@@ -198,6 +199,42 @@ void run_bench(const BenchArgs& a) {
         out["adapter_overhead_pct"] = (median(ratio) - 1.0) * 100.0;
       }
     }
+    if (!a.decode_batch.empty()) {
+      // B sequences decoded together, one row each per step (the server's decode steps): each
+      // prefilled alone first, then gen_tokens steps of B rows; aggregate tokens/s.
+      const int64_t maxb = *std::max_element(a.decode_batch.begin(), a.decode_batch.end());
+      InferenceModel bm(*w, ctx, std::max<int64_t>(maxb, a.prompt_tokens));
+      std::vector<KVCache> caches;
+      for (int64_t i = 0; i < maxb; ++i) caches.emplace_back(c, ctx);
+      std::vector<float> logits(static_cast<size_t>(maxb * c.vocab_size));
+      auto& rows = out["batched_decode"] = nlohmann::ordered_json::array();
+      for (const int64_t B : a.decode_batch) {
+        std::vector<double> rates;
+        for (int64_t r = 0; r < a.repeat; ++r) {
+          std::vector<int> next(static_cast<size_t>(B));
+          for (int64_t i = 0; i < B; ++i) {
+            caches[static_cast<size_t>(i)].reset();
+            std::vector<SeqStep> one{{&caches[static_cast<size_t>(i)], nullptr, tokens.data(), a.prompt_tokens,
+                                      logits.data() + i * c.vocab_size}};
+            bm.step(one);
+            next[static_cast<size_t>(i)] = argmax(logits.data() + i * c.vocab_size, c.vocab_size);
+          }
+          const auto t0 = std::chrono::steady_clock::now();
+          int64_t n = 0;
+          for (; n < a.gen_tokens && caches[0].pos() < ctx; ++n) {
+            std::vector<SeqStep> seqs;
+            for (int64_t i = 0; i < B; ++i)
+              seqs.push_back({&caches[static_cast<size_t>(i)], nullptr, &next[static_cast<size_t>(i)], 1,
+                              logits.data() + i * c.vocab_size});
+            bm.step(seqs);
+            for (int64_t i = 0; i < B; ++i)
+              next[static_cast<size_t>(i)] = argmax(logits.data() + i * c.vocab_size, c.vocab_size);
+          }
+          rates.push_back(static_cast<double>(n * B) / seconds_since(t0));
+        }
+        rows.push_back({{"seqs", B}, {"tok_s", median(rates)}});
+      }
+    }
     out["rss_after_inference_mib"] = static_cast<double>(current_rss_bytes()) / (1 << 20);
   }
   if (!a.no_train) {
@@ -326,6 +363,11 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--adapter-overhead", a->adapter_overhead,
                 "Also decode with and without a K, L adapter, two models taking turns every 4 tokens, and "
                 "report how much slower the adapter makes decoding (median over --repeat)");
+  cmd->add_option("--decode-batch", a->decode_batch,
+                  "Also decode this many sequences together, one row each per step, for each count given "
+                  "(e.g. 1,4,8): aggregate tokens/s, as a server's decode steps")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t{1}, int64_t{64}));
   cmd->add_flag("--no-infer", a->no_infer, "Skip prefill/decode");
   cmd->add_flag("--bandwidth", a->bandwidth,
                 "Also measure the memory read bandwidth and report decode as a fraction of its roofline");
