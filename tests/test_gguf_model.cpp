@@ -110,7 +110,7 @@ TEST(GgufModel, QuantisedFileReloadsExactly) {
   }
 }
 
-// A Q4_0 file prepared for inference (ModelWeights::pack_q4_0x8): every Q4_0 matrix with rows in
+// A Q4_0 file prepared for inference (ModelWeights::pack_interleaved): every Q4_0 matrix with rows in
 // eights gets the interleaved copy, the stored bytes stay readable (their pages were dropped
 // from memory, the file maps them in again), the logits move by float rounding only, exact
 // products (eval, training) are unchanged, and a second call adds nothing.
@@ -127,8 +127,8 @@ TEST(GgufModel, Q4_0x8PackingKeepsTheModel) {
   const std::string path = tmp.file("q4.gguf");
   save_gguf(*convert_weights(*random_model(c, 8), DType::Q4_0), nullptr, path, "test");
   auto plain = load_model(path), packed = load_model(path);
-  EXPECT_GT(packed->pack_q4_0x8(), 0u);
-  EXPECT_EQ(packed->pack_q4_0x8(), 0u);
+  EXPECT_GT(packed->pack_interleaved(), 0u);
+  EXPECT_EQ(packed->pack_interleaved(), 0u);
   for (size_t l = 0; l < packed->layers.size(); ++l) {
     const auto a = layer_matrices(plain->layers[l]);
     const auto b = layer_matrices(packed->layers[l]);

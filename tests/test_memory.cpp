@@ -124,7 +124,7 @@ uint64_t checksum(const la::ModelWeights& w) {
   return h;
 }
 
-// Preparing a mapped Q4_0 model for inference (pack_q4_0x8) holds its matrices about once: the
+// Preparing a mapped Q4_0 model for inference (pack_interleaved) holds its matrices about once: the
 // repacked copy replaces the file's pages in memory, which come back, unchanged, when read.
 TEST(Memory, Q4_0x8PackingHoldsTheWeightsOnce) {
   la::ModelConfig c;
@@ -141,7 +141,7 @@ TEST(Memory, Q4_0x8PackingHoldsTheWeightsOnce) {
   auto w = la::load_model(path);
   const uint64_t before = checksum(*w);  // every stored page read: resident
   const int64_t rss0 = static_cast<int64_t>(la::current_rss_bytes());
-  const auto added = static_cast<int64_t>(w->pack_q4_0x8());
+  const auto added = static_cast<int64_t>(w->pack_interleaved());
   const int64_t rss1 = static_cast<int64_t>(la::current_rss_bytes());
   EXPECT_GT(added, 10 << 20);
   EXPECT_LT(rss1 - rss0, added / 4) << "RSS " << rss0 << " -> " << rss1 << " with " << added << " bytes packed";

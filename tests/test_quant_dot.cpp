@@ -493,58 +493,64 @@ TEST(QuantDot, IntegerGemmMatchesItsReferenceBitForBit) {
     }
 }
 
-// Q4_0x8 (decode and prefill on a model prepared for inference): every variant's kernel equals
-// the integer GEMM's reference bit for bit -- so a row's result is the same alone and in a batch
-// of any size -- at row counts around the 4-row passes, one block and many, for a sub-range of
-// row groups (exactly its columns), and through quant_matmul_nt on 1 and 2 threads.
-TEST(QuantDot, Q4_0x8MatchesTheGemmReferenceBitForBit) {
-  for (int64_t K : {32, 160, 2048 + 32})
-    for (int64_t N : {8, 24, 136}) {
-      Weights w = make_weights(DType::Q4_0, N, K, static_cast<uint32_t>(N + K));
-      std::vector<uint8_t> packed(w.w.bytes());
-      pack_q4_0x8(w.w, packed.data());
-      WeightMatrix wp = w.w;
-      wp.packed = packed.data();
-      for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 13}) {
-        const auto x = make_activations(M, K, static_cast<uint32_t>(3 * M + K));
-        for (const QuantDotKernels* k : quant_dot_variants()) {
-          Quantised q = quantise(*k, x, M, K);
-          const std::vector<float> ref = gemm_reference(w, q, M, N, K);
-          std::vector<float> y(ref.size(), -7.0f);
-          k->rows_q4_0x8(y.data(), N, packed.data(), K / 32, 0, N / 8, q.view(), M);
-          ASSERT_EQ(y, ref) << k->name << " K=" << K << " N=" << N << " M=" << M;
-          std::vector<float> part(ref.size(), -7.0f);
-          k->rows_q4_0x8(part.data(), N, packed.data(), K / 32, 1, N / 8, q.view(), M);
-          for (int64_t m = 0; m < M; ++m)
-            for (int64_t n = 0; n < N; ++n) {
-              const size_t i = static_cast<size_t>(m * N + n);
-              ASSERT_EQ(part[i], n < 8 ? -7.0f : ref[i]) << k->name << " m=" << m << " n=" << n;
-            }
-        }
-        const std::vector<float> ref = gemm_reference(w, quantise(quant_dot_kernels(), x, M, K), M, N, K);
-        for (int threads : {1, 2}) {
-          const int saved = omp_get_max_threads();
-          omp_set_num_threads(threads);
-          std::vector<float> y(ref.size());
-          matmul_nt(y.data(), x.data(), wp, M);
-          omp_set_num_threads(saved);
-          ASSERT_EQ(y, ref) << "matmul_nt K=" << K << " N=" << N << " M=" << M << " threads=" << threads;
+// The x8 layouts (decode and prefill on a model prepared for inference): every variant's kernel
+// equals the integer GEMM's reference bit for bit -- so a row's result is the same alone and in
+// a batch of any size -- at row counts around the 4-row passes, one block and many, for a
+// sub-range of row groups (exactly its columns), and through matmul_nt on 1 and 2 threads.
+TEST(QuantDot, X8MatchesTheGemmReferenceBitForBit) {
+  for (DType t : {DType::Q4_0, DType::Q4_K})
+    for (int64_t K : {32, 160, 256, 2048 + 256})
+      for (int64_t N : {8, 24, 136}) {
+        if (K % dtype_block_size(t) != 0) continue;
+        Weights w = make_weights(t, N, K, static_cast<uint32_t>(N + K));
+        std::vector<uint8_t> packed(x8_bytes(w.w));
+        pack_x8(w.w, packed.data());
+        WeightMatrix wp = w.w;
+        wp.packed = packed.data();
+        for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 13}) {
+          const auto x = make_activations(M, K, static_cast<uint32_t>(3 * M + K));
+          for (const QuantDotKernels* k : quant_dot_variants()) {
+            SCOPED_TRACE(std::string(k->name) + " " + dtype_name(t) + " K=" + std::to_string(K) +
+                         " N=" + std::to_string(N) + " M=" + std::to_string(M));
+            Quantised q = quantise(*k, x, M, K);
+            const std::vector<float> ref = gemm_reference(w, q, M, N, K);
+            std::vector<float> y(ref.size(), -7.0f);
+            k->rows_x8(y.data(), N, wp, 0, N / 8, q.view(), M);
+            ASSERT_EQ(y, ref);
+            std::vector<float> part(ref.size(), -7.0f);
+            k->rows_x8(part.data(), N, wp, 1, N / 8, q.view(), M);
+            for (int64_t m = 0; m < M; ++m)
+              for (int64_t n = 0; n < N; ++n) {
+                const size_t i = static_cast<size_t>(m * N + n);
+                ASSERT_EQ(part[i], n < 8 ? -7.0f : ref[i]) << " m=" << m << " n=" << n;
+              }
+          }
+          const std::vector<float> ref = gemm_reference(w, quantise(quant_dot_kernels(), x, M, K), M, N, K);
+          for (int threads : {1, 2}) {
+            const int saved = omp_get_max_threads();
+            omp_set_num_threads(threads);
+            std::vector<float> y(ref.size());
+            matmul_nt(y.data(), x.data(), wp, M);
+            omp_set_num_threads(saved);
+            ASSERT_EQ(y, ref) << "matmul_nt " << dtype_name(t) << " K=" << K << " N=" << N << " M=" << M
+                              << " threads=" << threads;
+          }
         }
       }
-    }
 }
 
-// The layout itself, from quant_dot.h's description: scales first, then row n's bytes 4i..4i+3
-// at 16 + 32 i + 4 n; the stored bytes all kept; a row count not a multiple of 8 refused.
-TEST(QuantDot, Q4_0x8Layout) {
+// The layouts themselves, from quant_dot.h's description: Q4_0x8 scales first, then row n's
+// bytes 4i..4i+3 at 16 + 32 i + 4 n, the stored bytes all kept; Q4_Kx8 likewise; a row count
+// not a multiple of 8 and other types refused.
+TEST(QuantDot, X8Layouts) {
   const int64_t N = 16, K = 64, nb = K / 32;
   const Weights w = make_weights(DType::Q4_0, N, K, 9);
   std::vector<uint8_t> p(w.w.bytes());
-  pack_q4_0x8(w.w, p.data());
+  pack_x8(w.w, p.data());
   const auto* W = reinterpret_cast<const BlockQ4_0*>(w.q.data());
   for (int64_t g = 0; g < N / 8; ++g)
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* o = p.data() + (g * nb + b) * kQ4x8BlockBytes;
+      const uint8_t* o = p.data() + (g * nb + b) * x8_block_bytes(DType::Q4_0);
       for (int64_t n = 0; n < 8; ++n) {
         const BlockQ4_0& blk = W[(8 * g + n) * nb + b];
         uint16_t d;
@@ -558,11 +564,39 @@ TEST(QuantDot, Q4_0x8Layout) {
   std::sort(a.begin(), a.end());
   std::sort(b.begin(), b.end());
   EXPECT_EQ(a, b);
+  // Q4_Kx8: d, dmin, the unpacked 6-bit scales and mins, then row n's bytes 32p + 4i .. + 3.
+  const Weights k4 = make_weights(DType::Q4_K, N, 512, 4);
+  std::vector<uint8_t> pk(x8_bytes(k4.w));
+  ASSERT_EQ(pk.size(), static_cast<size_t>(N / 8 * 2 * 1184));
+  pack_x8(k4.w, pk.data());
+  const auto* W4 = reinterpret_cast<const BlockQ4_K*>(k4.q.data());
+  for (int64_t g = 0; g < N / 8; ++g)
+    for (int64_t i = 0; i < 2; ++i) {
+      const uint8_t* o = pk.data() + (g * 2 + i) * 1184;
+      for (int64_t n = 0; n < 8; ++n) {
+        const BlockQ4_K& blk = W4[(8 * g + n) * 2 + i];
+        uint16_t d, dmin;
+        std::memcpy(&d, o + 2 * n, 2);
+        std::memcpy(&dmin, o + 16 + 2 * n, 2);
+        EXPECT_EQ(d, blk.d);
+        EXPECT_EQ(dmin, blk.dmin);
+        for (int b = 0; b < 8; ++b) {
+          int nib[32];
+          float dw, mw;
+          q4k_block(reinterpret_cast<const uint8_t*>(&blk), b, nib, &dw, &mw);
+          EXPECT_EQ(f16_to_f32(blk.d) * o[32 + 8 * b + n], dw);
+          EXPECT_EQ(f16_to_f32(blk.dmin) * o[96 + 8 * b + n], mw);
+        }
+        for (int p = 0; p < 4; ++p)
+          for (int j = 0; j < 32; ++j) EXPECT_EQ(o[160 + 256 * p + 32 * (j / 4) + 4 * n + j % 4], blk.qs[32 * p + j]);
+      }
+    }
   const Weights odd = make_weights(DType::Q4_0, 12, K, 1);
-  EXPECT_FALSE(q4_0x8_packable(odd.w));
-  EXPECT_FALSE(q4_0x8_packable(make_weights(DType::Q8_0, 16, K, 1).w));
+  EXPECT_FALSE(x8_packable(odd.w));
+  EXPECT_FALSE(x8_packable(make_weights(DType::Q8_0, 16, K, 1).w));
+  EXPECT_FALSE(x8_packable(make_weights(DType::Q6_K, 16, 256, 1).w));
   std::vector<uint8_t> sink(odd.w.bytes());
-  EXPECT_THROW(pack_q4_0x8(odd.w, sink.data()), Error);
+  EXPECT_THROW(pack_x8(odd.w, sink.data()), Error);
 }
 
 // matmul_nt takes the path for any number of rows of Q8_0/Q4_0 weights; under ExactActivations
@@ -603,7 +637,7 @@ TEST(QuantDot, MatmulNtRouting) {
 TEST(QuantDot, NonFiniteActivationsGiveNonFiniteResults) {
   const Weights w = make_weights(DType::Q4_0, 8, 64, 1);
   std::vector<uint8_t> packed(w.w.bytes());
-  pack_q4_0x8(w.w, packed.data());
+  pack_x8(w.w, packed.data());
   WeightMatrix wp = w.w;
   wp.packed = packed.data();
   for (float bad : {NAN, INFINITY})
@@ -612,7 +646,7 @@ TEST(QuantDot, NonFiniteActivationsGiveNonFiniteResults) {
       x[40] = bad;
       std::vector<float> y(8);
       quant_matmul_nt(y.data(), x.data(), *m, 1);
-      for (float v : y) EXPECT_FALSE(std::isfinite(v)) << bad << (m->packed ? " Q4_0x8" : "");
+      for (float v : y) EXPECT_FALSE(std::isfinite(v)) << bad << (m->packed ? " x8" : "");
     }
 }
 

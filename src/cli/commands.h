@@ -74,7 +74,7 @@ struct LoadedModel {
 // Loads the model and its tokenizer (--tokenizer, or the one found beside the model), checks that
 // they agree on the vocabulary size.
 LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer = true);
-// The same, with the weights laid out for the inference kernels too (ModelWeights::pack_q4_0x8):
+// The same, with the weights laid out for the inference kernels too (ModelWeights::pack_interleaved):
 // for the commands that generate (generate, chat, serve, scienceqa eval).
 LoadedModel load_model_for_inference(const ModelArgs& a);
 

@@ -89,7 +89,7 @@ LoadedModel load_model_and_tokenizer(const ModelArgs& a, bool need_tokenizer) {
 
 LoadedModel load_model_for_inference(const ModelArgs& a) {
   LoadedModel lm = load_model_and_tokenizer(a);
-  lm.weights->pack_q4_0x8();
+  lm.weights->pack_interleaved();
   return lm;
 }
 

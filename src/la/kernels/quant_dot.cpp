@@ -17,13 +17,13 @@
 namespace la {
 
 // The per-ISA builds of src/la/kernels/isa/quant_dot_impl.inc.
-#define LA_DECLARE_QUANT_DOT(isa)                                                                           \
-  namespace isa {                                                                                           \
-  void quantize_row(const float*, const Q8Activations&);                                                    \
-  void block_dots(DType, const void*, const Q8Activations&, int32_t*);                                      \
-  void rows(float*, int64_t, const WeightMatrix&, int64_t, int64_t, const Q8Activations&, int64_t);         \
-  void rows_q4_0x8(float*, int64_t, const void*, int64_t, int64_t, int64_t, const Q8Activations&, int64_t); \
-  const QuantDotKernels kQuantDot{#isa, quantize_row, block_dots, rows, rows_q4_0x8};                       \
+#define LA_DECLARE_QUANT_DOT(isa)                                                                      \
+  namespace isa {                                                                                      \
+  void quantize_row(const float*, const Q8Activations&);                                               \
+  void block_dots(DType, const void*, const Q8Activations&, int32_t*);                                 \
+  void rows(float*, int64_t, const WeightMatrix&, int64_t, int64_t, const Q8Activations&, int64_t);    \
+  void rows_x8(float*, int64_t, const WeightMatrix&, int64_t, int64_t, const Q8Activations&, int64_t); \
+  const QuantDotKernels kQuantDot{#isa, quantize_row, block_dots, rows, rows_x8};                      \
   }
 LA_DECLARE_QUANT_DOT(generic)
 LA_DECLARE_QUANT_DOT(avx2)
@@ -74,23 +74,41 @@ void quant_gemm_nt(float* out, const Q8Activations& a, const WeightMatrix& w, in
 
 }  // namespace
 
-bool q4_0x8_packable(const WeightMatrix& w) {
-  return w.type == DType::Q4_0 && w.rows > 0 && w.rows % kQ4x8Rows == 0 && w.cols % kQ8ActBlock == 0;
+bool x8_packable(const WeightMatrix& w) {
+  return (w.type == DType::Q4_0 || w.type == DType::Q4_K) && w.rows > 0 && w.rows % kX8Rows == 0 &&
+         w.cols % dtype_block_size(w.type) == 0;
 }
 
-void pack_q4_0x8(const WeightMatrix& w, void* dst) {
-  if (!q4_0x8_packable(w)) fail("pack_q4_0x8: a Q4_0 matrix with a multiple of 8 rows is needed");
-  const int64_t nb = w.cols / kQ8ActBlock, groups = w.rows / kQ4x8Rows;
-  const auto* W = static_cast<const BlockQ4_0*>(w.data);
+size_t x8_bytes(const WeightMatrix& w) {
+  return static_cast<size_t>(w.rows / kX8Rows * (w.cols / dtype_block_size(w.type)) * x8_block_bytes(w.type));
+}
+
+void pack_x8(const WeightMatrix& w, void* dst) {
+  if (!x8_packable(w)) fail("pack_x8: a Q4_0 or Q4_K matrix with a multiple of 8 rows is needed");
+  const int64_t nb = w.cols / dtype_block_size(w.type), groups = w.rows / kX8Rows, bb = x8_block_bytes(w.type);
   auto* out = static_cast<uint8_t*>(dst);
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < groups; ++g)
     for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* o = out + (g * nb + b) * kQ4x8BlockBytes;
-      for (int64_t n = 0; n < kQ4x8Rows; ++n) {
-        const BlockQ4_0& blk = W[(g * kQ4x8Rows + n) * nb + b];
+      uint8_t* o = out + (g * nb + b) * bb;
+      for (int64_t n = 0; n < kX8Rows; ++n) {
+        const int64_t row = g * kX8Rows + n;
+        if (w.type == DType::Q4_0) {
+          const BlockQ4_0& blk = static_cast<const BlockQ4_0*>(w.data)[row * nb + b];
+          std::memcpy(o + 2 * n, &blk.d, 2);
+          for (int i = 0; i < 4; ++i) std::memcpy(o + 16 + 32 * i + 4 * n, blk.qs + 4 * i, 4);
+          continue;
+        }
+        const BlockQ4_K& blk = static_cast<const BlockQ4_K*>(w.data)[row * nb + b];
         std::memcpy(o + 2 * n, &blk.d, 2);
-        for (int i = 0; i < 4; ++i) std::memcpy(o + 16 + 32 * i + 4 * n, blk.qs + 4 * i, 4);
+        std::memcpy(o + 16 + 2 * n, &blk.dmin, 2);
+        const uint8_t* q = blk.scales;  // the 6-bit scale and min of sub-block s (quant.h)
+        for (int sb = 0; sb < 8; ++sb) {
+          o[32 + 8 * sb + n] = static_cast<uint8_t>(sb < 4 ? q[sb] & 63 : (q[sb + 4] & 0x0F) | ((q[sb - 4] >> 6) << 4));
+          o[96 + 8 * sb + n] = static_cast<uint8_t>(sb < 4 ? q[sb + 4] & 63 : (q[sb + 4] >> 4) | ((q[sb] >> 6) << 4));
+        }
+        for (int p = 0; p < 4; ++p)
+          for (int i = 0; i < 8; ++i) std::memcpy(o + 160 + 256 * p + 32 * i + 4 * n, blk.qs + 32 * p + 4 * i, 4);
       }
     }
 }
@@ -145,11 +163,10 @@ void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t 
   const Q8Activations a{qs.data(), d.data(), d8.data(), off4.data(), bsum.data(), K};
   if (quant_gemm_detail::quant_gemm_type(w.type) && M >= quant_gemm_min_rows(w.type) && quant_gemm_available())
     return quant_gemm_nt(out, a, w, M);
-  if (w.packed && q4_0x8_packable(w)) {
-    const int64_t groups = N / kQ4x8Rows, per = kRowChunk / kQ4x8Rows, tasks = (groups + per - 1) / per;
+  if (w.packed && x8_packable(w)) {
+    const int64_t groups = N / kX8Rows, per = kRowChunk / kX8Rows, tasks = (groups + per - 1) / per;
 #pragma omp parallel for schedule(static) if (N * K >= (1 << 16))
-    for (int64_t c = 0; c < tasks; ++c)
-      k.rows_q4_0x8(out, N, w.packed, nb, c * per, std::min(groups, (c + 1) * per), a, M);
+    for (int64_t c = 0; c < tasks; ++c) k.rows_x8(out, N, w, c * per, std::min(groups, (c + 1) * per), a, M);
     return;
   }
   const int64_t chunks = (N + kRowChunk - 1) / kRowChunk;

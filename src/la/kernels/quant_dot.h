@@ -24,23 +24,38 @@ constexpr int64_t kQ8ActBlock = 32;
 // Q8_0, Q4_0, Q4_K and Q6_K.
 bool quant_dot_supports(DType t);
 
-// Q4_0 weights interleaved by 8 rows ("Q4_0x8"): the layout the decode kernels read when a
-// model was prepared for inference (ModelWeights::pack_q4_0x8 sets WeightMatrix::packed). For
-// each group of 8 rows g and each block b, in that order, kQ4x8BlockBytes bytes:
-//   bytes  0..15   the 8 rows' f16 scales, row 8g first
-//   bytes 16..143  for i = 0..3, the 8 rows' stored bytes qs[4i .. 4i+3], row by row
-// so that one 32-byte load holds in its s32 lane n row 8g+n's elements 4i..4i+3 (low nibbles)
-// and 16+4i..19+4i (high nibbles): integer sums of 8 weight rows at once, against one
-// activation row's 4 bytes broadcast, with no horizontal sums. The same bytes as the stored
-// matrix, in another order. Products on it are, for every output:
+// Q4_0 and Q4_K weights interleaved by 8 rows ("x8"): the layouts the inference kernels read
+// when a model was prepared for inference (ModelWeights::pack_interleaved sets
+// WeightMatrix::packed). One 32-byte load then holds in its s32 lane n 4 weight bytes of row
+// 8g+n, so one vpmaddubsw against an activation row's 4 bytes broadcast serves 8 weight rows and
+// whole-block integer sums need no horizontal adds. Groups of 8 rows g follow each other; within
+// a group, its blocks in order:
+//   Q4_0x8, per block b of 32 (kX8BlockBytes[Q4_0] = 144 bytes, the stored size):
+//     bytes  0..15    the 8 rows' f16 scales, row 8g first
+//     bytes 16..143   for i = 0..3, the 8 rows' stored bytes qs[4i .. 4i+3], row by row: lane n
+//                     holds row n's elements 4i..4i+3 (low nibbles) and 16+4i..19+4i (high)
+//   Q4_Kx8, per super-block of 256 (1184 bytes, 8 x 148 against the stored 8 x 144):
+//     bytes   0..15   the 8 rows' f16 d;  16..31 their f16 dmin
+//     bytes  32..95   sub-block s's 6-bit scales, 8 bytes (one per row) for s = 0..7
+//     bytes  96..159  the same for the mins
+//     bytes 160..     for p = 0..3, i = 0..7, the 8 rows' stored bytes qs[32p + 4i .. +3]: lane n
+//                     holds row n's elements 4i..4i+3 of sub-block 2p (low nibbles) and 2p+1 (high)
+// Products on them follow the integer GEMM's sequence (isa/quant_gemm_kernels.h) for every output:
 //   y[m,n] = fma(float(isum[m,n,b]), fl(d_w[n,b] · d_x[m,b]), y[m,n])   for b = 0, 1, ... from 0
-// with isum = Σ_j q_w q_x exact: the integer GEMM's sequence (isa/quant_gemm_kernels.h), so a row's
-// result is the same bits alone, in a batch of any size, in the GEMM and on every instruction set.
-constexpr int64_t kQ4x8Rows = 8, kQ4x8BlockBytes = 144;
-// Q4_0 with a multiple of 8 rows.
-bool q4_0x8_packable(const WeightMatrix& w);
-// w (q4_0x8_packable) -> dst, w.bytes() bytes; threaded.
-void pack_q4_0x8(const WeightMatrix& w, void* dst);
+// (Q4_K: d_w = fl(d·sc), then y = fma(-fl(dmin·m), fl(d_x · float(bsum)), y) each block) with
+// isum = Σ_j q_w q_x exact, so a row's result is the same bits alone, in a batch of any size, in
+// the GEMM and on every instruction set.
+constexpr int64_t kX8Rows = 8;
+// Bytes of one interleaved block (Q4_0: 32 columns; Q4_K: 256) of a group of 8 rows.
+inline int64_t x8_block_bytes(DType t) {
+  return t == DType::Q4_0 ? 144 : 1184;
+}
+// Q4_0 or Q4_K with a multiple of 8 rows.
+bool x8_packable(const WeightMatrix& w);
+// The interleaved size of w (x8_packable).
+size_t x8_bytes(const WeightMatrix& w);
+// w (x8_packable) -> dst, x8_bytes(w) bytes; threaded.
+void pack_x8(const WeightMatrix& w, void* dst);
 
 // Quantised activations, M rows of `cols` values stored back to back, nb = cols / 32 blocks a
 // row. Row m has
@@ -62,7 +77,7 @@ struct Q8Activations {
 
 // out[m*N + n] = x[m,:] · W[n,:] for m < M with x quantised as above (once per call, into
 // per-thread scratch that only grows), weight rows split over threads. W is Q8_0, Q4_0, Q4_K or
-// Q6_K; a Q4_0 matrix with w.packed takes the Q4_0x8 kernels below the integer GEMM's rows.
+// Q6_K; a Q4_0 / Q4_K matrix with w.packed takes the x8 kernels below the integer GEMM's rows.
 // From quant_gemm_min_rows(type) rows on, where quant_gemm_available(), the products are an integer GEMM
 // on weights repacked per call (isa/quant_gemm_kernels.h: each block's integer sum whole, then
 // one fma per block); below, or without VNNI, the kernels of quant_dot_kernels() (per-lane sums).
@@ -106,10 +121,10 @@ struct QuantDotKernels {
   // out[m*ldo + n] for n in [n0, n1), m < M; serial (quant_matmul_nt does the threading).
   void (*rows)(float* out, int64_t ldo, const WeightMatrix& w, int64_t n0, int64_t n1, const Q8Activations& x,
                int64_t M);
-  // The same on Q4_0x8 weights (`packed`, nb blocks a row) for the row groups [g0, g1): columns
-  // 8 g0 .. 8 g1 - 1 of out.
-  void (*rows_q4_0x8)(float* out, int64_t ldo, const void* packed, int64_t nb, int64_t g0, int64_t g1,
-                      const Q8Activations& x, int64_t M);
+  // The same on w's interleaved copy (w.packed, x8 layouts above) for the row groups [g0, g1):
+  // columns 8 g0 .. 8 g1 - 1 of out.
+  void (*rows_x8)(float* out, int64_t ldo, const WeightMatrix& w, int64_t g0, int64_t g1, const Q8Activations& x,
+                  int64_t M);
 };
 
 // The variants this CPU can run, generic first.

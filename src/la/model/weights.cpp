@@ -82,17 +82,17 @@ size_t ModelWeights::bf16_panel_bytes() const {
   return n;
 }
 
-size_t ModelWeights::pack_q4_0x8() {
+size_t ModelWeights::pack_interleaved() {
   size_t added = 0;
   std::unordered_map<const void*, const void*> done;  // tied storage is packed once
   for_each_packable(*this, [&](WeightMatrix& w) {
-    if (w.packed || !q4_0x8_packable(w)) return;
+    if (w.packed || !x8_packable(w)) return;
     if (const auto it = done.find(w.data); it != done.end()) {
       w.packed = it->second;
       return;
     }
-    std::vector<uint8_t>& p = packed_bytes.emplace_back(w.bytes());
-    la::pack_q4_0x8(w, p.data());
+    std::vector<uint8_t>& p = packed_bytes.emplace_back(x8_bytes(w));
+    pack_x8(w, p.data());
     w.packed = done[w.data] = p.data();
     added += p.size();
     for (const auto& f : files) f->drop_pages(w.data, w.bytes());

@@ -24,8 +24,8 @@ struct WeightMatrix {
   DType type = DType::F32;
   const void* data = nullptr;
   int64_t rows = 0, cols = 0;
-  // The same weights laid out once more for the inference kernels, or null: Q4_0x8
-  // (kernels/quant_dot.h) for Q4_0, made by ModelWeights::pack_q4_0x8. `data` stays valid.
+  // The same weights laid out once more for the inference kernels, or null: the x8 layouts of
+  // kernels/quant_dot.h (Q4_0, Q4_K), made by ModelWeights::pack_interleaved. `data` stays valid.
   const void* packed = nullptr;
 
   const uint8_t* row_ptr(int64_t r) const {
