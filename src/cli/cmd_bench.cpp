@@ -105,7 +105,7 @@ void run_bench(const BenchArgs& a) {
     w = load_model(a.model.model);
   }
   if (runtime().bf16_compute) prepack_for_bf16_compute(*w);  // as finetune does
-  if (!a.no_infer) w->pack_interleaved();                         // as generate does
+  if (!a.no_infer) w->pack_interleaved();                    // as generate does
   // A copy: the full-parameter step releases `w`.
   const ModelConfig c = w->config;
   nlohmann::ordered_json out;

@@ -113,10 +113,9 @@ struct ModelWeights {
   size_t bf16_panel_bytes() const;
   // Lays every Q4_0 and Q4_K layer matrix and the output head (rows a multiple of 8) out once
   // more, interleaved by 8 rows (kernels/quant_dot.h's x8 layouts), and points their
-  // WeightMatrix::packed at it: for inference, whose kernels then sum 8 weight rows at a time. The stored copy stays readable (the
-  // exact products of training and eval read it), but the pages of a mapped file are dropped
-  // from memory once repacked, so the process holds the weights about once. Returns the bytes
-  // added; a no-op on a second call.
+  // WeightMatrix::packed at it: for inference, whose kernels then sum 8 weight rows at a time. The stored copy stays
+  // readable (the exact products of training and eval read it), but the pages of a mapped file are dropped from memory
+  // once repacked, so the process holds the weights about once. Returns the bytes added; a no-op on a second call.
   size_t pack_interleaved();
   std::deque<std::vector<uint8_t>> packed_bytes;  // pack_interleaved's copies
   // The panels packed from m (looked up by m.data; the same rows and cols), nullptr when none:
