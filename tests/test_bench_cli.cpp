@@ -51,7 +51,18 @@ TEST(BenchCli, BatchedDecode) {
   ASSERT_EQ(d["batched_decode"].size(), 2u);
   EXPECT_EQ(d["batched_decode"][0]["seqs"].get<int>(), 3);
   EXPECT_EQ(d["batched_decode"][1]["seqs"].get<int>(), 1);
-  for (const auto& e : d["batched_decode"]) EXPECT_GT(e["tok_s"].get<double>(), 0.0);
+  for (const auto& e : d["batched_decode"]) {
+    EXPECT_GT(e["tok_s"].get<double>(), 0.0);
+    EXPECT_FALSE(e.contains("tok_s_mixed"));
+  }
+  // With adapters: one adapter for all, then one each, both rates and their relative difference.
+  const nlohmann::json m = bench_json(
+      "--shape stories15m --type q4_0 --no-train --repeat 1 --prompt-tokens 4 --gen-tokens 4 --decode-batch 2 "
+      "--adapter-decode --adapter-layers 2");
+  const auto& e = m["batched_decode"][0];
+  EXPECT_GT(e["tok_s_mixed"].get<double>(), 0.0);
+  EXPECT_NEAR(e["mixed_vs_same_pct"].get<double>(),
+              (e["tok_s_mixed"].get<double>() / e["tok_s"].get<double>() - 1.0) * 100.0, 1e-6);
   EXPECT_NE(run_cli("bench --shape stories260k --decode-batch 0").exit_code, 0);
 }
 

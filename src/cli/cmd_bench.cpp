@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -16,6 +17,7 @@
 #include "la/io/shapes.h"
 #include "la/kernels/fma_peak.h"
 #include "la/kernels/matmul.h"
+#include "la/model/block.h"
 #include "la/model/inference.h"
 #include "la/model/model_params.h"
 #include "la/model/train_graph.h"
@@ -201,38 +203,72 @@ void run_bench(const BenchArgs& a) {
     }
     if (!a.decode_batch.empty()) {
       // B sequences decoded together, one row each per step (the server's decode steps): each
-      // prefilled alone first, then gen_tokens steps of B rows; aggregate tokens/s.
+      // prefilled alone first, then gen_tokens steps of B rows; aggregate tokens/s. With
+      // --adapter-decode each count runs twice per repetition, in alternating order: every
+      // sequence on one adapter ("same"), and sequence i on adapter i ("mixed", B adapters).
       const int64_t maxb = *std::max_element(a.decode_batch.begin(), a.decode_batch.end());
       InferenceModel bm(*w, ctx, std::max<int64_t>(maxb, a.prompt_tokens));
       std::vector<KVCache> caches;
       for (int64_t i = 0; i < maxb; ++i) caches.emplace_back(c, ctx);
       std::vector<float> logits(static_cast<size_t>(maxb * c.vocab_size));
+      std::vector<Adapter> adapters;
+      std::vector<std::unique_ptr<AdapterPrompts>> prompts;
+      if (a.adapter_decode)
+        for (int64_t i = 0; i < maxb; ++i) {
+          adapters.push_back(Adapter::create(c, a.adapter_len, L, GateMode::Tanh, static_cast<uint64_t>(11 + i)));
+          for (float& g : adapters.back().gate()) g = 0.1f;
+          prompts.push_back(std::make_unique<AdapterPrompts>(*w, adapters.back()));
+        }
+      // Aggregate tok/s of B sequences; `mixed`: sequence i reads adapter i, else adapter 0 (none
+      // without --adapter-decode).
+      const auto run = [&](int64_t B, bool mixed) {
+        const auto prompt_of = [&](int64_t i) -> const AdapterPrompts* {
+          return prompts.empty() ? nullptr : prompts[static_cast<size_t>(mixed ? i : 0)].get();
+        };
+        std::vector<int> next(static_cast<size_t>(B));
+        for (int64_t i = 0; i < B; ++i) {
+          caches[static_cast<size_t>(i)].reset();
+          std::vector<SeqStep> one{{&caches[static_cast<size_t>(i)], prompt_of(i), tokens.data(), a.prompt_tokens,
+                                    logits.data() + i * c.vocab_size}};
+          bm.step(one);
+          next[static_cast<size_t>(i)] = argmax(logits.data() + i * c.vocab_size, c.vocab_size);
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        int64_t n = 0;
+        for (; n < a.gen_tokens && caches[0].pos() < ctx; ++n) {
+          std::vector<SeqStep> seqs;
+          for (int64_t i = 0; i < B; ++i)
+            seqs.push_back({&caches[static_cast<size_t>(i)], prompt_of(i), &next[static_cast<size_t>(i)], 1,
+                            logits.data() + i * c.vocab_size});
+          bm.step(seqs);
+          for (int64_t i = 0; i < B; ++i)
+            next[static_cast<size_t>(i)] = argmax(logits.data() + i * c.vocab_size, c.vocab_size);
+        }
+        return static_cast<double>(n * B) / seconds_since(t0);
+      };
       auto& rows = out["batched_decode"] = nlohmann::ordered_json::array();
       for (const int64_t B : a.decode_batch) {
-        std::vector<double> rates;
+        std::vector<double> same, mixed, ratio;
         for (int64_t r = 0; r < a.repeat; ++r) {
-          std::vector<int> next(static_cast<size_t>(B));
-          for (int64_t i = 0; i < B; ++i) {
-            caches[static_cast<size_t>(i)].reset();
-            std::vector<SeqStep> one{{&caches[static_cast<size_t>(i)], nullptr, tokens.data(), a.prompt_tokens,
-                                      logits.data() + i * c.vocab_size}};
-            bm.step(one);
-            next[static_cast<size_t>(i)] = argmax(logits.data() + i * c.vocab_size, c.vocab_size);
+          if (!a.adapter_decode) {
+            same.push_back(run(B, false));
+            continue;
           }
-          const auto t0 = std::chrono::steady_clock::now();
-          int64_t n = 0;
-          for (; n < a.gen_tokens && caches[0].pos() < ctx; ++n) {
-            std::vector<SeqStep> seqs;
-            for (int64_t i = 0; i < B; ++i)
-              seqs.push_back({&caches[static_cast<size_t>(i)], nullptr, &next[static_cast<size_t>(i)], 1,
-                              logits.data() + i * c.vocab_size});
-            bm.step(seqs);
-            for (int64_t i = 0; i < B; ++i)
-              next[static_cast<size_t>(i)] = argmax(logits.data() + i * c.vocab_size, c.vocab_size);
+          double t[2];
+          for (int k = 0; k < 2; ++k) {
+            const bool m = (k + r) % 2 == 1;
+            t[m ? 1 : 0] = run(B, m);
           }
-          rates.push_back(static_cast<double>(n * B) / seconds_since(t0));
+          same.push_back(t[0]);
+          mixed.push_back(t[1]);
+          ratio.push_back(t[1] / t[0]);
         }
-        rows.push_back({{"seqs", B}, {"tok_s", median(rates)}});
+        nlohmann::ordered_json row{{"seqs", B}, {"tok_s", median(same)}};
+        if (a.adapter_decode) {
+          row["tok_s_mixed"] = median(mixed);
+          row["mixed_vs_same_pct"] = (median(ratio) - 1.0) * 100.0;
+        }
+        rows.push_back(row);
       }
     }
     out["rss_after_inference_mib"] = static_cast<double>(current_rss_bytes()) / (1 << 20);
@@ -365,7 +401,8 @@ void register_bench(CLI::App& app) {
                 "report how much slower the adapter makes decoding (median over --repeat)");
   cmd->add_option("--decode-batch", a->decode_batch,
                   "Also decode this many sequences together, one row each per step, for each count given "
-                  "(e.g. 1,4,8): aggregate tokens/s, as a server's decode steps")
+                  "(e.g. 1,4,8): aggregate tokens/s, as a server's decode steps; with --adapter-decode every "
+                  "sequence on one adapter, then each on its own (tok_s_mixed), alternating")
       ->delimiter(',')
       ->check(CLI::Range(int64_t{1}, int64_t{64}));
   cmd->add_flag("--no-infer", a->no_infer, "Skip prefill/decode");
