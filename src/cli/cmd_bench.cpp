@@ -204,12 +204,14 @@ void run_bench(const BenchArgs& a) {
     if (!a.decode_batch.empty()) {
       // B sequences decoded together, one row each per step (the server's decode steps): each
       // prefilled alone first, then gen_tokens steps of B rows; aggregate tokens/s. With
-      // --adapter-decode each count runs twice per repetition, in alternating order: every
-      // sequence on one adapter ("same"), and sequence i on adapter i ("mixed", B adapters).
+      // --adapter-decode two such batches run side by side (their own KV caches), taking turns
+      // every 4 steps, the order alternating (as --adapter-overhead does): every sequence on one
+      // adapter ("same"), and sequence i on adapter i ("mixed", B adapters).
       const int64_t maxb = *std::max_element(a.decode_batch.begin(), a.decode_batch.end());
       InferenceModel bm(*w, ctx, std::max<int64_t>(maxb, a.prompt_tokens));
+      const int sets = a.adapter_decode ? 2 : 1;
       std::vector<KVCache> caches;
-      for (int64_t i = 0; i < maxb; ++i) caches.emplace_back(c, ctx);
+      for (int64_t i = 0; i < sets * maxb; ++i) caches.emplace_back(c, ctx);
       std::vector<float> logits(static_cast<size_t>(maxb * c.vocab_size));
       std::vector<Adapter> adapters;
       std::vector<std::unique_ptr<AdapterPrompts>> prompts;
@@ -219,53 +221,52 @@ void run_bench(const BenchArgs& a) {
           for (float& g : adapters.back().gate()) g = 0.1f;
           prompts.push_back(std::make_unique<AdapterPrompts>(*w, adapters.back()));
         }
-      // Aggregate tok/s of B sequences; `mixed`: sequence i reads adapter i, else adapter 0 (none
-      // without --adapter-decode).
-      const auto run = [&](int64_t B, bool mixed) {
-        const auto prompt_of = [&](int64_t i) -> const AdapterPrompts* {
-          return prompts.empty() ? nullptr : prompts[static_cast<size_t>(mixed ? i : 0)].get();
-        };
-        std::vector<int> next(static_cast<size_t>(B));
-        for (int64_t i = 0; i < B; ++i) {
-          caches[static_cast<size_t>(i)].reset();
-          std::vector<SeqStep> one{{&caches[static_cast<size_t>(i)], prompt_of(i), tokens.data(), a.prompt_tokens,
-                                    logits.data() + i * c.vocab_size}};
-          bm.step(one);
-          next[static_cast<size_t>(i)] = argmax(logits.data() + i * c.vocab_size, c.vocab_size);
-        }
-        const auto t0 = std::chrono::steady_clock::now();
-        int64_t n = 0;
-        for (; n < a.gen_tokens && caches[0].pos() < ctx; ++n) {
-          std::vector<SeqStep> seqs;
-          for (int64_t i = 0; i < B; ++i)
-            seqs.push_back({&caches[static_cast<size_t>(i)], prompt_of(i), &next[static_cast<size_t>(i)], 1,
-                            logits.data() + i * c.vocab_size});
-          bm.step(seqs);
-          for (int64_t i = 0; i < B; ++i)
-            next[static_cast<size_t>(i)] = argmax(logits.data() + i * c.vocab_size, c.vocab_size);
-        }
-        return static_cast<double>(n * B) / seconds_since(t0);
+      // Set k's sequence i: its cache, and its adapter (set 1 = mixed: adapter i; else adapter 0,
+      // or none without --adapter-decode).
+      const auto cache = [&](int k, int64_t i) { return &caches[static_cast<size_t>(k * maxb + i)]; };
+      const auto prompt_of = [&](int k, int64_t i) -> const AdapterPrompts* {
+        return prompts.empty() ? nullptr : prompts[static_cast<size_t>(k == 1 ? i : 0)].get();
       };
       auto& rows = out["batched_decode"] = nlohmann::ordered_json::array();
       for (const int64_t B : a.decode_batch) {
-        std::vector<double> same, mixed, ratio;
+        std::vector<double> rate[2], ratio;
         for (int64_t r = 0; r < a.repeat; ++r) {
-          if (!a.adapter_decode) {
-            same.push_back(run(B, false));
-            continue;
+          std::vector<int> next[2];
+          for (int k = 0; k < sets; ++k) {
+            next[k].resize(static_cast<size_t>(B));
+            for (int64_t i = 0; i < B; ++i) {
+              cache(k, i)->reset();
+              std::vector<SeqStep> one{{cache(k, i), prompt_of(k, i), tokens.data(), a.prompt_tokens, logits.data()}};
+              bm.step(one);
+              next[k][static_cast<size_t>(i)] = argmax(logits.data(), c.vocab_size);
+            }
           }
-          double t[2];
-          for (int k = 0; k < 2; ++k) {
-            const bool m = (k + r) % 2 == 1;
-            t[m ? 1 : 0] = run(B, m);
+          double secs[2] = {0, 0};
+          int64_t n = 0;
+          for (int64_t blk = 0; n < a.gen_tokens && cache(0, 0)->pos() < ctx; ++blk) {
+            const int64_t len = std::min<int64_t>({4, a.gen_tokens - n, ctx - cache(0, 0)->pos()});
+            for (int j = 0; j < sets; ++j) {
+              const int k = blk % 2 == 0 ? j : sets - 1 - j;
+              const auto t0 = std::chrono::steady_clock::now();
+              for (int64_t t = 0; t < len; ++t) {
+                std::vector<SeqStep> seqs;
+                for (int64_t i = 0; i < B; ++i)
+                  seqs.push_back({cache(k, i), prompt_of(k, i), &next[k][static_cast<size_t>(i)], 1,
+                                  logits.data() + i * c.vocab_size});
+                bm.step(seqs);
+                for (int64_t i = 0; i < B; ++i)
+                  next[k][static_cast<size_t>(i)] = argmax(logits.data() + i * c.vocab_size, c.vocab_size);
+              }
+              secs[k] += seconds_since(t0);
+            }
+            n += len;
           }
-          same.push_back(t[0]);
-          mixed.push_back(t[1]);
-          ratio.push_back(t[1] / t[0]);
+          for (int k = 0; k < sets; ++k) rate[k].push_back(static_cast<double>(n * B) / secs[k]);
+          if (sets == 2) ratio.push_back(secs[0] / secs[1]);
         }
-        nlohmann::ordered_json row{{"seqs", B}, {"tok_s", median(same)}};
-        if (a.adapter_decode) {
-          row["tok_s_mixed"] = median(mixed);
+        nlohmann::ordered_json row{{"seqs", B}, {"tok_s", median(rate[0])}};
+        if (sets == 2) {
+          row["tok_s_mixed"] = median(rate[1]);
           row["mixed_vs_same_pct"] = (median(ratio) - 1.0) * 100.0;
         }
         rows.push_back(row);
@@ -399,10 +400,11 @@ void register_bench(CLI::App& app) {
   cmd->add_flag("--adapter-overhead", a->adapter_overhead,
                 "Also decode with and without a K, L adapter, two models taking turns every 4 tokens, and "
                 "report how much slower the adapter makes decoding (median over --repeat)");
-  cmd->add_option("--decode-batch", a->decode_batch,
-                  "Also decode this many sequences together, one row each per step, for each count given "
-                  "(e.g. 1,4,8): aggregate tokens/s, as a server's decode steps; with --adapter-decode every "
-                  "sequence on one adapter, then each on its own (tok_s_mixed), alternating")
+  cmd->add_option(
+         "--decode-batch", a->decode_batch,
+         "Also decode this many sequences together, one row each per step, for each count given "
+         "(e.g. 1,4,8): aggregate tokens/s, as a server's decode steps; with --adapter-decode every "
+         "sequence on one adapter and, side by side, each on its own (tok_s_mixed), taking turns every 4 steps")
       ->delimiter(',')
       ->check(CLI::Range(int64_t{1}, int64_t{64}));
   cmd->add_flag("--no-infer", a->no_infer, "Skip prefill/decode");
