@@ -6,10 +6,11 @@
 #   DIR/bin/python tests/reference/clip_fixtures.py ../shared/data tests/fixtures/clip
 #   DIR/bin/python tests/reference/mm_adapter_reference.py ../shared/data tests/fixtures/clip
 # The fixtures record the Pillow / torch / transformers versions that made them; pixels decoded
-# by another Pillow (another libjpeg) may differ slightly.
+# by another Pillow (another libjpeg) may differ slightly. It also holds the peers the training
+# benchmark alternates with (bench/compare_pytorch.sh PEERS="peft-eager peft-compile": peft).
 set -euo pipefail
 venv="${1:-build/venv-ref}"
 python3 -m venv "$venv"
 "$venv/bin/pip" install --upgrade pip
-"$venv/bin/pip" install torch transformers pillow numpy safetensors sentencepiece
+"$venv/bin/pip" install torch transformers peft pillow numpy safetensors sentencepiece
 echo "reference venv ready: $venv/bin/python"
