@@ -298,14 +298,7 @@ TEST(ChatTemplate, ResolveOrder) {
 }
 
 TEST(ChatTemplate, AdapterFilesRecordTheTemplate) {
-  la::ModelConfig c;
-  c.dim = 16;
-  c.hidden_dim = 32;
-  c.n_layers = 4;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 32;
-  c.max_seq_len = 64;
+  const la::ModelConfig c = la::test::config(16, 32, 4, 4, 2, 32, 64);
   TempDir dir;
   la::Adapter a = la::Adapter::create(c, 3, 2, la::GateMode::Tanh, 5);
   EXPECT_EQ(a.chat_template, "alpaca");

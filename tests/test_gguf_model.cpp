@@ -90,14 +90,7 @@ TEST(GgufModel, HalfPrecisionFilesStayClose) {
 }
 
 TEST(GgufModel, QuantisedFileReloadsExactly) {
-  ModelConfig c;
-  c.dim = 64;
-  c.hidden_dim = 192;
-  c.n_layers = 3;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 300;
-  c.max_seq_len = 64;
+  const ModelConfig c = test::config(64, 192, 3, 4, 2, 300, 64);
   auto base = random_model(c, 5);
   test::TempDir tmp;
   for (DType t : {DType::Q8_0, DType::Q4_0}) {
@@ -115,14 +108,8 @@ TEST(GgufModel, QuantisedFileReloadsExactly) {
 // from memory, the file maps them in again), the logits move by float rounding only, exact
 // products (eval, training) are unchanged, and a second call adds nothing.
 TEST(GgufModel, Q4_0x8PackingKeepsTheModel) {
-  ModelConfig c;
-  c.dim = 64;
-  c.hidden_dim = 192;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 300;  // the output head's 300 rows are not eights: it stays as stored
-  c.max_seq_len = 64;
+  // The output head's 300 rows are not eights: it stays as stored.
+  const ModelConfig c = test::config(64, 192, 2, 4, 2, 300, 64);
   test::TempDir tmp;
   const std::string path = tmp.file("q4.gguf");
   save_gguf(*convert_weights(*random_model(c, 8), DType::Q4_0), nullptr, path, "test");
@@ -172,14 +159,7 @@ void convert_then_save(const ModelWeights& src, DType type, const std::string& p
 // whole-model path wrote, byte for byte: every target type, the F16 fallback (hidden 80 does
 // not fill Q8_0/Q4_0 blocks), a quantised source, an untied classifier, and rotate-half rows.
 TEST(GgufModel, StreamedConvertWritesTheSameBytes) {
-  ModelConfig c;
-  c.dim = 64;
-  c.hidden_dim = 80;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.vocab_size = 96;
-  c.max_seq_len = 32;
+  ModelConfig c = test::config(64, 80, 2, 4, 2, 96, 32);
   c.tied_classifier = false;
   test::TempDir tmp;
   for (DType stored : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {

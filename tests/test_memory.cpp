@@ -127,14 +127,7 @@ uint64_t checksum(const la::ModelWeights& w) {
 // Preparing a mapped Q4_0 model for inference (pack_interleaved) holds its matrices about once: the
 // repacked copy replaces the file's pages in memory, which come back, unchanged, when read.
 TEST(Memory, Q4_0x8PackingHoldsTheWeightsOnce) {
-  la::ModelConfig c;
-  c.dim = 512;
-  c.hidden_dim = 1536;
-  c.n_layers = 6;
-  c.n_heads = 8;
-  c.n_kv_heads = 8;
-  c.vocab_size = 512;
-  c.max_seq_len = 64;
+  const la::ModelConfig c = la::test::config(512, 1536, 6, 8, 8, 512, 64);
   la::test::TempDir tmp;
   const std::string path = tmp.file("q4.gguf");
   la::save_gguf(*la::convert_weights(*la::random_model(c, 2), la::DType::Q4_0), nullptr, path, "test");
@@ -180,14 +173,7 @@ TEST(Memory, HfF16MatricesStayInTheFile) {
 // peak grows by about one converted matrix (here 4.5 MB), not by the converted model (23 MB of
 // Q8_0 per copy) -- measured against the model's 88 MB of f32 matrices.
 TEST(Memory, ConvertHoldsOneConvertedMatrixAtATime) {
-  la::ModelConfig c;
-  c.dim = 512;
-  c.hidden_dim = 1536;
-  c.n_layers = 4;
-  c.n_heads = 8;
-  c.n_kv_heads = 8;
-  c.vocab_size = 8192;
-  c.max_seq_len = 256;
+  la::ModelConfig c = la::test::config(512, 1536, 4, 8, 8, 8192, 256);
   c.tied_classifier = false;
   auto m = la::random_model(c, 1);
   size_t f32_bytes = m->tok_embeddings.bytes() + m->output.bytes();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "la/core/runtime.h"
+#include "la/model/config.h"
 
 namespace la::test {
 
@@ -95,6 +96,10 @@ CommandResult run_cli_with_input(const std::string& args, const std::string& inp
 // Runs `f`, which must throw la::Error whose message is one line, contains `path` and every one
 // of `needles`. Any other exception (or none) fails the test.
 void expect_error(const std::function<void()>& f, const std::string& path, std::initializer_list<std::string> needles);
+
+// A small model shape for random weights (the other fields keep ModelConfig's defaults).
+ModelConfig config(int64_t dim, int64_t hidden_dim, int64_t n_layers, int64_t n_heads, int64_t n_kv_heads,
+                   int64_t vocab_size, int64_t max_seq_len);
 
 void write_text(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);
