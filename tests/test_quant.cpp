@@ -504,20 +504,6 @@ TEST(QuantMatmul, QuantisedWeightsEqualTheirF32Dequantisation) {
 // ------------------------------------------------------------------------------------------------
 // (d) Whole models.
 
-ModelConfig small_config(int64_t dim, int64_t hidden, int64_t layers, int64_t heads, int64_t kv_heads, int64_t vocab,
-                         int64_t seq) {
-  ModelConfig c;
-  c.dim = dim;
-  c.hidden_dim = hidden;
-  c.n_layers = layers;
-  c.n_heads = heads;
-  c.n_kv_heads = kv_heads;
-  c.vocab_size = vocab;
-  c.max_seq_len = seq;
-  c.tied_classifier = true;
-  return c;
-}
-
 std::vector<const WeightMatrix*> matrices(const ModelWeights& m) {
   std::vector<const WeightMatrix*> v{&m.tok_embeddings, &m.output};
   for (const auto& l : m.layers)
@@ -641,20 +627,20 @@ void check_converted_model(const ModelWeights& ref, DType t, double max_bound, d
 // A layout or scale bug scrambles the weights: rms ~1 and more. All types agreed on all 32
 // greedy tokens; the 8/6-bit types and BF16 must keep at least 30 of them.
 TEST(QuantModel, RandomStoriesShapedModelLogitsStayClose) {
-  auto ref = random_model(small_config(64, 192, 5, 8, 4, 512, 128), 17);
+  auto ref = random_model(test::config(64, 192, 5, 8, 4, 512, 128), 17);
   check_converted_model(*ref, DType::Q8_0, 0.08, 0.022, 30);
   check_converted_model(*ref, DType::Q4_0, 1.25, 0.36, 0);
   check_converted_model(*ref, DType::BF16, 0.025, 0.009, 30);
 }
 
 TEST(QuantModel, RandomModelOf256WideRowsAsKQuants) {
-  auto ref = random_model(small_config(256, 512, 2, 4, 2, 512, 64), 23);
+  auto ref = random_model(test::config(256, 512, 2, 4, 2, 512, 64), 23);
   check_converted_model(*ref, DType::Q6_K, 0.21, 0.07, 30);
   check_converted_model(*ref, DType::Q4_K, 0.9, 0.27, 0);
 }
 
 TEST(QuantModel, KeepEmbeddingsF32AndUntiedOutput) {
-  auto c = small_config(64, 192, 2, 8, 4, 512, 32);
+  auto c = test::config(64, 192, 2, 8, 4, 512, 32);
   c.tied_classifier = false;
   auto ref = random_model(c, 3);
   ASSERT_NE(ref->output.data, ref->tok_embeddings.data);
