@@ -3,6 +3,7 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake g++ pkg-config
+  ccache                      # CI builds the tree twice; unchanged files come from the cache
   clang-format                # scripts/format.sh (the house style in .clang-format)
   libopenblas-openmp-dev      # BLAS (sgemm) sharing our OpenMP thread pool
   libsentencepiece-dev        # SentencePiece .model tokenizers
@@ -14,6 +15,7 @@ pkgs=(
   libgtest-dev libgmock-dev   # tests
   libbenchmark-dev            # micro-benchmarks
   libcpp-httplib-dev          # the HTTP server of `serve`
+  libpcre2-dev                # byte-level BPE pre-tokenizers (Llama-3, GPT-2, Qwen2 vocabularies)
   python3-jinja2              # chat-template fixtures (tests/reference/chat_template_fixtures.py)
   python3-venv                # tests/clients/run.sh: a venv for the openai SDK and selenium
   chromium chromium-driver    # tests/clients/test_page.py: the chat page in headless Chromium

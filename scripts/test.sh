@@ -12,19 +12,23 @@
 #   LA_ASAN=0 scripts/test.sh  skips the sanitizer build and run
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each stage's end is stamped with the seconds since the start: CI's budget is 20 minutes.
+stamp() { echo "=== test.sh: $1 done at ${SECONDS} s"; }
 ./scripts/install-deps.sh
 ./scripts/format.sh --check
 jobs="$(nproc)"
 cmake --preset release >/dev/null
 cmake --build --preset release -j"$jobs"
+stamp "Release build"
 # Tests run two at a time on two cores: one OpenMP thread each, and threads that sleep rather
 # than spin while they wait, so the two never fight over a core.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 asan() {
   cmake --preset asan >/dev/null &&
-    cmake --build --preset asan -j"$jobs" &&
-    LA_FUZZ_ITERS="${LA_FUZZ_ITERS:-1500}" ctest --preset asan -L fast -E '^Signals[.]|[.]isa_' -j"$jobs" --timeout 900
+    cmake --build --preset asan -j"$jobs" && stamp "ASan build" &&
+    LA_FUZZ_ITERS="${LA_FUZZ_ITERS:-1500}" ctest --preset asan -L fast -E '^Signals[.]|[.]isa_' -j"$jobs" --timeout 900 &&
+    stamp "ASan tests"
 }
 
 if [ $# -gt 0 ] || [ "${LA_ASAN:-1}" = "0" ]; then
@@ -37,6 +41,7 @@ fi
 # alone it would leave the second core idle, so it runs beside the ASan build, which has work
 # for every core (on 2 cores this saves ~3 minutes of CI). Its output is shown when it is done.
 ctest --preset release -L fast -j"$jobs" --timeout 900
+stamp "Release tests, label fast"
 slow_log=build/slow-tests.log
 ctest --preset release -L slow --timeout 900 >"$slow_log" 2>&1 &
 slow_pid=$!
@@ -44,6 +49,7 @@ trap 'kill "$slow_pid" 2>/dev/null || true' INT TERM
 status=0
 asan || status=1
 wait "$slow_pid" || status=1
+stamp "Release tests, label slow"
 echo "=== Release tests, label slow (ran beside the ASan build): $slow_log"
 cat "$slow_log"
 exit "$status"

@@ -17,7 +17,7 @@
 #include "la/data/alpaca.h"
 #include "la/formats/gguf.h"
 #include "la/io/adapter_file.h"
-#include "la/io/gguf_chat_template.h"
+#include "la/io/model_chat_template.h"
 #include "la/model/adapter.h"
 #include "la/tokenizer/bpe_tokenizer.h"
 #include "la/tokenizer/gguf_vocab.h"
@@ -326,12 +326,22 @@ TEST(ChatTemplate, GgufModelTemplate) {
   w2.set_string("general.architecture", "llama");
   w2.write(dir.file("without.gguf"));
   std::ofstream(dir.file("model.bin")) << "not a gguf file at all";
-  EXPECT_EQ(la::gguf_chat_template(dir.file("with.gguf")), "{{ bos_token }}x");
-  EXPECT_EQ(la::gguf_chat_template(dir.file("without.gguf")), "");
-  EXPECT_EQ(la::gguf_chat_template(dir.file("model.bin")), "");
-  EXPECT_EQ(la::gguf_chat_template(dir.path()), "");
+  EXPECT_EQ(la::model_chat_template(dir.file("with.gguf")), "{{ bos_token }}x");
+  EXPECT_EQ(la::model_chat_template(dir.file("without.gguf")), "");
+  EXPECT_EQ(la::model_chat_template(dir.file("model.bin")), "");
+  EXPECT_EQ(la::model_chat_template(dir.path()), "");  // a directory without tokenizer_config.json
+  // A Hugging Face directory: tokenizer_config.json's chat_template, a string or named list.
+  la::test::write_text(dir.file("tokenizer_config.json"), R"({"chat_template": "{{ 'hf' }}"})");
+  EXPECT_EQ(la::model_chat_template(dir.path()), "{{ 'hf' }}");
+  la::test::write_text(
+      dir.file("tokenizer_config.json"),
+      R"({"chat_template": [{"name": "tool_use", "template": "t"}, {"name": "default", "template": "d"}]})");
+  EXPECT_EQ(la::model_chat_template(dir.path()), "d");
+  la::test::write_text(dir.file("tokenizer_config.json"), R"({"chat_template": 3})");
+  la::test::expect_error([&] { la::model_chat_template(dir.path()); }, dir.file("tokenizer_config.json"),
+                         {"chat_template"});
   if (la::test::shared_file_exists(kPhi3Vocab)) {  // a real GGUF's template renders
-    const std::string src = la::gguf_chat_template(la::test::shared_path(kPhi3Vocab));
+    const std::string src = la::model_chat_template(la::test::shared_path(kPhi3Vocab));
     ASSERT_NE(src.find("<|user|>"), std::string::npos);
     EXPECT_EQ(text_of(la::resolve_chat_template("", src, "").render({{"user", "hi"}}, true, "<s>", "</s>")),
               "<s><|user|>\nhi<|end|>\n<|assistant|>\n");

@@ -5,7 +5,7 @@
 
 #include "la/chat/chat_template.h"
 #include "la/core/error.h"
-#include "la/io/gguf_chat_template.h"
+#include "la/io/model_chat_template.h"
 
 namespace la::cli {
 
@@ -26,7 +26,8 @@ struct ChatFormat::Impl {
 };
 
 ChatFormat::ChatFormat(const Tokenizer& tok, const std::string& model_path, const std::string& cli_template)
-    : impl_(std::make_unique<Impl>(tok, gguf_chat_template(model_path), cli_template)), end_ids_(end_of_turn_ids(tok)) {
+    : impl_(std::make_unique<Impl>(tok, model_chat_template(model_path), cli_template)),
+      end_ids_(end_of_turn_ids(tok)) {
   impl_->get(nullptr);  // an unknown --template or a bad GGUF template fails here, at start
 }
 
@@ -50,7 +51,8 @@ void add_template_flag(CLI::App* cmd, std::string& name) {
   for (const std::string& n : builtin_chat_templates()) names += (names.empty() ? "" : ", ") + n;
   cmd->add_option("--template", name,
                   "Chat template, one of: " + names +
-                      " (default: the adapter's recorded one, else the GGUF's tokenizer.chat_template, else alpaca)");
+                      " (default: the adapter's recorded one, else the model's: a GGUF's tokenizer.chat_template or a "
+                      "Hugging Face directory's tokenizer_config.json, else alpaca)");
 }
 
 }  // namespace la::cli

@@ -1,6 +1,7 @@
 // How `chat` and `serve` turn a conversation into prompt tokens (SPEC §9): the template is the
 // one --template names, else the adapter's recorded one (serve: per adapter), else the base
-// GGUF's tokenizer.chat_template, else Alpaca; rendered by the chat layer (la/chat), template
+// model's (a GGUF's tokenizer.chat_template, a Hugging Face directory's tokenizer_config.json),
+// else Alpaca; rendered by the chat layer (la/chat), template
 // text tokenized with special tokens recognised, message text never.
 #pragma once
 #include <map>
@@ -23,7 +24,7 @@ struct ChatTurn {
 
 class ChatFormat {
  public:
-  // `model_path`: the base model (its GGUF chat template, if any); `cli_template`: --template
+  // `model_path`: the base model (its own chat template, if any); `cli_template`: --template
   // ("" when not given). Throws la::Error for an unknown template name.
   ChatFormat(const Tokenizer& tok, const std::string& model_path, const std::string& cli_template);
   ~ChatFormat();

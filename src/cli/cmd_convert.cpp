@@ -10,6 +10,7 @@
 #include "la/io/clip_file.h"
 #include "la/io/gguf_model.h"
 #include "la/io/loader.h"
+#include "la/io/model_chat_template.h"
 
 namespace la::cli {
 
@@ -57,7 +58,8 @@ void register_convert(CLI::App& app) {
     DType type;
     if (!parse_dtype(a->type, &type)) fail("unknown type '{}'", a->type);
     LoadedModel lm = load_model_and_tokenizer(a->model);
-    const BpeVocab vocab = gguf_vocabulary(*lm.tokenizer, a->model.tokenizer);
+    BpeVocab vocab = gguf_vocabulary(*lm.tokenizer, a->model.tokenizer);
+    vocab.chat_template = model_chat_template(a->model.model);  // travels with the model
     // Streamed: one converted matrix in memory at a time, the input stays a mapping (Hugging Face
     // q/k rows are moved to GGUF's Meta layout on the way). Rows that do not fill whole blocks
     // (e.g. stories260K's hidden size 172) stay F16.

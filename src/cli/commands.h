@@ -30,6 +30,7 @@ void register_scienceqa(CLI::App& app);
 void register_encode_image(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_chat(CLI::App& app);
+void register_tokenize(CLI::App& app);
 
 // The flags finetune and pretrain share: --resume, --save-every, --checkpoint, --val-data
 // (`val_help` says what it holds), --eval-every, --metrics, --recompute, --log-every, --no-progress.

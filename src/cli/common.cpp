@@ -9,6 +9,7 @@
 #include "la/core/memory.h"
 #include "la/core/runtime.h"
 #include "la/io/loader.h"
+#include "la/tokenizer/byte_bpe_tokenizer.h"
 #include "la/tokenizer/sp_tokenizer.h"
 #include "validators.h"
 
@@ -65,6 +66,7 @@ CLI::Option* ModelArgs::add_to(CLI::App* cmd, bool tokenizer_too, bool model_req
 
 BpeVocab gguf_vocabulary(const Tokenizer& tok, const std::string& source) {
   if (const auto* bpe = dynamic_cast<const BpeTokenizer*>(&tok)) return bpe->vocab();
+  if (const auto* bytes = dynamic_cast<const ByteBpeTokenizer*>(&tok)) return bytes->vocab();
   if (const auto* sp = dynamic_cast<const SpTokenizer*>(&tok)) return sp->to_vocab();
   fail("{}: this tokenizer cannot be embedded in GGUF", source);
 }

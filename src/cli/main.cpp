@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   la::cli::register_eval(app);
   la::cli::register_bench(app);
   la::cli::register_convert(app);
+  la::cli::register_tokenize(app);
   la::cli::register_pretrain(app);
   la::cli::register_scienceqa(app);
   la::cli::register_encode_image(app);

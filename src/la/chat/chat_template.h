@@ -36,7 +36,7 @@ class ChatTemplate {
   static ChatTemplate builtin(const std::string& name);
   // A Jinja template (a GGUF's tokenizer.chat_template); `origin` names it in errors. Parse errors
   // are la::Error.
-  static ChatTemplate from_jinja(const std::string& source, const std::string& origin = "GGUF chat template");
+  static ChatTemplate from_jinja(const std::string& source, const std::string& origin = "the model's chat template");
 
   // "alpaca", "llama-3", ... for a built-in; the origin for a Jinja source.
   const std::string& name() const { return name_; }
@@ -78,9 +78,9 @@ std::vector<int> encode_chat(const Tokenizer& tok, const std::vector<ChatSpan>& 
 std::vector<int> end_of_turn_ids(const Tokenizer& tok);
 
 // Which template serves (SPEC §9): an explicit --template (`cli_name`) wins, then the template
-// recorded in the adapter file (`adapter_template`), then the base model's GGUF template
-// (`gguf_template`), then alpaca. "" means "none given". A name must be a built-in (a one-line
-// error lists them); an adapter may also record a Jinja source (it contains "{{" or "{%").
+// recorded in the adapter file (`adapter_template`), then the base model's own template
+// (`gguf_template`: a GGUF's or a tokenizer_config.json's), then alpaca. "" means "none given". A name must be a
+// built-in (a one-line error lists them); an adapter may also record a Jinja source (it contains "{{" or "{%").
 ChatTemplate resolve_chat_template(const std::string& adapter_template, const std::string& gguf_template,
                                    const std::string& cli_name);
 

@@ -193,6 +193,9 @@ BpeTokenizer::BpeTokenizer(BpeVocab vocab, const std::string& source) : vocab_(s
       fail("{}: {} id {} has the wrong piece type", source, what, id);
     }
   };
+  // <unk> is Unknown in a .model, but some GGUF conversions (Phi-3's) mark it Control.
+  if (vocab_.unk_id >= 0 && vocab_.unk_id < static_cast<int>(n) && vocab_.types[vocab_.unk_id] == PieceType::Control)
+    vocab_.types[vocab_.unk_id] = PieceType::Unknown;
   check_special(vocab_.unk_id, PieceType::Unknown, "unknown");
   check_special(vocab_.bos_id, PieceType::Control, "BOS");
   check_special(vocab_.eos_id, PieceType::Control, "EOS");

@@ -18,8 +18,13 @@ namespace la {
 // SentencePiece's piece types (ModelProto.SentencePiece.Type; GGUF token_type uses the same set).
 enum class PieceType : uint8_t { Normal, Unknown, Control, UserDefined, Unused, Byte };
 
-// A SentencePiece-style vocabulary. Pieces are spelled as in a .model file: "▁the" (U+2581 for
-// a space), "<0x0A>" for byte pieces, "<s>" for control pieces.
+// A BPE vocabulary as GGUF's tokenizer.ggml.* keys hold it, of either kind:
+//  - SentencePiece-style (model "llama"; BpeTokenizer): pieces spelled as in a .model file:
+//    "▁the" (U+2581 for a space), "<0x0A>" for byte pieces, "<s>" for control pieces; merges
+//    ranked by score.
+//  - byte-level (model "gpt2": GPT-2, Llama-3, Qwen2; ByteBpeTokenizer): pieces spelled in
+//    GPT-2's byte-to-character map ("Ġthe": U+0120 for a space byte), merges ranked by their
+//    order in `merges`, the text cut into words by the pre-tokenizer `pre` first.
 struct BpeVocab {
   std::vector<std::string> pieces;
   std::vector<float> scores;  // merge priority: the higher, the earlier
@@ -32,6 +37,18 @@ struct BpeVocab {
   // train_vocab, e.g. tok512.model) also strips and collapses runs of spaces.
   bool add_dummy_prefix = true;
   bool remove_extra_whitespaces = false;
+
+  // Byte-level vocabularies only.
+  bool byte_level = false;
+  std::vector<std::string> merges;       // "Ġ t": the two pieces of a merge, first merged first
+  std::string pre;                       // the pre-tokenizer's name (tokenizer.ggml.pre) ...
+  std::vector<std::string> pre_regexes;  // ... or, for one without a name, its expressions
+  bool ignore_merges = false;            // a word that is a piece is that piece (Llama-3)
+  bool add_bos = true;                   // whether encode(add_bos = true) adds BOS (GPT-2: no)
+
+  // The model's chat template, which GGUF keeps beside the vocabulary (tokenizer.chat_template):
+  // written when not empty, never read back through here (io/model_chat_template.h reads it).
+  std::string chat_template;
 };
 
 // Parses a llama2.c tokenizer.bin: int32 max_token_length, then until the end of the file

@@ -10,7 +10,9 @@
 #include "la/core/error.h"
 #include "la/core/mapped_file.h"
 #include "la/tokenizer/bpe_tokenizer.h"
+#include "la/tokenizer/byte_bpe_tokenizer.h"
 #include "la/tokenizer/gguf_vocab.h"
+#include "la/tokenizer/hf_tokenizer.h"
 #include "la/tokenizer/sp_tokenizer.h"
 
 namespace la {
@@ -140,9 +142,12 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
     // A GGUF model carries its vocabulary: map it (it may be gigabytes) rather than read it.
     auto f = MappedFile::open(path);
     if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0)
-      return std::make_unique<BpeTokenizer>(read_gguf_vocab(GgufFile::open(path)), path);
+      return make_bpe_tokenizer(read_gguf_vocab(GgufFile::open(path)), path);
   }
   const std::string bytes = read_file(path);
+  // A Hugging Face tokenizer.json is a JSON object; neither binary format starts with '{'.
+  if (const size_t first = bytes.find_first_not_of(" \t\r\n"); first != std::string::npos && bytes[first] == '{')
+    return std::make_unique<ByteBpeTokenizer>(read_hf_tokenizer_json(bytes, path), path);
 
   // A tokenizer.bin has no magic number, but its structure is strict (records that end exactly
   // at the end of the file), so trying it first is a reliable test. Sniffing the first byte
@@ -171,7 +176,8 @@ std::string find_tokenizer_for_model(const std::string& model_path, int vocab_si
   std::error_code ec;
   std::vector<fs::path> candidates;
   if (fs::is_directory(model, ec)) {
-    candidates = {model / "tokenizer.model", model / "tokenizer.bin"};
+    // SentencePiece's own file first: a Llama-2 directory holds both it and a tokenizer.json.
+    candidates = {model / "tokenizer.model", model / "tokenizer.json", model / "tokenizer.bin"};
   } else {
     // Most specific first: a directory of llama2.c checkpoints holds several vocabularies
     // (stories260K.bin with tok512.bin, aidreams260K.bin with aidreams260K_tok512.bin, and often
@@ -187,6 +193,7 @@ std::string find_tokenizer_for_model(const std::string& model_path, int vocab_si
       }
     }
     candidates.push_back(dir / "tokenizer.model");
+    candidates.push_back(dir / "tokenizer.json");
     candidates.push_back(dir / "tokenizer.bin");
   }
   for (const fs::path& candidate : candidates) {

@@ -1,5 +1,6 @@
 // Tokenizers: text <-> token ids. One interface; implementations for SentencePiece .model
-// (through libsentencepiece), llama2.c tokenizer.bin (our own BPE) and, later, GGUF vocabularies.
+// (through libsentencepiece), SentencePiece-style BPE vocabularies (llama2.c tokenizer.bin, GGUF
+// "llama") and byte-level BPE (GGUF "gpt2", Hugging Face tokenizer.json).
 #pragma once
 #include <memory>
 #include <string>
@@ -12,8 +13,9 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  // SentencePiece-style encoding of `text` (dummy-prefix space, byte fallback).
-  // BOS/EOS are added only when asked.
+  // The ids of `text`: SentencePiece-style (dummy-prefix space, byte fallback) or byte-level,
+  // as the vocabulary is. BOS/EOS are added only when asked (and BOS only where the vocabulary
+  // uses one: GPT-2's does not).
   virtual std::vector<int> encode(std::string_view text, bool add_bos, bool add_eos) const = 0;
 
   // Raw bytes of piece `id` as it appears in decoded text: "▁" becomes ' ', a byte piece
@@ -64,14 +66,15 @@ int utf8_char_length(std::string_view s);
 std::string sanitize_utf8(std::string_view s);
 
 // Loads a tokenizer, detecting the format by content: SentencePiece ModelProto (.model, through
-// libsentencepiece: SpTokenizer) or a llama2.c tokenizer.bin (our BPE: BpeTokenizer). Throws
-// la::Error naming the file when it is missing, neither, or damaged.
+// libsentencepiece: SpTokenizer), a llama2.c tokenizer.bin (our BPE: BpeTokenizer), a GGUF's
+// vocabulary (either kind) or a Hugging Face tokenizer.json (byte-level: ByteBpeTokenizer).
+// Throws la::Error naming the file when it is missing, none of these, or damaged.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
-// Finds the tokenizer that belongs to a model: for a directory, tokenizer.model or
-// tokenizer.bin inside it; for a file, beside it, the most specific name first:
-// <stem>_tok<vocab>.{model,bin}, tok<vocab>.{model,bin}, tokenizer.{model,bin} (the tok<vocab>
-// names only when vocab_size > 0). Returns "" when none is found.
+// Finds the tokenizer that belongs to a model: for a directory, tokenizer.model,
+// tokenizer.json or tokenizer.bin inside it; for a file, beside it, the most specific name
+// first: <stem>_tok<vocab>.{model,bin}, tok<vocab>.{model,bin}, tokenizer.{model,json,bin} (the
+// tok<vocab> names only when vocab_size > 0). Returns "" when none is found.
 std::string find_tokenizer_for_model(const std::string& model_path, int vocab_size);
 
 }  // namespace la
