@@ -2,7 +2,8 @@
 # Tokenizing speed against llama.cpp's llama-tokenize on the same large mixed text and the same
 # vocabulary (Llama-3's tokenizer.json, embedded in a GGUF by our `convert`): both programs load
 # the GGUF's vocabulary and tokenize the whole file; runs alternate, medians reported. The ids of
-# the two are compared too.
+# the two are compared too. llama-tokenize reads special pieces in the text ("<|eot_id|>", which
+# this repository's sources contain) as their ids, and so does ours with --parse-special.
 #   bench/compare_tokenize.sh [LLAMA_BIN_DIR] [ROUNDS]
 # LLAMA_BIN_DIR holds llama-tokenize (a llama.cpp build: cmake --build B --target llama-tokenize).
 set -euo pipefail
@@ -25,9 +26,9 @@ python3 bench/make_random_llama3.py "$work/llama3" "$shared/tokenizer/llama3/tok
 ms() { local t0 t1; t0=$(date +%s%N); "$@" >"$work/out.txt" 2>/dev/null; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)); }
 ours_ms=() llama_ms=() ours_load=() llama_load=()
 for ((r = 0; r < rounds; r++)); do
-  llama_ms+=("$(ms "$llama_bin/llama-tokenize" -m "$work/llama3.gguf" -f "$corpus" --ids --no-bos --log-disable)")
+  llama_ms+=("$(ms "$llama_bin/llama-tokenize" -m "$work/llama3.gguf" -f "$corpus" --ids --no-bos --no-escape --log-disable)")
   cp "$work/out.txt" "$work/llama_ids.txt"
-  ours_ms+=("$(ms "$ours" tokenize --model "$work/llama3.gguf" --file "$corpus")")
+  ours_ms+=("$(ms "$ours" tokenize --model "$work/llama3.gguf" --parse-special --file "$corpus")")
   cp "$work/out.txt" "$work/our_ids.txt"
   llama_load+=("$(ms "$llama_bin/llama-tokenize" -m "$work/llama3.gguf" -p x --ids --no-bos --log-disable)")
   ours_load+=("$(ms "$ours" tokenize --model "$work/llama3.gguf" --text x)")

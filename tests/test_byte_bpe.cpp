@@ -212,6 +212,12 @@ TEST(TokenizeCli, PrintsIdsAndJson) {
   const auto plain = run_cli("tokenize" + tok + " --bos --file " + shell_quote(fixture("mixed.txt")));
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
   EXPECT_EQ(parse_ids(plain.out).size(), parse_ids(read_text(fixture("mixed.llama3.ids"))).size() + 1);
+  // Special pieces are text unless --parse-special (Hugging Face's encode reads them).
+  const auto special = run_cli("tokenize" + tok + " --parse-special --text " + shell_quote("a<|eot_id|>b"));
+  ASSERT_EQ(special.exit_code, 0) << special.err;
+  EXPECT_EQ(parse_ids(special.out), (std::vector<int>{64, 128009, 65}));
+  const auto as_text = run_cli("tokenize" + tok + " --text " + shell_quote("a<|eot_id|>b"));
+  EXPECT_GT(parse_ids(as_text.out).size(), 3u) << as_text.out;
   const auto bad = run_cli("tokenize --tokenizer /nonexistent/tokenizer.json --text x");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_NE(bad.err.find("/nonexistent/tokenizer.json"), std::string::npos) << bad.err;

@@ -32,7 +32,9 @@
 #include "la/model/adapter.h"
 #include "la/tokenizer/bpe_tokenizer.h"
 #include "la/tokenizer/bpe_trainer.h"
+#include "la/tokenizer/byte_bpe_tokenizer.h"
 #include "la/tokenizer/gguf_vocab.h"
+#include "la/tokenizer/pretokenizer.h"
 #include "la/tokenizer/tokenizer.h"
 #include "support/fuzz.h"
 #include "support/test_support.h"
@@ -1071,6 +1073,77 @@ GDoc vocab_gguf_doc(const BpeVocab& v, bool space_prefix) {
   return d;
 }
 
+// A small byte-level vocabulary (GGUF "gpt2"): the 256 byte characters, a few merges, a control
+// and a user-defined piece.
+BpeVocab byte_level_vocab() {
+  BpeVocab v;
+  v.byte_level = true;
+  v.add_dummy_prefix = false;
+  v.pre = "llama-bpe";
+  v.ignore_merges = true;
+  for (int b = 0; b < 256; ++b) v.pieces.emplace_back(ByteBpeTokenizer::byte_char(static_cast<uint8_t>(b)));
+  const std::string sp(ByteBpeTokenizer::byte_char(' '));
+  for (const auto& [l, r] : std::vector<std::pair<std::string, std::string>>{
+           {sp, "t"}, {"h", "e"}, {sp + "t", "he"}, {"l", "l"}, {"e", "r"}, {sp, "w"}, {"o", "r"}, {"ll", "o"}}) {
+    v.merges.push_back(l + " " + r);
+    if (std::find(v.pieces.begin(), v.pieces.end(), l + r) == v.pieces.end()) v.pieces.push_back(l + r);
+  }
+  v.types.assign(v.pieces.size(), PieceType::Normal);
+  v.pieces.push_back("<|begin_of_text|>");
+  v.types.push_back(PieceType::Control);
+  v.pieces.push_back("<|x|>");
+  v.types.push_back(PieceType::UserDefined);
+  v.scores.assign(v.pieces.size(), 0.0f);
+  v.bos_id = static_cast<int>(v.pieces.size()) - 2;
+  v.eos_id = v.bos_id;
+  v.add_bos = true;
+  return v;
+}
+
+GDoc byte_vocab_gguf_doc(const BpeVocab& v) {
+  GDoc d;
+  std::vector<int32_t> types;
+  for (PieceType t : v.types) types.push_back(static_cast<int32_t>(t) + 1);
+  d.kvs = {kv_str("general.architecture", "llama"),
+           kv_str("tokenizer.ggml.model", "gpt2"),
+           kv_str("tokenizer.ggml.pre", v.pre),
+           kv_arr("tokenizer.ggml.tokens", kStr, v.pieces),
+           kv_arr("tokenizer.ggml.token_type", kI32, types),
+           kv_arr("tokenizer.ggml.merges", kStr, v.merges),
+           kv_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(v.bos_id)),
+           kv_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(v.eos_id)),
+           kv_bool("tokenizer.ggml.add_bos_token", true)};
+  const float x[2] = {1.f, 2.f};
+  d.tensors.push_back(f32_tensor("t", {2}, x, 2));
+  return d;
+}
+
+// The same vocabulary as a Hugging Face tokenizer.json.
+std::string byte_vocab_json(const BpeVocab& v) {
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object(), added = nlohmann::ordered_json::array();
+  for (size_t i = 0; i < v.pieces.size(); ++i) {
+    if (v.types[i] == PieceType::Normal)
+      vocab[v.pieces[i]] = i;
+    else
+      added.push_back({{"id", i}, {"content", v.pieces[i]}, {"special", v.types[i] == PieceType::Control}});
+  }
+  nlohmann::ordered_json j = {
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern", {{"Regex", PreTokenizer::regexes_of("llama-bpe")->front()}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
+      {"post_processor",
+       {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", "<|begin_of_text|>"}}}}}}}},
+      {"model", {{"type", "BPE"}, {"ignore_merges", true}, {"vocab", vocab}, {"merges", v.merges}}}};
+  return j.dump(1);
+}
+
 const std::vector<std::string> kTexts = {"",
                                          "Reverse the letters of the word.",
                                          "  two  spaces,\ttab\nnewline  ",
@@ -1098,7 +1171,12 @@ uint64_t exercise(const Tokenizer& tok) {
     std::vector<int> ids = tok.encode(t, false, false);
     for (int id : ids) EXPECT_TRUE(id >= 0 && id < n) << id << " of " << n;
     check_decode(ids);
-    if (tok.bos_id() >= 0 && tok.eos_id() >= 0) {
+    // A byte-level vocabulary adds BOS only where it says so (GPT-2's does not).
+    const auto* byte_level = dynamic_cast<const ByteBpeTokenizer*>(&tok);
+    if (byte_level && !byte_level->vocab().add_bos) {
+      ids = tok.encode(t, true, false);
+      EXPECT_EQ(ids, tok.encode(t, false, false));
+    } else if (tok.bos_id() >= 0 && tok.eos_id() >= 0) {
       ids = tok.encode(t, true, true);
       EXPECT_EQ(ids.front(), tok.bos_id());
       EXPECT_EQ(ids.back(), tok.eos_id());
@@ -1178,6 +1256,16 @@ TEST(FuzzInputs, SeedsAreValid) {
     emit("tok-model-", file_bytes(test::shared_path("llama2c/tok512.model")));
     load_and_exercise(p);
   }
+  emit("tok-gguf-", serialize_gguf(byte_vocab_gguf_doc(byte_level_vocab())).bytes);
+  EXPECT_GT(load_and_exercise(p), 0u);
+  emit("tok-json-", byte_vocab_json(byte_level_vocab()));
+  EXPECT_GT(load_and_exercise(p), 0u);
+  // Both spell the same vocabulary: the same ids.
+  write_bytes(dir.file("a.gguf"), serialize_gguf(byte_vocab_gguf_doc(byte_level_vocab())).bytes);
+  write_bytes(dir.file("b.json"), byte_vocab_json(byte_level_vocab()));
+  for (const std::string& t : kTexts)
+    EXPECT_EQ(load_tokenizer(dir.file("a.gguf"))->encode(t, true, false),
+              load_tokenizer(dir.file("b.json"))->encode(t, true, false));
 }
 
 TEST(FuzzInputs, AdapterSafetensorsMutants) {
@@ -1266,6 +1354,59 @@ TEST(FuzzInputs, GgufVocabMutants) {
   run_mutants(
       "tokenizer (gguf vocab)", path, keep_path("tokenizer_fuzz_failure.gguf"), 0x746f'6b00'0002ull, 5000,
       [&](Rng& r) { return seeds.mutant(r); }, [&] { return load_and_exercise(path); });
+}
+
+TEST(FuzzInputs, ByteLevelVocabMutants) {
+  TempDir dir;
+  const BpeVocab v = byte_level_vocab();
+  GgufSeeds seeds;
+  seeds.docs = {byte_vocab_gguf_doc(v)};
+  GgufWriter w;
+  write_gguf_vocab(w, v);
+  seeds.bytes.push_back(writer_seed(w.serialize()));
+  for (const GKv& k : seeds.docs[0].kvs) seeds.dict.keys.push_back(k.key);
+  seeds.dict.tensors = {"t"};
+  const std::string path = dir.file("m.gguf");
+  run_mutants(
+      "tokenizer (gguf byte-level vocab)", path, keep_path("tokenizer_fuzz_failure_bbpe.gguf"), 0x746f'6b00'0004ull,
+      3000, [&](Rng& r) { return seeds.mutant(r); }, [&] { return load_and_exercise(path); });
+}
+
+TEST(FuzzInputs, TokenizerJsonMutants) {
+  TempDir dir;
+  const Seed seed{byte_vocab_json(byte_level_vocab()), {}};
+  const std::string path = dir.file("tokenizer.json");
+  run_mutants(
+      "tokenizer (tokenizer.json)", path, keep_path("tokenizer_fuzz_failure.json"), 0x746f'6b00'0005ull, 600,
+      [&](Rng& r) {
+        if (r.chance(70)) {  // as a structure: a value replaced by an extreme one, or removed
+          using ojson = nlohmann::ordered_json;
+          ojson doc = ojson::parse(seed.bytes);
+          const size_t n = 1 + r.below(3);
+          for (size_t m = 0; m < n; ++m) {
+            const ojson flat = doc.flatten();  // every leaf's JSON pointer
+            if (flat.empty()) break;
+            const std::string leaf = std::next(flat.begin(), static_cast<std::ptrdiff_t>(r.below(flat.size()))).key();
+            ojson::json_pointer ptr(leaf);
+            if (r.chance(30) && !ptr.empty()) {
+              const std::string last = ptr.back();
+              ojson& parent = doc[ptr.parent_pointer()];
+              if (parent.is_object())
+                parent.erase(last);
+              else if (parent.is_array())
+                parent.erase(static_cast<size_t>(std::stoul(last)));
+            } else {
+              doc[ptr] = extreme_json(r, 1000);
+            }
+          }
+          return doc.dump();
+        }
+        std::string b = seed.bytes;
+        const size_t n = 1 + r.below(3);
+        for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, seed.fields);
+        return b;
+      },
+      [&] { return load_and_exercise(path); });
 }
 
 TEST(FuzzInputs, SentencePieceMutants) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "la/chat/chat_template.h"
 #include "la/core/error.h"
 #include "la/core/mapped_file.h"
 
@@ -15,7 +16,7 @@ void register_tokenize(CLI::App& app) {
   struct Args {
     ModelArgs model;
     std::string text, file;
-    bool json = false, bos = false;
+    bool json = false, bos = false, parse_special = false;
   };
   auto a = std::make_shared<Args>();
   a->model.add_to(cmd, true, false);
@@ -24,6 +25,9 @@ void register_tokenize(CLI::App& app) {
   text->excludes(file);
   cmd->add_flag("--json", a->json, "Print {\"ids\": [...]} instead of the ids separated by spaces");
   cmd->add_flag("--bos", a->bos, "Put BOS first, as generation does (where the vocabulary uses one)");
+  cmd->add_flag("--parse-special", a->parse_special,
+                "Read special pieces (\"<|eot_id|>\", \"</s>\") in the text as their ids, as Hugging Face's encode "
+                "does; by default they are ordinary text, as every prompt and message is here");
   cmd->callback([a, text] {
     if (a->model.model.empty() && a->model.tokenizer.empty())
       throw CLI::ValidationError("tokenize", "give --model or --tokenizer");
@@ -35,7 +39,14 @@ void register_tokenize(CLI::App& app) {
       tok = load_tokenizer(a->model.tokenizer);
     }
     const std::string input = a->file.empty() ? a->text : read_file(a->file);
-    const std::vector<int> ids = tok->encode(input, a->bos, false);
+    std::vector<int> ids;
+    if (a->parse_special) {
+      if (a->bos && tok->bos_id() >= 0) ids.push_back(tok->bos_id());
+      const std::vector<int> rest = encode_chat(*tok, {{input, true}});  // all of it as template text
+      ids.insert(ids.end(), rest.begin(), rest.end());
+    } else {
+      ids = tok->encode(input, a->bos, false);
+    }
     std::string out;
     if (a->json) {
       out = nlohmann::json{{"ids", ids}}.dump();

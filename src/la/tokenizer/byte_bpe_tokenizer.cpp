@@ -82,6 +82,7 @@ ByteBpeTokenizer::ByteBpeTokenizer(BpeVocab vocab, const std::string& source)
   pre_ = vocab_.pre_regexes.empty() ? PreTokenizer::named(vocab_.pre, source)
                                     : PreTokenizer::from_regexes(vocab_.pre_regexes, source);
   bytes_.resize(n);
+  ids_.reserve(n);
   for (size_t id = 0; id < n; ++id) {
     const std::string& piece = vocab_.pieces[id];
     ids_.try_emplace(piece, static_cast<int>(id));  // the first of two equal pieces wins
@@ -209,7 +210,10 @@ void ByteBpeTokenizer::encode_word(std::string_view word, std::vector<int>& out)
 std::vector<int> ByteBpeTokenizer::encode(std::string_view text, bool add_bos, bool add_eos) const {
   std::vector<int> out;
   out.reserve(text.size() / 3 + 2);
-  if (add_bos && vocab_.add_bos && vocab_.bos_id >= 0) out.push_back(vocab_.bos_id);
+  if (add_bos && vocab_.add_bos) {
+    if (vocab_.bos_id < 0) fail("{}: tokenizer has no BOS piece", source_);
+    out.push_back(vocab_.bos_id);
+  }
   // Words repeat: each distinct word is merged once per call and copied afterwards.
   std::unordered_map<std::string_view, std::pair<size_t, size_t>> seen;
   const auto word = [&](std::string_view w) {
@@ -250,7 +254,10 @@ std::vector<int> ByteBpeTokenizer::encode(std::string_view text, bool add_bos, b
     }
     if (plain < text.size()) pre_->split(text.substr(plain), word);
   }
-  if (add_eos && vocab_.eos_id >= 0) out.push_back(vocab_.eos_id);
+  if (add_eos) {
+    if (vocab_.eos_id < 0) fail("{}: tokenizer has no EOS piece", source_);
+    out.push_back(vocab_.eos_id);
+  }
   return out;
 }
 
