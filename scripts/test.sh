@@ -3,7 +3,8 @@
 # preset and runs the whole test suite, then builds the ASan + UBSan preset and runs the fast
 # input-facing tests under it (tests/CMakeLists.txt names them) -- without the signal tests
 # (minutes of training each under ASan, for checkpoint code the Finetune resume tests already run
-# there) and the per-ISA re-runs of the kernel tests, and with 1500 mutants per fuzz test instead
+# there), the per-ISA re-runs of the kernel tests and the tokenizer's speed check (a megabyte
+# through the BPE that the fuzzers and round trips already run there), and with 1500 mutants per fuzz test instead
 # of 5000-20000 (the full counts run in Release; LA_FUZZ_ITERS=20000 under ASan is the deep run,
 # see tests/fuzz/README.md).
 #   scripts/test.sh            everything (fast + slow labels; then the fast ones under ASan)
@@ -27,7 +28,7 @@ export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" OMP_WAIT_POLICY="${OMP_WAIT_POLIC
 asan() {
   cmake --preset asan >/dev/null &&
     cmake --build --preset asan -j"$jobs" && stamp "ASan build" &&
-    LA_FUZZ_ITERS="${LA_FUZZ_ITERS:-1500}" ctest --preset asan -L fast -E '^Signals[.]|[.]isa_' -j"$jobs" --timeout 900 &&
+    LA_FUZZ_ITERS="${LA_FUZZ_ITERS:-1500}" ctest --preset asan -L fast -E '^Signals[.]|[.]isa_|^BpeSpeed[.]' -j"$jobs" --timeout 900 &&
     stamp "ASan tests"
 }
 
@@ -37,7 +38,7 @@ if [ $# -gt 0 ] || [ "${LA_ASAN:-1}" = "0" ]; then
   exit 0
 fi
 
-# The whole suite and the ASan stage. The slow label is one long single-threaded test (~4 min):
+# The whole suite and the ASan stage. The slow label is one long single-threaded test (~1.5 min):
 # alone it would leave the second core idle, so it runs beside the ASan build, which has work
 # for every core (on 2 cores this saves ~3 minutes of CI). Its output is shown when it is done.
 ctest --preset release -L fast -j"$jobs" --timeout 900

@@ -2,10 +2,12 @@
 // LLaMA trained on children's stories) is adapted to the Alpaca instruction data and must do
 // clearly better on 100 held-out records than the frozen base model:
 //   records 0-899 train, 900-999 held out;
-//   finetune --adapter-len 10 --adapter-layers 5 --batch-size 8 --steps 300 --lr 1e-2
-//            --schedule constant --max-seq-len 256      (everything else at its default)
+//   finetune --adapter-len 10 --adapter-layers 5 --batch-size 8 --steps 150 --lr 1e-2
+//            --warmup-steps 15 --schedule constant --max-seq-len 256   (the rest at its default)
 //   base held-out loss 4.076 (eval --max-seq-len 256), after training <= 3.60.
-// About 2-3 minutes single-threaded; labelled "slow". Prints the held-out curve as a table.
+// About 1-2 minutes single-threaded; labelled "slow". Prints the held-out curve as a table.
+// (The default warm-up, 2 epochs = 225 steps here, would spend most of a short run ramping up:
+// with it, 300 steps reached 3.52, with the loss at 150 steps still 3.61.)
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -67,20 +69,20 @@ TEST(TrainingSignal, AdapterLearnsAlpacaOnStories260K) {
 
   const std::string adapter = dir.file("adapter.safetensors"), metrics = dir.file("metrics.jsonl");
   const auto r = run_cli("finetune" + model + " --data " + q(train_path) + " --out " + q(adapter) +
-                         " --adapter-len 10 --adapter-layers 5 --batch-size 8 --steps 300 --lr 1e-2"
-                         " --schedule constant --max-seq-len 256 --no-progress --metrics " +
+                         " --adapter-len 10 --adapter-layers 5 --batch-size 8 --steps 150 --lr 1e-2"
+                         " --warmup-steps 15 --schedule constant --max-seq-len 256 --no-progress --metrics " +
                          q(metrics) + " --val-data " + q(val_path) + " --eval-every 50");
   ASSERT_EQ(r.exit_code, 0) << r.err;
 
   const double after = eval_loss(eval + " --adapter " + q(adapter));
-  EXPECT_LE(after, 3.60) << "held-out loss after 300 steps (base " << base << ")";
+  EXPECT_LE(after, 3.60) << "held-out loss after 150 steps (base " << base << ")";
 
   // One metrics line per optimizer step.
   std::vector<json> lines;
   std::istringstream in(read_text(metrics));
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) lines.push_back(json::parse(line));
-  ASSERT_EQ(lines.size(), 300u);
+  ASSERT_EQ(lines.size(), 150u);
   std::vector<double> loss;
   std::vector<std::pair<int64_t, double>> curve{{0, base}};
   for (size_t i = 0; i < lines.size(); ++i) {
@@ -94,17 +96,17 @@ TEST(TrainingSignal, AdapterLearnsAlpacaOnStories260K) {
   const double last50 = std::accumulate(loss.end() - 50, loss.end(), 0.0) / 50;
   EXPECT_LT(last50, first50) << "mean training loss of the last 50 steps vs the first 50";
 
-  // Held-out evaluation every 50 steps: 50, 100, ..., 300; the last agrees with `eval`.
-  ASSERT_EQ(curve.size(), 7u);
+  // Held-out evaluation every 50 steps: 50, 100, 150; the last agrees with `eval`.
+  ASSERT_EQ(curve.size(), 4u);
   for (size_t i = 1; i < curve.size(); ++i) EXPECT_EQ(curve[i].first, static_cast<int64_t>(50 * i));
   EXPECT_NEAR(curve.back().second, after, 1e-5 * after) << "in-training evaluation disagrees with eval";
 
   std::printf("\nHeld-out loss, stories260K + LLaMA-Adapter (K=10, L=5) on Alpaca records 900-999\n");
-  std::printf("(train 0-899, batch 8, lr 1e-2 constant after the default 2-epoch warm-up, max-seq-len 256):\n\n");
+  std::printf("(train 0-899, batch 8, lr 1e-2 constant after a 15-step warm-up, max-seq-len 256):\n\n");
   std::printf("| step | held-out loss | perplexity |\n|-----:|--------------:|-----------:|\n");
   for (const auto& [step, v] : curve)
     std::printf("| %4lld | %13.4f | %10.2f |\n", static_cast<long long>(step), v, std::exp(v));
-  std::printf("\ntraining loss: mean of steps 1-50 %.4f, of steps 251-300 %.4f; eval after training %.4f\n", first50,
+  std::printf("\ntraining loss: mean of steps 1-50 %.4f, of steps 101-150 %.4f; eval after training %.4f\n", first50,
               last50, after);
 }
 
