@@ -16,6 +16,8 @@ pkgs=(
   libbenchmark-dev            # micro-benchmarks
   libcpp-httplib-dev          # the HTTP server of `serve`
   libpcre2-dev                # byte-level BPE pre-tokenizers (Llama-3, GPT-2, Qwen2 vocabularies)
+  openmpi-bin libopenmpi-dev  # data-parallel training over machines (mpirun -np N llama-adapter finetune)
+  iproute2                    # tests/test_mpi.cpp: ranks in two network namespaces of their own
   python3-jinja2              # chat-template fixtures (tests/reference/chat_template_fixtures.py)
   python3-venv                # tests/clients/run.sh: a venv for the openai SDK and selenium
   chromium chromium-driver    # tests/clients/test_page.py: the chat page in headless Chromium

@@ -5,6 +5,7 @@
 
 #include "commands.h"
 #include "la/core/error.h"
+#include "la/dist/comm.h"
 #include "la/io/adapter_file.h"
 #include "la/train/trainer.h"
 
@@ -54,6 +55,7 @@ void register_eval(CLI::App& app) {
     attach_images(d, records, clip, a->data);
     EvalResult r = evaluate_dataset(*lm.weights, d, a->adapter.empty() ? nullptr : &adapter, a->micro_batch_size);
     if (r.tokens == 0) fail("{}: no supervised tokens to evaluate", a->data);
+    if (!Comm::world().is_root()) return;  // a data-parallel eval: every rank has the sums, rank 0 prints
     const double ppl = std::exp(r.loss);
     if (a->json) {
       nlohmann::ordered_json j;

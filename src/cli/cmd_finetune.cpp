@@ -8,6 +8,7 @@
 #include "la/core/paths.h"
 #include "la/core/runtime.h"
 #include "la/core/signals.h"
+#include "la/dist/comm.h"
 #include "la/kernels/matmul.h"
 #include "la/train/trainer.h"
 #include "progress.h"
@@ -35,6 +36,7 @@ TokenizedDataset load_data(const std::string& path, const Tokenizer& tok, int64_
   attach_images(d, records, clip, path);  // before examples are dropped: examples[i] is records[i]
   const size_t before = d.examples.size();
   std::erase_if(d.examples, [](const Example& e) { return e.supervised() == 0; });
+  if (!Comm::world().is_root()) return d;
   std::fprintf(
       stderr, "%s: %s: %zu examples, %lld tokens (%lld supervised), %lld truncated to %lld tokens%s\n", what,
       path.c_str(), d.examples.size(), static_cast<long long>(d.total_tokens),
@@ -77,7 +79,9 @@ void add_run_flags(CLI::App* cmd, FinetuneOptions& o, std::string& val_data, int
 
 void run_training(const ModelWeights& w, const TokenizedDataset& train, const TokenizedDataset* val,
                   const FinetuneOptions& o, bool progress, int64_t log_every) {
-  TrainerCallbacks cb = progress_callbacks({stderr_is_tty() && progress, log_every, ""});
+  // Only rank 0 of a data-parallel run reports (the others compute the same numbers).
+  const bool root = Comm::world().is_root();
+  TrainerCallbacks cb = root ? progress_callbacks({stderr_is_tty() && progress, log_every, ""}) : TrainerCallbacks{};
   // SIGINT/SIGTERM/SIGHUP: a checkpoint at the next step boundary, then stop; a second signal
   // stops at once.
   install_stop_handlers();
@@ -96,8 +100,9 @@ void run_training(const ModelWeights& w, const TokenizedDataset& train, const To
     std::fflush(stderr);
     std::exit(128 + (sig > 0 ? sig : SIGINT));
   }
-  std::fprintf(stderr, "saved %s (%lld steps this run, loss %.4f -> %.4f)\n", o.out.c_str(),
-               static_cast<long long>(r.steps_done), r.first_loss, r.last_loss);
+  if (root)
+    std::fprintf(stderr, "saved %s (%lld steps this run, loss %.4f -> %.4f)\n", o.out.c_str(),
+                 static_cast<long long>(r.steps_done), r.first_loss, r.last_loss);
 }
 
 void register_finetune(CLI::App& app) {

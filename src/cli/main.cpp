@@ -5,9 +5,24 @@
 #include "commands.h"
 #include "la/core/cpu.h"
 #include "la/core/error.h"
+#include "la/dist/comm.h"
+
+namespace {
+
+// One line on stderr, exit status 1. A rank of an MPI job ends the whole job: the others may be
+// waiting for it in a collective (Comm::abort names the rank).
+int fail_run(const std::string& message) {
+  if (la::Comm::world().distributed()) la::Comm::world().abort(message, 1);
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  la::Comm::finalize();
+  return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   la::ensure_openblas_coretype(argc, argv);
+  la::Comm::init(&argc, &argv);  // a rank of an mpirun job joins it here (SPEC §11)
   CLI::App app{"llama-adapter: fine-tune LLaMA models with LLaMA-Adapter and run them", "llama-adapter"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "llama-adapter 0.1.0");
@@ -48,17 +63,14 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // A bad flag is an error like any other: one line, exit status 1.
-    std::fprintf(stderr, "error: %s (see --help)\n", la::printable(e.what()).c_str());
-    return 1;
+    return fail_run(la::printable(e.what()) + " (see --help)");
   } catch (const la::Error& e) {
-    std::fprintf(stderr, "error: %s\n", la::printable(e.what()).c_str());
-    return 1;
+    return fail_run(la::printable(e.what()));
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "error: out of memory\n");
-    return 1;
+    return fail_run("out of memory");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", la::printable(e.what()).c_str());
-    return 1;
+    return fail_run(la::printable(e.what()));
   }
+  la::Comm::finalize();
   return 0;
 }

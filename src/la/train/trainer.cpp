@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -11,6 +12,7 @@
 
 #include "la/core/error.h"
 #include "la/core/mapped_file.h"
+#include "la/dist/comm.h"
 #include "la/io/adapter_file.h"
 #include "la/io/loader.h"
 #include "la/model/model_params.h"
@@ -116,6 +118,54 @@ std::map<std::string, std::string> run_settings(const FinetuneOptions& o, const 
           {"grad_clip", fmt::format("{}", o.grad_clip)}};
 }
 
+// dst += src, element by element (a micro-batch's gradient into the step's).
+void add_into(std::vector<float>& dst, const float* src) {
+  for (size_t i = 0; i < dst.size(); ++i) dst[i] += src[i];
+}
+
+template <typename T>
+void append_pod(std::string& out, const T& v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof(T));
+}
+
+// Micro-batch j's record among what the ranks sent: rank j % N sent it as its (j / N)-th record
+// of `record_bytes`; the sizes are checked against what every rank must have sent.
+const char* record_of(const std::vector<std::string>& parts, const Comm& comm, size_t j, size_t record_bytes,
+                      size_t micro_batches) {
+  const auto n = static_cast<size_t>(comm.size());
+  const size_t rank = j % n;
+  const size_t owned = micro_batches / n + (rank < micro_batches % n ? 1 : 0);
+  if (parts[rank].size() != owned * record_bytes)
+    fail("rank {} sent {} bytes for {} micro-batches of {} bytes each: the ranks disagree about the step", rank,
+         parts[rank].size(), owned, record_bytes);
+  return parts[rank].data() + (j / n) * record_bytes;
+}
+
+// What every rank of a data-parallel run must agree on before the first step (SPEC §11): the
+// settings, the data (hashes of the tokens), the model's shape and a sample of its weights, and
+// the starting parameters.
+std::string run_fingerprint(const ModelWeights& w, const TokenizedDataset* val, const FinetuneOptions& o,
+                            const std::map<std::string, std::string>& settings, const ParamSet& params,
+                            int64_t start_step) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix_bytes = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  auto sample = [&](const WeightMatrix& m) {
+    if (m.data) mix_bytes(m.data, std::min<size_t>(m.bytes(), 4096));
+  };
+  sample(w.tok_embeddings);
+  for (const LayerWeights& l : w.layers) sample(l.wq), sample(l.w2);
+  mix_bytes(params.values().data(), params.size() * sizeof(float));
+  std::string f =
+      fmt::format("{} {} full={} out={} K={} L={} gate={} micro={} steps={} seed={} shuffle={} start={}",
+                  w.config.shape_string(), val ? data_hash(*val) : 0, o.full, o.out, o.adapter_len, o.adapter_layers,
+                  gate_mode_name(o.gate_mode), o.micro_batch_size, o.steps, o.seed, o.shuffle, start_step);
+  for (const auto& [k, v] : settings) f += " " + k + "=" + v;
+  return f + fmt::format(" weights={:016x}", h);
+}
+
 }  // namespace
 
 EvalResult evaluate_dataset(TrainGraph& graph, const TokenizedDataset& data, const Adapter* adapter,
@@ -125,11 +175,33 @@ EvalResult evaluate_dataset(TrainGraph& graph, const TokenizedDataset& data, con
   PackedBatch pb;
   double loss = 0;
   EvalResult r;
-  for (const auto& mb : split_micro_batches(all, data.examples, micro_batch_size)) {
-    pack(pb, mb, data.examples);
-    LossResult lr = graph.evaluate(pb, adapter);
-    loss += lr.loss_sum;
-    r.tokens += lr.tokens;
+  // Micro-batch j is evaluated by rank j % N; the sums are made in micro-batch order on every
+  // rank, so the result is the same for any N.
+  const Comm& comm = Comm::world();
+  const auto mbs = split_micro_batches(all, data.examples, micro_batch_size);
+  std::vector<double> mb_loss(mbs.size());
+  std::vector<int64_t> mb_tokens(mbs.size());
+  std::string mine;
+  for (size_t j = 0; j < mbs.size(); ++j) {
+    if (!comm.owns(j)) continue;
+    pack(pb, mbs[j], data.examples);
+    const LossResult lr = graph.evaluate(pb, adapter);
+    mb_loss[j] = lr.loss_sum;
+    mb_tokens[j] = lr.tokens;
+    append_pod(mine, lr.loss_sum);
+    append_pod(mine, lr.tokens);
+  }
+  if (comm.distributed()) {
+    const std::vector<std::string> parts = comm.allgather(mine);
+    for (size_t j = 0; j < mbs.size(); ++j) {
+      const char* rec = record_of(parts, comm, j, sizeof(double) + sizeof(int64_t), mbs.size());
+      std::memcpy(&mb_loss[j], rec, sizeof(double));
+      std::memcpy(&mb_tokens[j], rec + sizeof(double), sizeof(int64_t));
+    }
+  }
+  for (size_t j = 0; j < mbs.size(); ++j) {
+    loss += mb_loss[j];
+    r.tokens += mb_tokens[j];
   }
   r.examples = static_cast<int64_t>(data.examples.size());
   r.loss = r.tokens > 0 ? loss / static_cast<double>(r.tokens) : 0.0;
@@ -241,8 +313,17 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
                   steps_per_epoch, total_steps, sched.lr, static_cast<double>(graph.arena_bytes()) / (1 << 20),
                   o.recompute ? " (recompute)" : ""));
 
+  // Data-parallel (SPEC §11): every rank must hold the same model, data, flags and starting
+  // parameters; rank 0 alone writes files.
+  const Comm& comm = Comm::world();
+  comm.check_same("model, data, flags or starting weights", run_fingerprint(w, val, o, settings, params, st.step));
+  if (comm.distributed())
+    log(fmt::format("data-parallel over {} ranks: micro-batch j of each step on rank j % {}", comm.size(),
+                    comm.size()));
+  double comm_seconds = 0;
   ParamSet grads = params.zeros_like();
-  MetricsFile metrics(o.metrics, o.resume.empty() ? -1 : st.step);
+  ParamSet mb_grads = params.zeros_like();
+  MetricsFile metrics(comm.is_root() ? o.metrics : std::string(), o.resume.empty() ? -1 : st.step);
   FinetuneResult res;
   PackedBatch pb;
   std::vector<int64_t> order;
@@ -269,12 +350,40 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
       supervised += train.examples[static_cast<size_t>(i)].supervised();
       tokens += static_cast<int64_t>(train.examples[static_cast<size_t>(i)].tokens.size()) - 1;
     }
+    // Each micro-batch's gradient is computed alone (micro-batch j by rank j % N) and the step's
+    // gradient is their sum in micro-batch order: the same floating-point sums for any N (SPEC
+    // §11). One rank adds as it goes; several exchange their micro-batches' gradients first.
     grads.zero();
     double loss_sum = 0;
     const float scale = 1.0f / static_cast<float>(supervised);
-    for (const auto& mb : split_micro_batches(batch, train.examples, o.micro_batch_size)) {
-      pack(pb, mb, train.examples);
-      loss_sum += graph.run(pb, trained_adapter, &grads, scale).loss_sum;
+    const auto mbs = split_micro_batches(batch, train.examples, o.micro_batch_size);
+    std::string mine;
+    for (size_t j = 0; j < mbs.size(); ++j) {
+      if (!comm.owns(j)) continue;
+      mb_grads.zero();
+      pack(pb, mbs[j], train.examples);
+      const double mb_loss = graph.run(pb, trained_adapter, &mb_grads, scale).loss_sum;
+      if (comm.distributed()) {
+        append_pod(mine, mb_loss);
+        mine.append(reinterpret_cast<const char*>(mb_grads.values().data()), mb_grads.size() * sizeof(float));
+      } else {
+        loss_sum += mb_loss;
+        add_into(grads.values(), mb_grads.values().data());
+      }
+    }
+    if (comm.distributed()) {
+      const auto c0 = clock::now();
+      const std::vector<std::string> parts = comm.allgather(mine);
+      comm_seconds += std::chrono::duration<double>(clock::now() - c0).count();
+      const size_t record = sizeof(double) + grads.size() * sizeof(float);
+      for (size_t j = 0; j < mbs.size(); ++j) {
+        const char* rec = record_of(parts, comm, j, record, mbs.size());
+        double mb_loss;
+        std::memcpy(&mb_loss, rec, sizeof(double));
+        loss_sum += mb_loss;
+        std::memcpy(mb_grads.values().data(), rec + sizeof(double), grads.size() * sizeof(float));
+        add_into(grads.values(), mb_grads.values().data());
+      }
     }
     const double loss = loss_sum / static_cast<double>(supervised);
     const double gnorm = grads.norm();
@@ -314,9 +423,10 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
     res.last_loss = loss;
 
     if (cb.on_step) cb.on_step(m, total_steps);
-    const bool stop = m.step < total_steps && cb.should_stop && cb.should_stop();
+    // A stop asked of one rank stops them all at the same step.
+    const bool stop = m.step < total_steps && comm.any(cb.should_stop && cb.should_stop());
     if (stop || (o.save_every > 0 && (m.step % o.save_every == 0 || m.step == total_steps))) {
-      save_checkpoint(st, ckpt_path);
+      if (comm.is_root()) save_checkpoint(st, ckpt_path);
       last_checkpoint = ckpt_path;
     }
     if (stop) {
@@ -328,10 +438,15 @@ FinetuneResult finetune(const ModelWeights& w, const TokenizedDataset& train, co
       return res;
     }
   }
-  if (o.full)
-    save_model(*view, o.vocab, o.out);
-  else
-    save_adapter(a, o.out);
+  if (comm.is_root()) {
+    if (o.full)
+      save_model(*view, o.vocab, o.out);
+    else
+      save_adapter(a, o.out);
+  }
+  if (comm.distributed())
+    log(fmt::format("data-parallel: {:.1f} MiB sent by this rank, {:.2f} s in exchanges",
+                    static_cast<double>(comm.bytes_sent()) / (1 << 20), comm_seconds));
   res.steps_done = st.step - first_step;
   res.adapter = a;
   res.model = st.model;
