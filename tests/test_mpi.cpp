@@ -1,5 +1,6 @@
 // Data-parallel fine-tuning over Open MPI (SPEC §11), with the real mpirun:
-//  - the adapter after a few steps is the same bytes for 1, 2 and 3 ranks and without mpirun;
+//  - the adapter after a few steps is the same bytes for 1, 2 and 3 ranks and without mpirun, and
+//    so is a fully fine-tuned model;
 //  - eval gives the same numbers over any number of ranks;
 //  - a checkpoint written by 2 ranks resumes under 3 to the bytes of an uninterrupted run;
 //  - ranks started with other flags are refused at the start, nothing written;
@@ -101,6 +102,14 @@ TEST_F(Mpi, AdapterIsBitIdenticalForAnyNumberOfRanks) {
       EXPECT_NE(r.out.find("data-parallel over " + std::to_string(n) + " ranks"), std::string::npos) << r.out;
     }
   }
+}
+
+TEST_F(Mpi, FullFineTuningIsBitIdenticalToo) {
+  const ShellRun plain = sh(kEnv + " " + finetune(dir_.file("full.bin"), 2, "--full"));
+  ASSERT_EQ(plain.code, 0) << plain.out;
+  const ShellRun two = sh(mpirun(2) + finetune(dir_.file("full2.bin"), 2, "--full"));
+  ASSERT_EQ(two.code, 0) << two.out;
+  EXPECT_EQ(bytes("full2.bin"), bytes("full.bin"));
 }
 
 TEST_F(Mpi, EvalIsTheSameOverAnyNumberOfRanks) {
