@@ -1,6 +1,7 @@
-// A bounded, deterministic mutation fuzzer over the file readers (GGUF and safetensors). Small
-// valid seed files are mutated (bit flips, extreme values written over integer fields, truncation,
-// duplicated / deleted / inserted regions, and for safetensors edits of the JSON numbers); every
+// A bounded, deterministic mutation fuzzer over the file readers (GGUF, safetensors and PyTorch
+// .pth). Small valid seed files are mutated (bit flips, extreme values written over integer fields,
+// truncation, duplicated / deleted / inserted regions, for safetensors edits of the JSON numbers,
+// and for .pth the pickle alone, re-wrapped in a valid archive so its CRC lets it through); every
 // mutant must either open, with every tensor's bytes inside the mapping (they are all read), or
 // throw la::Error naming the file once, on one line. Any other exception, a crash or a sanitizer
 // report fails the test. The mutation machinery is tests/support/fuzz.h, shared with
@@ -22,6 +23,7 @@
 
 #include "la/core/error.h"
 #include "la/formats/gguf.h"
+#include "la/formats/pth.h"
 #include "la/formats/safetensors.h"
 #include "la/vision/image.h"
 #include "support/fuzz.h"
@@ -204,6 +206,180 @@ uint64_t touch_safetensors(const SafetensorsFile& f) {
   return sum;
 }
 
+// .pth seeds: our writer's archive (f32 / f16 / bf16, views sharing a storage, a root key) and
+// the two torch.save fixtures (torch 1.13 and 2.x: OrderedDict with _metadata, a parameter, an
+// int64 tensor, nested dicts). The ZIP's sizes and offsets are marked as fields.
+std::vector<Seed> pth_seeds() {
+  std::vector<std::string> files;
+  {
+    TempDir dir;
+    const auto w = pattern(4 * 12, 1), h = pattern(2 * 5, 2), b = pattern(2 * 6, 3);
+    PthWriter wr;
+    wr.add("w", DType::F32, {3, 4}, w.data());
+    wr.add("h", DType::F16, {5}, h.data());
+    wr.add("b", DType::BF16, {2, 3}, b.data());
+    wr.add_view("w_t", "w", 0, {4, 3}, {1, 4});
+    wr.add_view("w_rows", "w", 4, {2, 4}, {4, 1});
+    wr.set_root_key("model");
+    wr.write(dir.file("s.pth"));
+    files.push_back(read_file(dir.file("s.pth")));
+  }
+  const std::string fixtures = std::string(LA_SOURCE_DIR) + "/tests/fixtures/pth/";
+  files.push_back(read_file(fixtures + "torch1_state_dict.pth"));
+  files.push_back(read_file(fixtures + "torch2_nested.pth"));
+  std::vector<Seed> seeds;
+  for (std::string& bytes : files) {
+    Seed s;
+    s.bytes = std::move(bytes);
+    auto mark = [&](const char* sig, std::initializer_list<Field> fields) {
+      for (size_t at = s.bytes.find(sig); at != std::string::npos; at = s.bytes.find(sig, at + 1))
+        for (Field f : fields) s.fields.push_back({at + f.pos, f.size});
+    };
+    mark("PK\x03\x04", {{14, 4}, {18, 4}, {22, 4}});           // local: crc, sizes
+    mark("PK\x01\x02", {{20, 4}, {24, 4}, {42, 4}});           // central: sizes, offset
+    mark("PK\x06\x06", {{24, 8}, {32, 8}, {40, 8}, {48, 8}});  // ZIP64 end: counts, size, offset
+    mark("PK\x06\x07", {{8, 8}});                              // locator: the ZIP64 end's offset
+    mark("PK\x05\x06", {{8, 4}, {12, 4}, {16, 4}});            // end: counts, size, offset
+    seeds.push_back(std::move(s));
+  }
+  return seeds;
+}
+
+// Pickle instructions of a protocol-2 stream as torch writes it: [begin, end) of each, or empty
+// when an opcode is not one of these (a mutant already broken).
+std::vector<std::pair<size_t, size_t>> pickle_instructions(const std::string& b) {
+  std::vector<std::pair<size_t, size_t>> out;
+  size_t pos = 0;
+  while (pos < b.size()) {
+    const auto op = static_cast<uint8_t>(b[pos]);
+    size_t len = 1;
+    auto prefixed = [&](size_t width) {
+      if (pos + 1 + width > b.size()) return false;
+      uint64_t n = 0;
+      std::memcpy(&n, b.data() + pos + 1, width);
+      len = 1 + width + static_cast<size_t>(std::min<uint64_t>(n, b.size()));
+      return true;
+    };
+    switch (op) {
+      case '(':
+      case '.':
+      case '0':
+      case 'N':
+      case 'Q':
+      case 'R':
+      case ']':
+      case 'a':
+      case 'b':
+      case 'e':
+      case 's':
+      case 't':
+      case 'u':
+      case '}':
+      case ')':
+      case 0x85:
+      case 0x86:
+      case 0x87:
+      case 0x88:
+      case 0x89: break;
+      case 0x80:
+      case 'K':
+      case 'h':
+      case 'q': len = 2; break;
+      case 'M': len = 3; break;
+      case 'J':
+      case 'j':
+      case 'r': len = 5; break;
+      case 'G': len = 9; break;
+      case 'X':
+        if (!prefixed(4)) return {};
+        break;
+      case 0x8a:
+        if (!prefixed(1)) return {};
+        break;
+      case 'c': {
+        const size_t a = b.find('\n', pos), e = a == std::string::npos ? a : b.find('\n', a + 1);
+        if (e == std::string::npos) return {};
+        len = e + 1 - pos;
+        break;
+      }
+      default: return {};
+    }
+    if (pos + len > b.size()) return {};
+    out.push_back({pos, pos + len});
+    pos += len;
+  }
+  return out;
+}
+
+// Edits a pickle by its instructions, so that most mutants get past the opcode scan and reach the
+// machine: a small integer argument set to an extreme, an instruction deleted, repeated, moved or
+// swapped for another argument-free one, a string argument (a storage key, 'storage') replaced.
+void mutate_pickle(Rng& r, std::string& b) {
+  const auto ins = pickle_instructions(b);
+  if (ins.size() < 3) return mutate_bytes(r, b, {});
+  const auto [p, e] = ins[1 + r.below(ins.size() - 2)];  // never the PROTO or the STOP
+  const std::string one = b.substr(p, e - p);
+  static const char kNoArg[] = {'(', '0', 'N', 'Q', 'R',    ']',    'a',    'b',    'e',    's',
+                                't', 'u', '}', ')', '\x85', '\x86', '\x87', '\x88', '\x89', '.'};
+  static const char* kStrings[] = {"", "0", "1", "7", "99", "storage", "cpu", "x.y", "../data.pkl"};
+  switch (r.below(6)) {
+    case 0:  // an integer argument
+      if (one[0] == 'K' || one[0] == 'h' || one[0] == 'q') {
+        b[p + 1] = static_cast<char>(r.chance(50) ? r.below(8) : kExtreme32[r.below(std::size(kExtreme32))]);
+      } else if (one[0] == 'J' || one[0] == 'M' || one[0] == 'j' || one[0] == 'r') {
+        put_le(b, p + 1, kExtreme32[r.below(std::size(kExtreme32))], one[0] == 'M' ? 2 : 4);
+      } else if (one[0] == 'X') {
+        std::string x(kStrings[r.below(std::size(kStrings))]);
+        const uint32_t n = static_cast<uint32_t>(x.size());
+        b.replace(p, e - p, "X" + std::string(reinterpret_cast<const char*>(&n), 4) + x);
+      } else {
+        b[p] = kNoArg[r.below(std::size(kNoArg))];
+      }
+      break;
+    case 1: b.erase(p, e - p); break;
+    case 2: {  // repeat it elsewhere
+      const auto at = ins[1 + r.below(ins.size() - 1)].first;
+      b.insert(at, one);
+      break;
+    }
+    case 3:  // swap with the next instruction
+      if (e < b.size()) {
+        const auto [p2, e2] = *std::find_if(ins.begin(), ins.end(), [&](auto x) { return x.first == e; });
+        b.replace(p, e2 - p, b.substr(p2, e2 - p2) + one);
+      }
+      break;
+    case 4:  // another argument-free opcode in place of one
+      if (e - p == 1)
+        b[p] = kNoArg[r.below(std::size(kNoArg))];
+      else
+        b.insert(p, 1, kNoArg[r.below(std::size(kNoArg))]);
+      break;
+    default: mutate_bytes(r, b, {}); break;
+  }
+}
+
+// Reads every byte every tensor reaches through its strides (after checking that lies inside the
+// mapping), as a user of PthTensor would.
+uint64_t touch_pth(const PthFile& f) {
+  uint64_t sum = 0;
+  for (const auto& t : f.tensors()) {
+    EXPECT_EQ(f.find(t.name), &t);
+    EXPECT_EQ(t.shape.size(), t.strides.size()) << t.name;
+    int64_t last = 0;
+    for (size_t d = 0; d < t.shape.size(); ++d) {
+      EXPECT_GE(t.shape[d], 0) << t.name;
+      EXPECT_GE(t.strides[d], 0) << t.name;
+      if (t.shape[d] > 0) last += (t.shape[d] - 1) * t.strides[d];
+    }
+    const size_t es = t.dtype == DType::F32 ? 4 : 2;
+    if (t.numel() > 0)
+      sum += touch(*f.file(), static_cast<const uint8_t*>(t.data), static_cast<size_t>(last + 1) * es, t.name);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.data) % es, 0u) << t.name;
+    sum += t.contiguous();
+  }
+  return sum;
+}
+
 constexpr uint64_t kDefaultIters = 20000;
 
 // LA_FUZZ_WRITE_SEEDS=<dir> also writes the seeds there (gguf-*.gguf, st-*.safetensors), as a
@@ -225,6 +401,13 @@ TEST(FuzzReaders, SeedsAreValid) {
     SafetensorsFile f = SafetensorsFile::open(dir.file("s.safetensors"));
     EXPECT_FALSE(f.tensors().empty());
     touch_safetensors(f);
+  }
+  for (const Seed& s : pth_seeds()) {
+    if (out) write_bytes(std::string(out) + "/pth-" + std::to_string(k++) + ".pth", s.bytes);
+    write_bytes(dir.file("s.pth"), s.bytes);
+    auto f = PthFile::open(dir.file("s.pth"));
+    EXPECT_FALSE(f->tensors().empty());
+    touch_pth(*f);
   }
 }
 
@@ -314,6 +497,68 @@ TEST(FuzzReaders, SafetensorsMutants) {
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   st.print("safetensors", iters, secs);
+  EXPECT_GT(st.opened, 0u);
+  EXPECT_GT(st.rejected, 0u);
+}
+
+// The whole archive mutated: the ZIP's records, offsets and sizes (a mutant of data.pkl's bytes
+// mostly stops at its CRC; PthPickleMutants gets past it).
+TEST(FuzzReaders, PthMutants) {
+  TempDir dir;
+  const std::string path = dir.file("m.pth");
+  const std::string keep = ::testing::TempDir() + "pth_fuzz_failure.pth";
+  const std::vector<Seed> seeds = pth_seeds();
+  Rng r(env_u64("LA_FUZZ_SEED", 0x7074'6830'0001ull));
+  const uint64_t iters = env_u64("LA_FUZZ_ITERS", kDefaultIters);
+  Stats st;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (uint64_t it = 0; it < iters; ++it) {
+    const Seed& s = seeds[r.below(seeds.size())];
+    std::string b = s.bytes;
+    const size_t n = 1 + r.below(3);
+    for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, s.fields);
+    write_bytes(path, b);
+    check_one(
+        path, [&] { st.checksum += touch_pth(*PthFile::open(path)); }, st, it, b, keep);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.print("pth", iters, secs);
+  EXPECT_GT(st.opened, 0u);
+  EXPECT_GT(st.rejected, 0u);
+}
+
+// data.pkl alone mutated (mostly instruction by instruction) and put back into a valid archive
+// (its CRC right): the pickle machine meets damaged opcodes, lengths, memo indices, marks, tuples
+// of the wrong shape, storages of the wrong size, every one of which must be a la::Error.
+TEST(FuzzReaders, PthPickleMutants) {
+  TempDir dir;
+  const std::string path = dir.file("p.pth");
+  const std::string keep = ::testing::TempDir() + "pth_pickle_fuzz_failure.pth";
+  std::vector<std::vector<ZipRecord>> seeds;
+  for (const Seed& s : pth_seeds()) {
+    write_bytes(path, s.bytes);
+    seeds.push_back(read_stored_zip(path));
+  }
+  Rng r(env_u64("LA_FUZZ_SEED", 0x7074'6831'0001ull));
+  const uint64_t iters = env_u64("LA_FUZZ_ITERS", kDefaultIters);
+  Stats st;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (uint64_t it = 0; it < iters; ++it) {
+    std::vector<ZipRecord> records = seeds[r.below(seeds.size())];
+    for (ZipRecord& rec : records) {
+      if (!rec.name.ends_with("/data.pkl")) continue;
+      const size_t n = 1 + r.below(3);
+      for (size_t m = 0; m < n; ++m) mutate_pickle(r, rec.bytes);
+    }
+    const std::string b = stored_zip(records, r.chance(10));
+    write_bytes(path, b);
+    check_one(
+        path, [&] { st.checksum += touch_pth(*PthFile::open(path)); }, st, it, b, keep);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.print("pth pickle", iters, secs);
   EXPECT_GT(st.opened, 0u);
   EXPECT_GT(st.rejected, 0u);
 }

@@ -53,8 +53,10 @@ void add_sampling_flags(CLI::App* cmd, SamplerOptions& o) {
 }
 
 CLI::Option* ModelArgs::add_to(CLI::App* cmd, bool tokenizer_too, bool model_required) {
-  auto* opt = cmd->add_option("-m,--model", model,
-                              "Base model: llama2.c .bin, or a Hugging Face directory (config.json + safetensors)");
+  auto* opt =
+      cmd->add_option("-m,--model", model,
+                      "Base model: llama2.c .bin, GGUF, a Hugging Face directory (config.json + safetensors) or a Meta "
+                      "directory (params.json + consolidated.*.pth)");
   if (model_required) opt->required();
   if (tokenizer_too)
     cmd->add_option("-t,--tokenizer", tokenizer,

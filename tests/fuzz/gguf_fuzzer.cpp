@@ -1,5 +1,6 @@
 // libFuzzer target for the GGUF reader (and, built with -DLA_FUZZ_SAFETENSORS, the safetensors
-// reader). Not part of the CMake build: see tests/fuzz/README.md for the command line.
+// reader; with -DLA_FUZZ_PTH, the PyTorch .pth reader). Not part of the CMake build: see tests/fuzz/README.md for the
+// command line.
 //
 // The readers take a path (they mmap the file), so each input is written to one private
 // temporary file and opened from there. Every input must either open, with every tensor's bytes
@@ -15,6 +16,7 @@
 
 #include "la/core/error.h"
 #include "la/formats/gguf.h"
+#include "la/formats/pth.h"
 #include "la/formats/safetensors.h"
 
 namespace {
@@ -65,7 +67,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   write_input(data, size);
   uint64_t sum = 0;
   try {
-#ifdef LA_FUZZ_SAFETENSORS
+#if defined(LA_FUZZ_PTH)
+    auto f = la::PthFile::open(temp_path());
+    for (const auto& t : f->tensors()) {
+      // Every element the strides reach.
+      int64_t last = 0;
+      for (size_t d = 0; d < t.shape.size(); ++d)
+        if (t.shape[d] > 0) last += (t.shape[d] - 1) * t.strides[d];
+      const size_t es = t.dtype == la::DType::F32 ? 4 : 2;
+      if (t.numel() > 0)
+        sum += touch(*f->file(), static_cast<const uint8_t*>(t.data), static_cast<size_t>(last + 1) * es);
+    }
+#elif defined(LA_FUZZ_SAFETENSORS)
     la::SafetensorsFile f = la::SafetensorsFile::open(temp_path());
     for (const auto& t : f.tensors()) {
       if (t.nbytes != static_cast<size_t>(t.numel()) * la::safe_dtype_size(t.dtype)) std::abort();

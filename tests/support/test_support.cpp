@@ -188,4 +188,17 @@ ModelConfig config(int64_t dim, int64_t hidden_dim, int64_t n_layers, int64_t n_
   return c;
 }
 
+std::string torch_python() {
+  static const std::string found = [] {
+    std::vector<std::string> candidates;
+    if (const char* p = std::getenv("LA_TORCH_PYTHON"); p && *p) candidates.push_back(p);
+    candidates.push_back("python3");
+    candidates.push_back("/usr/bin/python3");  // a distribution's python3-torch behind a pyenv/venv on PATH
+    for (const std::string& py : candidates)
+      if (std::system((shell_quote(py) + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0) return py;
+    return std::string();
+  }();
+  return found;
+}
+
 }  // namespace la::test

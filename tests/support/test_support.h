@@ -101,6 +101,10 @@ void expect_error(const std::function<void()>& f, const std::string& path, std::
 ModelConfig config(int64_t dim, int64_t hidden_dim, int64_t n_layers, int64_t n_heads, int64_t n_kv_heads,
                    int64_t vocab_size, int64_t max_seq_len);
 
+// A python that imports torch: $LA_TORCH_PYTHON, python3 or /usr/bin/python3, the first that
+// does; "" when none (tests that compare with PyTorch then skip).
+std::string torch_python();
+
 void write_text(const std::string& path, const std::string& text);
 std::string read_text(const std::string& path);
 std::string shell_quote(const std::string& s);

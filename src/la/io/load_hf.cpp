@@ -16,7 +16,8 @@ std::unique_ptr<ModelWeights> load_hf_directory(const std::string& dir) {
   m->path = dir;
   m->format = "hf-safetensors";
   const std::string cfg_path = dir + "/config.json";
-  if (!file_exists(cfg_path)) fail("{}: not a model directory: config.json is missing", dir);
+  if (!file_exists(cfg_path))
+    fail("{}: not a model directory: neither config.json (Hugging Face) nor params.json (Meta) is in it", dir);
   const nlohmann::json cfg = read_json_object(cfg_path);
   if (cfg.contains("model_type") && cfg["model_type"].is_string()) {
     const std::string t = cfg["model_type"].get<std::string>();

@@ -13,7 +13,7 @@ namespace la {
 namespace {
 
 std::unique_ptr<ModelWeights> load_by_content(const std::string& path) {
-  if (is_directory(path)) return load_hf_directory(path);
+  if (is_directory(path)) return is_meta_directory(path) ? load_meta_directory(path) : load_hf_directory(path);
   auto f = MappedFile::open(path);
   if (f->size() >= 4) {
     if (std::memcmp(f->data(), "GGUF", 4) == 0) return load_gguf(path);

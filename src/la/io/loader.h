@@ -1,5 +1,6 @@
 // Loads a base model from any supported file, detecting the format by content:
 //   - a directory with config.json + model.safetensors (or model.safetensors.index.json shards)
+//   - a directory with params.json + consolidated.NN.pth (Meta; several: model-parallel shards)
 //   - a llama2.c checkpoint: legacy 7-int header, or the 256-byte "ak42" version-1 header
 // Weights are mapped, not copied, when the stored type is used as is.
 #pragma once
@@ -20,6 +21,9 @@ void save_model(const ModelWeights& m, const BpeVocab* vocab, const std::string&
 
 std::unique_ptr<ModelWeights> load_llama2c(const std::string& path);
 std::unique_ptr<ModelWeights> load_hf_directory(const std::string& dir);
+std::unique_ptr<ModelWeights> load_meta_directory(const std::string& dir);
+// A directory with params.json and no config.json: Meta's layout (load_meta_directory).
+bool is_meta_directory(const std::string& dir);
 
 // Hugging Face stores q_proj/k_proj rows permuted for the rotate-half RoPE convention:
 // HF row (h*hd + c*hd/2 + i) = Meta row (h*hd + 2i + c). These move rows between the two

@@ -45,6 +45,40 @@ inline constexpr TensorNames kGgufTensorNames = {
      "ffn_gate.weight", "ffn_down.weight", "ffn_up.weight"},
 };
 
+// Meta's reference checkpoints (params.json + consolidated.NN.pth, as facebookresearch/llama's
+// model.py names its modules); q/k rows in the Meta (interleaved RoPE) layout.
+inline constexpr TensorNames kMetaTensorNames = {
+    "tok_embeddings.weight",
+    "norm.weight",
+    "output.weight",
+    "layers.",
+    {"attention_norm.weight", "attention.wq.weight", "attention.wk.weight", "attention.wv.weight",
+     "attention.wo.weight", "ffn_norm.weight", "feed_forward.w1.weight", "feed_forward.w2.weight",
+     "feed_forward.w3.weight"},
+};
+
+// How Meta's model-parallel checkpoints (consolidated.00.pth ... one per rank) split a tensor:
+// column-parallel linears (wq, wk, wv, w1, w3, output) hold a block of output rows each,
+// row-parallel ones (wo, w2) a block of input columns, the embedding a block of its columns
+// (fairscale's ParallelEmbedding splits the model width); norms are whole on every rank.
+enum class MetaSplit : uint8_t { Whole, Rows, Cols };
+struct MetaSplits {
+  MetaSplit token_embeddings, final_norm, output;
+  std::array<MetaSplit, kLayerTensors.size()> layer;  // as kLayerTensors
+};
+inline constexpr MetaSplits kMetaSplits = {
+    MetaSplit::Cols,
+    MetaSplit::Whole,
+    MetaSplit::Rows,
+    {MetaSplit::Whole, MetaSplit::Rows, MetaSplit::Rows, MetaSplit::Rows, MetaSplit::Cols, MetaSplit::Whole,
+     MetaSplit::Rows, MetaSplit::Cols, MetaSplit::Rows},
+};
+static_assert(kMetaSplits.layer[layer_tensor_index("wo")] == MetaSplit::Cols &&
+                  kMetaSplits.layer[layer_tensor_index("w2")] == MetaSplit::Cols &&
+                  kMetaSplits.layer[layer_tensor_index("w1")] == MetaSplit::Rows &&
+                  kMetaSplits.layer[layer_tensor_index("rms_ffn")] == MetaSplit::Whole,
+              "kMetaSplits.layer is in kLayerTensors order");
+
 // llama2.c checkpoints name nothing: their tensors are f32 arrays in one order, by kind across
 // all layers (every layer's rms_att, then every layer's wq, ...), as karpathy/llama2.c's
 // export.py writes them:

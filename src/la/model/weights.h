@@ -97,6 +97,9 @@ struct ModelWeights {
   // Keeps mappings alive and owns vectors converted to f32.
   std::vector<std::shared_ptr<MappedFile>> files;
   std::deque<std::vector<float>> owned;
+  // Matrices assembled at load in their stored type (a sharded Meta checkpoint's pieces joined),
+  // which then live here instead of in a mapping.
+  std::deque<std::vector<uint8_t>> assembled;
   // Pre-packed forms of the BF16 matrices by their data, see pack_bf16_panels().
   std::unordered_map<const void*, Bf16Panels> panels;
 

@@ -172,6 +172,12 @@ std::string find_tokenizer_for_model(const std::string& model_path, int vocab_si
   std::vector<fs::path> candidates;
   if (fs::is_directory(model, ec)) {
     candidates = {model / "tokenizer.model", model / "tokenizer.bin"};
+    // Meta's downloads keep one tokenizer.model beside the model folders (llama-2-7b/, ...).
+    if (fs::is_regular_file(model / "params.json", ec)) {
+      fs::path dir = fs::absolute(model, ec).lexically_normal();
+      if (!dir.has_filename()) dir = dir.parent_path();  // "llama-2-7b/" names the folder too
+      candidates.push_back(dir.parent_path() / "tokenizer.model");
+    }
   } else {
     // Most specific first: a directory of llama2.c checkpoints holds several vocabularies
     // (stories260K.bin with tok512.bin, aidreams260K.bin with aidreams260K_tok512.bin, and often

@@ -69,7 +69,8 @@ std::string sanitize_utf8(std::string_view s);
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
 // Finds the tokenizer that belongs to a model: for a directory, tokenizer.model or
-// tokenizer.bin inside it; for a file, beside it, the most specific name first:
+// tokenizer.bin inside it (a Meta directory, with params.json: also tokenizer.model in its
+// parent); for a file, beside it, the most specific name first:
 // <stem>_tok<vocab>.{model,bin}, tok<vocab>.{model,bin}, tokenizer.{model,bin} (the tok<vocab>
 // names only when vocab_size > 0). Returns "" when none is found.
 std::string find_tokenizer_for_model(const std::string& model_path, int vocab_size);
