@@ -416,6 +416,20 @@ TEST(Refusals, BadLitgptAndOfficialFiles) {
   test::expect_error([&] { load_adapter(p, &c); }, p, {"top adapted layer is 2"});
   p = write_lit("heads.pth", {2, 3}, {1, 1, 2, 1}, 5);
   test::expect_error([&] { load_adapter(p, &c); }, p, {"does not match the model"});
+  // lit-gpt's older [1, H, 1, 1] gates date from its interleaved qkv, when its adapter was the
+  // paper's for any key/value heads: read per head, also for PEFT's two-kv-head base.
+  {
+    std::vector<float> wte(static_cast<size_t>(5 * c.dim), 0.5f), g{0.1f, 0.2f, 0.3f, 0.4f};
+    PthWriter w;
+    w.set_root_key("model");
+    for (int l : {2, 3}) {
+      w.add("transformer.h." + std::to_string(l) + ".attn.adapter_wte.weight", DType::F32, {5, c.dim}, wte.data());
+      w.add("transformer.h." + std::to_string(l) + ".attn.gating_factor", DType::F32, {1, 4, 1, 1}, g.data());
+    }
+    w.write(dir.file("legacy.pth"));
+    const Adapter a = load_adapter(dir.file("legacy.pth"), &peft_base().config);
+    EXPECT_EQ(test::to_vec(a.gate()), (std::vector<float>{0.1f, 0.2f, 0.3f, 0.4f, 0.1f, 0.2f, 0.3f, 0.4f}));
+  }
   // The official layout: 25 rows are not layers of K = 10.
   {
     std::vector<float> q(static_cast<size_t>(25 * c.dim), 0.1f), g(4, 0.2f);
