@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "la/core/error.h"
+#include "la/core/half.h"
 #include "la/core/mapped_file.h"
 #include "la/formats/pth.h"
 #include "la/formats/safetensors.h"
@@ -181,6 +182,39 @@ TEST(OfficialAdapter, PeftFolderEvaluatesAsTheSameNumbersInOurFormat) {
   EXPECT_EQ(ours.n_heads, w.config.n_heads);
   const std::vector<int> tokens = reference()["peft"]["sequences"][2].get<std::vector<int>>();
   EXPECT_EQ(logits_of(w, &p, tokens), logits_of(w, &ours, tokens));
+}
+
+// The release itself is fp16 (users' conversions may be bf16): widened exactly, in .pth and in
+// safetensors alike.
+TEST(OfficialAdapter, HalfPrecisionFilesAreWidenedExactly) {
+  const ModelConfig& c = peft_base().config;
+  const int64_t rows = 2 * 10;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<uint16_t> q16(static_cast<size_t>(rows * c.dim)), g16(4);
+  for (uint16_t& v : q16) v = f32_to_f16(nd(rng));
+  for (uint16_t& v : g16) v = f32_to_bf16(nd(rng));
+  std::vector<float> want_q, want_g;
+  for (uint16_t v : q16) want_q.push_back(f16_to_f32(v));
+  for (int64_t l = 0; l < 2; ++l)
+    for (uint16_t v : g16) want_g.push_back(bf16_to_f32(v));
+  test::TempDir dir;
+  PthWriter p;
+  SafetensorsWriter s;
+  p.add("adapter_query.weight", DType::F16, {rows, c.dim}, q16.data());
+  s.add("adapter_query.weight", SafeDType::F16, {rows, c.dim}, q16.data(), q16.size() * 2);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string name = "layers." + std::to_string(l) + ".attention.gate";
+    p.add(name, DType::BF16, {1, c.n_heads, 1, 1}, g16.data());
+    s.add(name, SafeDType::BF16, {1, c.n_heads, 1, 1}, g16.data(), g16.size() * 2);
+  }
+  p.write(dir.file("half.pth"));
+  s.write(dir.file("half.safetensors"));
+  for (const std::string name : {"half.pth", "half.safetensors"}) {
+    const Adapter a = load_adapter(dir.file(name), &c);
+    EXPECT_EQ(test::to_vec(a.query()), want_q) << name;
+    EXPECT_EQ(test::to_vec(a.gate()), want_g) << name;
+  }
 }
 
 // ------------------------------------------------------------------------------------------------
