@@ -294,6 +294,46 @@ TEST(MetaModel, OneShardIsUsedInPlace) {
   expect_all_mapped(*m);
 }
 
+// A checkpoint may hold views (torch.save keeps a transpose a transpose): those weights are
+// copied into row-major order at load, the rest stay mapped, and the model is the same.
+TEST(MetaModel, StridedTensorsAreGathered) {
+  REQUIRE_STORIES();
+  TempDir dir;
+  auto w = load_model(test::shared_path(kStories));
+  const ModelConfig& c = w->config;
+  const auto tensors = meta_tensors(*w);
+  // layers.1's wo stored as the transpose of a [cols, rows] storage; layers.2's ffn_norm as every
+  // other value of a storage twice its length.
+  const WeightMatrix& wo = w->layers[1].wo;
+  std::vector<float> wo_t(static_cast<size_t>(wo.numel())), norm2(static_cast<size_t>(2 * c.dim), -9.0f);
+  for (int64_t r = 0; r < wo.rows; ++r)
+    for (int64_t k = 0; k < wo.cols; ++k)
+      wo_t[static_cast<size_t>(k * wo.rows + r)] = static_cast<const float*>(wo.data)[r * wo.cols + k];
+  for (int64_t i = 0; i < c.dim; ++i) norm2[static_cast<size_t>(2 * i)] = w->layers[2].rms_ffn[i];
+  PthWriter wr;
+  for (const MetaTensor& t : tensors) {
+    if (t.name == "layers.1.attention.wo.weight") {
+      wr.add("wo_storage", DType::F32, {wo.cols, wo.rows}, wo_t.data());
+      wr.add_view(t.name, "wo_storage", 0, {wo.rows, wo.cols}, {1, wo.rows});
+    } else if (t.name == "layers.2.ffn_norm.weight") {
+      wr.add("norm_storage", DType::F32, {2 * c.dim}, norm2.data());
+      wr.add_view(t.name, "norm_storage", 0, {c.dim}, {2});
+    } else {
+      wr.add(t.name, DType::F32,
+             t.split == kWhole ? std::vector<int64_t>{t.cols} : std::vector<int64_t>{t.rows, t.cols}, t.data);
+    }
+  }
+  fs::create_directories(dir.file("m"));
+  test::write_text(dir.file("m/params.json"), params_of(c).dump());
+  wr.write(dir.file("m/consolidated.00.pth"));
+  auto m = load_model(dir.file("m"));
+  EXPECT_EQ(m->assembled.size(), 1u);  // wo, in row-major order
+  EXPECT_EQ(m->owned.size(), 1u);      // the strided norm
+  EXPECT_FALSE(inside(*m->files[0], m->layers[1].wo.data, m->layers[1].wo.bytes()));
+  EXPECT_TRUE(inside(*m->files[0], m->layers[1].wq.data, m->layers[1].wq.bytes()));
+  EXPECT_EQ(logits_for(*m, kProbe), logits_for(*w, kProbe));
+}
+
 // A model large enough for resident memory to tell a copy from none: ~48 MB of f32 weights.
 TEST(MetaModel, ResidentMemoryGrowsByAboutTheFileSize) {
   TempDir dir;
