@@ -1305,6 +1305,95 @@ TEST(FuzzInputs, AdapterGgufMutants) {
       [&](Rng& r) { return seeds.mutant(r); }, [&] { return load_adapter_both(path, c); });
 }
 
+// The other tools' adapters (io/adapter_interchange.h): the official layout and litgpt's as .pth
+// files our writers make (torch.save's zip and pickle), with bytes mutated; a model with one
+// key/value head, on which litgpt's adapter is accepted, so both readers run to the end.
+TEST(FuzzInputs, AdapterPthMutants) {
+  TempDir dir;
+  ModelConfig c = adapter_model();
+  c.n_kv_heads = 1;
+  std::vector<Seed> seeds;
+  const Adapter official = Adapter::create(c, 10, 2, GateMode::Identity, 4);
+  save_adapter_as(official, AdapterFormat::Official, dir.file("o.pth"), &c);
+  seeds.push_back({file_bytes(dir.file("o.pth")), {}});
+  save_adapter_as(test_adapter(3, 2, GateMode::Tanh, 5), AdapterFormat::Litgpt, dir.file("l.pth"), &c);
+  seeds.push_back({file_bytes(dir.file("l.pth")), {}});
+  const std::string path = dir.file("m.pth");
+  run_mutants(
+      "adapter (.pth)", path, keep_path("adapter_fuzz_failure.pth"), 0x6164'6170'0003ull, 1500,
+      [&](Rng& r) {
+        std::string b = seeds[r.below(seeds.size())].bytes;
+        const size_t n = 1 + r.below(3);
+        for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, {});
+        return b;
+      },
+      [&] { return load_adapter_both(path, c); });
+}
+
+// A PEFT AdaptionPrompt folder: adapter_config.json with fields removed, retyped or set to extreme
+// values, or its weights' safetensors header edited. Errors must name the folder.
+TEST(FuzzInputs, PeftFolderMutants) {
+  TempDir dir;
+  const ModelConfig c = adapter_model();
+  const std::string folder = dir.file("peft");
+  Adapter a = test_adapter(3, 2, GateMode::Identity, 6);
+  auto gate = a.gate();
+  for (size_t i = 0; i < gate.size(); ++i)
+    gate[i] = gate[i - i % static_cast<size_t>(c.n_heads)];  // PEFT's one per layer
+  save_adapter_as(a, AdapterFormat::Peft, folder, &c);
+  const std::string config = file_bytes(folder + "/adapter_config.json");
+  const std::string weights = file_bytes(folder + "/adapter_model.safetensors");
+  const std::vector<std::string> keys = {"peft_type", "adapter_len", "adapter_layers", "target_modules", "task_type"};
+  const std::vector<ojson> values = {nullptr,
+                                     0,
+                                     1,
+                                     2,
+                                     3,
+                                     -1,
+                                     4096,
+                                     4097,
+                                     int64_t{1} << 40,
+                                     1.5,
+                                     "3",
+                                     "ADAPTION_PROMPT",
+                                     "LORA",
+                                     "self_attn",
+                                     "attn",
+                                     ojson::array(),
+                                     ojson::object()};
+  Rng r(env_u64("LA_FUZZ_SEED", 0x6164'6170'0004ull));
+  const uint64_t iters = iterations(1500);
+  Stats st;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (uint64_t it = 0; it < iters; ++it) {
+    std::string cfg = config, w = weights;
+    const size_t kind = r.below(100);
+    if (kind < 45) {
+      ojson j = ojson::parse(cfg);
+      if (r.chance(30))
+        j.erase(r.pick(keys));
+      else
+        j[r.pick(keys)] = r.pick(values);
+      cfg = j.dump();
+    } else if (kind < 55) {
+      mutate_bytes(r, cfg, {});
+    } else if (kind < 80) {
+      mutate_adapter_json(r, w);
+    } else {
+      mutate_safetensors_json(r, w);
+    }
+    write_bytes(folder + "/adapter_config.json", cfg);
+    write_bytes(folder + "/adapter_model.safetensors", w);
+    check_one(
+        folder, [&] { st.checksum += load_adapter_both(folder, c); }, st, it, cfg + w, keep_path("peft_fuzz_failure"));
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  st.print("adapter (PEFT folder)", iters,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  EXPECT_GT(st.opened, 0u);
+  EXPECT_GT(st.rejected, 0u);
+}
+
 TEST(FuzzInputs, AlpacaJsonMutants) {
   TempDir dir;
   const std::vector<std::string> seeds = alpaca_json_seeds(dir);

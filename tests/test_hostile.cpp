@@ -716,6 +716,15 @@ std::vector<Case> make_cases() {
         return "convert --adapter " + q(a) + " --out " + q(a);
       },
       {"a.safetensors", "--out"});
+  add("ConvertPeftOutIsAFile",
+      [](W w, D d) {
+        const std::string f = put(d, "peft", "a file where the PEFT folder would go");
+        return "convert --adapter " + q(w.adapter) + " --to peft --out " + q(f);
+      },
+      {"--out", "not a folder"});
+  add("ConvertToLitgptWithoutModel",
+      [](W w, D d) { return "convert --adapter " + q(w.adapter) + " --to litgpt --out " + q(d + "/a.pth"); },
+      {"needs --model"});
   add("ConvertOutIsTheTokenizer",
       [](W w, D) {
         return "convert --model " + q(w.model) + " --tokenizer " + q(w.tok) + " --type f16 --out " + q(w.tok);

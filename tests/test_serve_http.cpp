@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "la/core/mapped_file.h"
+#include "la/io/adapter_file.h"
+#include "la/io/loader.h"
 #include "support/test_support.h"
 
 using namespace la;
@@ -176,6 +178,38 @@ TEST(ServeHttp, RoutesAndErrors) {
   // Still healthy after all of that.
   EXPECT_EQ(c.Get("/health")->status, 200);
   EXPECT_EQ(s.terminate(20), 0) << s.log();
+}
+
+// --adapter-dir serves every adapter layout we read: our files, the official .pth, PEFT folders
+// (named by the folder); the base and each answer.
+TEST(ServeHttp, AdapterDirServesEveryLayout) {
+  REQUIRE_MODEL();
+  const ModelConfig c = load_model(test::shared_path("llama2c/stories260K.bin"))->config;
+  test::TempDir dir;
+  Adapter a = Adapter::create(c, 10, c.n_layers, GateMode::Identity, 5);
+  for (float& g : a.gate()) g = 4.0f;  // wide open: the text must change
+  save_adapter_as(a, AdapterFormat::Ours, dir.file("ours.safetensors"), &c);
+  save_adapter_as(a, AdapterFormat::Official, dir.file("official.pth"), &c);
+  save_adapter_as(a, AdapterFormat::Peft, dir.file("peft"), &c);
+  test::write_text(dir.file("notes.txt"), "not an adapter");
+  ServerProcess s({"--adapter-dir", dir.path()});
+  ASSERT_GT(s.port(), 0) << s.log();
+  auto cl = s.client();
+  const json models = json::parse(cl.Get("/v1/models")->body);
+  ASSERT_EQ(models["data"].size(), 4u) << models.dump();
+  std::vector<std::string> ids;
+  for (const auto& m : models["data"]) ids.push_back(m["id"]);
+  EXPECT_EQ(ids, (std::vector<std::string>{"stories260K", "official", "ours", "peft"}));
+  // The same numbers in three layouts: the same greedy text.
+  std::vector<std::string> texts;
+  for (const std::string name : {"ours", "official", "peft"}) {
+    const json r = post_json(cl, "/v1/completions", completion(name, "Once upon a time", 12));
+    texts.push_back(r["choices"][0]["text"]);
+  }
+  EXPECT_EQ(texts[0], texts[1]);
+  EXPECT_EQ(texts[0], texts[2]);
+  const json base = post_json(cl, "/v1/completions", completion("stories260K", "Once upon a time", 12));
+  EXPECT_NE(base["choices"][0]["text"], texts[0]);  // the adapter is in force
 }
 
 TEST(ServeHttp, ApiKey) {

@@ -6,6 +6,7 @@
 #include "chat_format.h"
 #include "commands.h"
 #include "la/core/error.h"
+#include "la/core/mapped_file.h"
 #include "la/core/memory.h"
 #include "la/core/signals.h"
 #include "la/serve/server.h"
@@ -57,9 +58,13 @@ void run_serve(const ServeArgs& a) {
   if (!a.adapter_dir.empty()) {
     std::vector<std::filesystem::path> files;
     std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(a.adapter_dir, ec))
-      if (e.is_regular_file() && (e.path().extension() == ".safetensors" || e.path().extension() == ".gguf"))
+    for (const auto& e : std::filesystem::directory_iterator(a.adapter_dir, ec)) {
+      const auto ext = e.path().extension();
+      if (e.is_regular_file() && (ext == ".safetensors" || ext == ".gguf" || ext == ".pth"))
         files.push_back(e.path());
+      else if (e.is_directory() && file_exists((e.path() / "adapter_config.json").string()))
+        files.push_back(e.path());  // a PEFT AdaptionPrompt folder
+    }
     if (ec) fail("--adapter-dir {}: {}", a.adapter_dir, ec.message());
     std::sort(files.begin(), files.end());
     for (const auto& f : files) to_load.emplace_back(f.stem().string(), f.string());
@@ -126,8 +131,9 @@ void register_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   a->model.add_to(cmd);
   cmd->add_option("-a,--adapter", a->adapters, "An adapter to serve, as NAME=PATH (repeatable)");
-  cmd->add_option("--adapter-dir", a->adapter_dir,
-                  "Serve every .safetensors/.gguf adapter in this folder (name: stem)");
+  cmd->add_option(
+      "--adapter-dir", a->adapter_dir,
+      "Serve every adapter in this folder: .safetensors, .gguf, .pth files and PEFT folders (name: the stem)");
   cmd->add_option("--name", a->name, "The base model's id in requests (default: the model file's stem)");
   cmd->add_option("--host", a->host, "Address to listen on")->default_val("127.0.0.1");
   cmd->add_option("--port", a->port, "Port (0: any free port, printed)")

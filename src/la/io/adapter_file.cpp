@@ -1,14 +1,16 @@
 #include "la/io/adapter_file.h"
 
-#include <charconv>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <span>
 #include <vector>
 
 #include "la/core/error.h"
 #include "la/formats/gguf.h"
+#include "la/formats/pth.h"
+#include "la/io/adapter_interchange.h"
 
 namespace la {
 
@@ -17,18 +19,7 @@ namespace {
 constexpr const char* kFormat = "llama-adapter";
 constexpr const char* kVersion = "1";
 // Bounds on what a file may claim before it sizes anything (a claim past them is an error).
-constexpr int64_t kDefaultLen = 10;  // K of the paper and of the official release
 constexpr int64_t kMaxLen = 4096, kMaxLayers = 4096, kMaxHeads = 4096, kMaxDim = int64_t{1} << 20;
-
-int64_t meta_int(const std::map<std::string, std::string>& m, const std::string& key, const std::string& path) {
-  auto it = m.find(key);
-  if (it == m.end()) return -1;
-  int64_t v = 0;
-  auto [ptr, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
-  if (ec != std::errc() || ptr != it->second.data() + it->second.size() || v < 0)
-    fail("{}: metadata '{}' is not a non-negative integer: '{}'", path, key, it->second);
-  return v;
-}
 
 // The multi-modal adapter's projection (SPEC §8): its shape from the tensors, the CLIP it belongs
 // to from the metadata. No visual_proj tensors: a text-only adapter.
@@ -62,8 +53,8 @@ VisualSpec read_visual_spec(const SafetensorsFile& f, int64_t dim) {
   if (auto it = meta.find("visual"); it != meta.end() && it->second != "clip")
     fail("{}: metadata visual = '{}', only 'clip' is known", path, printable(it->second));
   if (auto it = meta.find("clip_layers"); it != meta.end()) v.clip_layers = it->second;
-  v.clip_embed_dim = std::max<int64_t>(0, meta_int(meta, "clip_embed_dim", path));
-  v.clip_image_size = std::max<int64_t>(0, meta_int(meta, "clip_image_size", path));
+  v.clip_embed_dim = std::max<int64_t>(0, metadata_int(meta, "clip_embed_dim", path));
+  v.clip_image_size = std::max<int64_t>(0, metadata_int(meta, "clip_image_size", path));
   return v;
 }
 
@@ -173,115 +164,117 @@ void save_adapter(const Adapter& a, const std::string& path) {
   w.write(path);
 }
 
-Adapter read_adapter_tensors(const SafetensorsFile& f, const ModelConfig* model) {
-  const std::string& path = f.path();
-  const auto& meta = f.metadata();
-  if (auto it = meta.find("format"); it != meta.end() && it->second != kFormat)
-    fail("{}: metadata format is '{}', expected '{}'", path, it->second, kFormat);
-  const SafeTensor& q = f.get("adapter_query.weight");
-  if (q.dtype != SafeDType::F32 || q.shape.size() != 2) fail("{}: adapter_query.weight must be a 2-D F32 tensor", path);
-  // Gate tensors layers.{i}.attention.gate, by layer.
-  std::map<int64_t, const SafeTensor*> gates;
-  for (const auto& t : f.tensors()) {
-    if (t.name.rfind("layers.", 0) != 0) continue;
-    const auto dot = t.name.find('.', 7);
-    if (dot == std::string::npos || t.name.substr(dot) != ".attention.gate") continue;
-    int64_t idx = -1;
-    auto [ptr, ec] = std::from_chars(t.name.data() + 7, t.name.data() + dot, idx);
-    if (ec != std::errc() || ptr != t.name.data() + dot || idx < 0 || idx >= kMaxLayers)
-      fail("{}: bad gate tensor name '{}'", path, t.name);
-    gates[idx] = &t;
+Adapter read_adapter_tensors(const SafetensorsFile& f, const ModelConfig* model, bool* heads_known) {
+  Adapter a = read_official_layout(stored_tensors(f), model, heads_known);
+  const VisualSpec visual = read_visual_spec(f, a.dim);
+  if (!visual.enabled()) return a;
+  // The multi-modal projection: four more rows of the parameter table after the prompts and gates.
+  Adapter mm = a;
+  mm.visual = visual;
+  mm.allocate();
+  std::copy(a.query().begin(), a.query().end(), mm.query().begin());
+  std::copy(a.gate().begin(), a.gate().end(), mm.gate().begin());
+  for (const char* name : kVisualTensors) {
+    const SafeTensor& t = f.get(name);
+    std::memcpy(mm.params[name].data(), t.data, t.nbytes);  // memcpy: no alignment assumed
   }
-  if (gates.empty()) fail("{}: no layers.*.attention.gate tensors", path);
-  // The shape. Without our metadata (an official checkpoint converted by its users): K = 10, the
-  // paper's and the release's; L = rows / K; the model's layers from the model (or the highest
-  // gate); gates of layers below the top L are ignored (the release has one for every layer).
-  Adapter a;
-  a.dim = q.shape[1];
-  const int64_t rows = q.shape[0];
-  const int64_t meta_len = meta_int(meta, "adapter_len", path);
-  a.len = meta_len >= 0 ? meta_len : kDefaultLen;
-  if (a.len <= 0 || a.len > kMaxLen) fail("{}: adapter_len {} is out of range (1 to {})", path, a.len, kMaxLen);
-  if (a.dim <= 0 || a.dim > kMaxDim)
-    fail("{}: adapter_query.weight has {} columns (1 to {} allowed)", path, a.dim, kMaxDim);
-  if (rows <= 0 || rows % a.len != 0)
-    fail("{}: adapter_query.weight has {} rows, not a multiple of the adapter length K={}{}", path, rows, a.len,
-         meta_len >= 0 ? "" : " (no metadata: the official K=10 assumed)");
-  a.n_layers = rows / a.len;
-  const int64_t meta_model_layers = meta_int(meta, "n_layers", path);
-  a.model_layers = meta_model_layers >= 0 ? meta_model_layers : model ? model->n_layers : gates.rbegin()->first + 1;
-  if (a.model_layers <= 0 || a.model_layers > kMaxLayers)
-    fail("{}: the model has {} layers (1 to {} allowed)", path, a.model_layers, kMaxLayers);
-  if (a.n_layers > a.model_layers)
-    fail("{}: adapter_query.weight has {} rows = {} layers of K={}, more than the model's {} layers", path, rows,
-         a.n_layers, a.len, a.model_layers);
-  if (gates.rbegin()->first >= a.model_layers)
-    fail("{}: a gate names layer {} but the model has {} layers", path, gates.rbegin()->first, a.model_layers);
-  a.gate_mode = GateMode::Identity;
-  if (auto it = meta.find("gate_mode"); it != meta.end()) {
-    try {
-      a.gate_mode = parse_gate_mode(it->second);
-    } catch (const Error& e) {
-      fail("{}: {}", path, e.what());
-    }
-  }
-  // The chat template it was trained with; checked where it is used (resolve_chat_template).
-  if (auto it = meta.find("template"); it != meta.end() && !it->second.empty()) a.chat_template = it->second;
-  // Heads: from metadata, a [H] or [1,H,1,1] gate, or the model; a [1] gate is one scalar per
-  // layer, broadcast to every head.
-  int64_t heads = meta_int(meta, "n_heads", path);
-  for (int64_t l = a.first_layer(); heads < 0 && l < a.model_layers; ++l)
-    if (auto it = gates.find(l); it != gates.end() && it->second->numel() > 1) heads = it->second->numel();
-  if (heads < 0) heads = model ? model->n_heads : 1;
-  if (heads <= 0 || heads > kMaxHeads) fail("{}: {} heads is out of range (1 to {})", path, heads, kMaxHeads);
-  a.n_heads = heads;
-  auto check = [&](const char* key, int64_t value) {
-    const int64_t m = meta_int(meta, key, path);
-    if (m >= 0 && m != value) fail("{}: metadata {}={} does not match the tensors ({})", path, key, m, value);
-  };
-  check("adapter_layers", a.n_layers);
-  check("dim", a.dim);
-  a.visual = read_visual_spec(f, a.dim);
-  a.allocate();
-  // memcpy: a file written elsewhere need not keep tensors 4-byte aligned.
-  std::memcpy(a.query().data(), q.data, q.nbytes);
-  std::span<float> gate = a.gate();
-  for (int64_t i = 0; i < a.n_layers; ++i) {
-    const int64_t layer = a.first_layer() + i;
-    auto it = gates.find(layer);
-    if (it == gates.end())
-      fail("{}: no gate for adapted layer {} (the top {} of {} layers are adapted)", path, layer, a.n_layers,
-           a.model_layers);
-    const SafeTensor& t = *it->second;
-    if (t.dtype != SafeDType::F32) fail("{}: gate '{}' must be F32", path, t.name);
-    const int64_t n = t.numel();
-    if (n != a.n_heads && n != 1)
-      fail("{}: gate '{}' has {} values, expected {} (one per head) or 1", path, t.name, n, a.n_heads);
-    std::vector<float> src(static_cast<size_t>(n));
-    std::memcpy(src.data(), t.data, t.nbytes);
-    for (int64_t h = 0; h < a.n_heads; ++h) gate[static_cast<size_t>(i * a.n_heads + h)] = src[n == 1 ? 0 : h];
-  }
-  if (a.visual.enabled())
-    for (const char* name : kVisualTensors) {
-      const SafeTensor& t = f.get(name);
-      std::memcpy(a.params[name].data(), t.data, t.nbytes);
-    }
-  return a;
+  return mm;
 }
 
-Adapter load_adapter(const std::string& path, const ModelConfig* model) {
-  Adapter a;
-  bool gguf = false;
+AdapterFormat parse_adapter_format(const std::string& name) {
+  for (AdapterFormat f :
+       {AdapterFormat::Ours, AdapterFormat::Gguf, AdapterFormat::Official, AdapterFormat::Peft, AdapterFormat::Litgpt})
+    if (name == adapter_format_name(f)) return f;
+  fail("unknown adapter format '{}' (expected safetensors, gguf, official, peft or litgpt)", printable(name));
+}
+
+const char* adapter_format_name(AdapterFormat f) {
+  switch (f) {
+    case AdapterFormat::Ours: return "safetensors";
+    case AdapterFormat::Gguf: return "gguf";
+    case AdapterFormat::Official: return "official";
+    case AdapterFormat::Peft: return "peft";
+    case AdapterFormat::Litgpt: return "litgpt";
+  }
+  return "?";
+}
+
+namespace {
+
+// By content, never by name: a folder is PEFT's; GGUF and zip (PyTorch's .pth) files by their
+// magic; anything else must be safetensors, whose tensor names tell the layouts apart.
+Adapter read_any(const std::string& path, const ModelConfig* model, AdapterSource& src) {
+  if (is_directory(path)) {
+    src.format = AdapterFormat::Peft;
+    return read_peft_directory(path, model, &src.heads_known);
+  }
+  char magic[4] = {};
   {
     auto f = MappedFile::open(path);
-    gguf = f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0;
+    if (f->size() >= 4) std::memcpy(magic, f->data(), 4);
   }
-  a = gguf ? load_adapter_gguf(path) : read_adapter_tensors(SafetensorsFile::open(path), model);
+  if (std::memcmp(magic, "GGUF", 4) == 0) {
+    src.format = AdapterFormat::Gguf;
+    return load_adapter_gguf(path);
+  }
+  if (std::memcmp(magic, "PK\x03\x04", 4) == 0) {
+    const auto pth = PthFile::open(path);
+    const StoredTensors s = stored_tensors(*pth);
+    if (has_litgpt_keys(s)) {
+      src.format = AdapterFormat::Litgpt;
+      return read_litgpt_layout(s, model);
+    }
+    src.format = AdapterFormat::Official;
+    return read_official_layout(s, model, &src.heads_known);
+  }
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  const StoredTensors s = stored_tensors(f);
+  if (has_peft_keys(s)) {
+    // PEFT's weights without their adapter_config.json lack K's and L's declaration: read the folder.
+    const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    if (!file_exists((dir / "adapter_config.json").string()))
+      fail("{}: PEFT AdaptionPrompt weights without adapter_config.json beside them; give the PEFT folder", path);
+    src.format = AdapterFormat::Peft;
+    return read_peft_directory(dir.empty() ? "." : dir.string(), model, &src.heads_known);
+  }
+  if (has_litgpt_keys(s)) {
+    src.format = AdapterFormat::Litgpt;
+    return read_litgpt_layout(s, model);
+  }
+  src.format = f.metadata().count("format") ? AdapterFormat::Ours : AdapterFormat::Official;
+  return read_adapter_tensors(f, model, &src.heads_known);
+}
+
+}  // namespace
+
+Adapter load_adapter(const std::string& path, const ModelConfig* model, AdapterSource* source) {
+  AdapterSource src;
+  Adapter a = read_any(path, model, src);
   for (const ParamTensor& t : a.params.table().tensors())
     for (float v : a.params.slice(t))
       if (!std::isfinite(v)) fail("{}: {} holds NaN or infinite values", path, t.file_key);
   if (model) a.check_compatible(*model, path);
+  if (source) *source = src;
   return a;
+}
+
+void save_adapter_as(const Adapter& a, AdapterFormat format, const std::string& path, const ModelConfig* model) {
+  if (model) {
+    a.check_compatible(*model, path);
+    if (format == AdapterFormat::Litgpt) check_litgpt_model(*model, path);
+  }
+  switch (format) {
+    case AdapterFormat::Ours: {
+      SafetensorsWriter w;
+      add_adapter_tensors(w, a);
+      w.write(path);
+      return;
+    }
+    case AdapterFormat::Gguf: return save_adapter_gguf(a, path);
+    case AdapterFormat::Official: return save_official_adapter(a, path);
+    case AdapterFormat::Peft: return save_peft_adapter(a, path);
+    case AdapterFormat::Litgpt: return save_litgpt_adapter(a, path);
+  }
 }
 
 }  // namespace la

@@ -33,6 +33,15 @@ std::unique_ptr<ModelWeights> load_hf_directory(const std::string& dir) {
   c.max_seq_len = json_int(cfg, "max_position_embeddings", cfg_path, 2048);
   c.norm_eps = static_cast<float>(json_num(cfg, "rms_norm_eps", 1e-6, cfg_path));
   c.rope_theta = static_cast<float>(json_num(cfg, "rope_theta", 10000.0, cfg_path));
+  // transformers 5 writes {"rope_parameters": {"rope_type": "default", "rope_theta": ...}} instead.
+  if (cfg.contains("rope_parameters") && !cfg["rope_parameters"].is_null()) {
+    const nlohmann::json& rope = cfg["rope_parameters"];
+    if (!rope.is_object()) fail("{}: rope_parameters is not an object", cfg_path);
+    if (rope.contains("rope_type") && rope["rope_type"] != nlohmann::json("default"))
+      fail("{}: rope_parameters.rope_type {} is not supported (plain RoPE only)", cfg_path,
+           printable(rope["rope_type"].dump()));
+    c.rope_theta = static_cast<float>(json_num(rope, "rope_theta", c.rope_theta, cfg_path));
+  }
   c.tied_classifier = cfg.contains("tie_word_embeddings") && cfg["tie_word_embeddings"].is_boolean() &&
                       cfg["tie_word_embeddings"].get<bool>();
   c.rope_style = RopeStyle::Half;
