@@ -207,14 +207,20 @@ TEST(Memory, AvailableMemoryIsPlausibleAndShrinks) {
     if (std::sscanf(line, "MemTotal: %llu", &total_kib) == 1) break;
   std::fclose(f);
   ASSERT_GT(total_kib, 0u);
-  const size_t before = la::available_memory_bytes();
-  EXPECT_GT(before, 0u);
-  EXPECT_LE(before, total_kib * 1024);
+  // Tests run two at a time: another process freeing memory between the two readings can hide
+  // the drop, so up to three tries, each with a fresh block.
   const size_t take = size_t{256} << 20;
-  std::vector<char> block(take, 1);  // touched: resident
-  const size_t after = la::available_memory_bytes();
+  size_t before = 0, after = 0;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    before = la::available_memory_bytes();
+    EXPECT_GT(before, 0u);
+    EXPECT_LE(before, total_kib * 1024);
+    std::vector<char> block(take, 1);  // touched: resident
+    after = la::available_memory_bytes();
+    EXPECT_EQ(block[take - 1], 1);
+    if (after < before - take / 2) break;
+  }
   EXPECT_LT(after, before - take / 2) << "available did not follow a 256 MiB allocation";
-  EXPECT_EQ(block[take - 1], 1);
 }
 
 }  // namespace
