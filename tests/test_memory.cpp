@@ -4,11 +4,13 @@
 // norm vectors become f32 copies). Converting to GGUF holds one converted matrix at a time.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "la/core/half.h"
@@ -198,7 +200,17 @@ TEST(Memory, ConvertHoldsOneConvertedMatrixAtATime) {
 
 // What the kernel reports as available, between 0 and MemTotal (read here independently), and it
 // shrinks when this process takes and touches 256 MiB more (allowing for other processes' noise).
-TEST(Memory, AvailableMemoryIsPlausibleAndShrinks) {
+TEST(Memory, AvailableMemoryIsPlausibleAndFollowsTheKernel) {
+  // MemAvailable from /proc/meminfo, in bytes (0 when absent).
+  auto mem_available = [] {
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    unsigned long long kib = 0;
+    char line[256];
+    while (f && std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "MemAvailable: %llu", &kib) == 1) break;
+    if (f) std::fclose(f);
+    return static_cast<size_t>(kib) * 1024;
+  };
   std::FILE* f = std::fopen("/proc/meminfo", "r");
   if (!f) GTEST_SKIP() << "no /proc/meminfo";
   unsigned long long total_kib = 0;
@@ -207,20 +219,20 @@ TEST(Memory, AvailableMemoryIsPlausibleAndShrinks) {
     if (std::sscanf(line, "MemTotal: %llu", &total_kib) == 1) break;
   std::fclose(f);
   ASSERT_GT(total_kib, 0u);
-  // Tests run two at a time: another process freeing memory between the two readings can hide
-  // the drop, so up to three tries, each with a fresh block.
-  const size_t take = size_t{256} << 20;
-  size_t before = 0, after = 0;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    before = la::available_memory_bytes();
-    EXPECT_GT(before, 0u);
-    EXPECT_LE(before, total_kib * 1024);
-    std::vector<char> block(take, 1);  // touched: resident
-    after = la::available_memory_bytes();
-    EXPECT_EQ(block[take - 1], 1);
-    if (after < before - take / 2) break;
+  // The kernel's own figure, read just before and after ours: ours lies between them (or below,
+  // where a cgroup limit is tighter). Whether it shrinks when this process allocates cannot be
+  // tested on every host: on this VM the hypervisor hands the guest memory back as it is used
+  // (MemFree fell by 0.15 GiB for a 1 GiB allocation).
+  const size_t lo_before = mem_available();
+  const size_t ours = la::available_memory_bytes();
+  const size_t lo_after = mem_available();
+  EXPECT_GT(ours, 0u);
+  EXPECT_LE(ours, total_kib * 1024);
+  const size_t slack = size_t{64} << 20;
+  EXPECT_LE(ours, std::max(lo_before, lo_after) + slack);
+  if (!std::filesystem::exists("/sys/fs/cgroup/memory.max")) {
+    EXPECT_GE(ours + slack, std::min(lo_before, lo_after)) << "no cgroup limit: ours should be MemAvailable";
   }
-  EXPECT_LT(after, before - take / 2) << "available did not follow a 256 MiB allocation";
 }
 
 }  // namespace
