@@ -57,34 +57,6 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
-// Mutants of every seed, `mutate` applied to a copy, each written to `path` and checked; prints
-// the statistics and expects that some mutants load and some do not.
-template <typename Mutate, typename Load>
-void run_mutants(const char* what, const std::string& path, const std::string& keep, uint64_t seed,
-                 uint64_t default_iters, const Mutate& mutate, const Load& load) {
-  Rng r(env_u64("LA_FUZZ_SEED", seed));
-  const uint64_t iters = iterations(default_iters);
-  Stats st;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (uint64_t it = 0; it < iters; ++it) {
-    const std::string b = mutate(r);
-    write_bytes(path, b);
-    check_one(
-        path, [&] { st.checksum += load(); }, st, it, b, keep);
-    if (::testing::Test::HasFatalFailure()) return;
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  st.print(what, iters, secs);
-  if (iters >= 200) {
-    EXPECT_GT(st.opened, 0u) << what;    // the mutator is not so destructive that nothing survives...
-    EXPECT_GT(st.rejected, 0u) << what;  // ...nor so gentle that nothing is rejected
-  }
-}
-
-std::string keep_path(const std::string& name) {
-  return ::testing::TempDir() + name;
-}
-
 // Strings mutations put where the readers expect names, modes, numbers or pieces.
 const std::vector<std::string> kStrings = {"",
                                            "x",
@@ -1465,18 +1437,29 @@ TEST(FuzzInputs, TokenizerJsonMutants) {
   TempDir dir;
   const Seed seed{byte_vocab_json(byte_level_vocab()), {}};
   const std::string path = dir.file("tokenizer.json");
+  const nlohmann::ordered_json seed_doc = nlohmann::ordered_json::parse(seed.bytes);
   run_mutants(
       "tokenizer (tokenizer.json)", path, keep_path("tokenizer_fuzz_failure.json"), 0x746f'6b00'0005ull, 600,
       [&](Rng& r) {
         if (r.chance(70)) {  // as a structure: a value replaced by an extreme one, or removed
           using ojson = nlohmann::ordered_json;
-          ojson doc = ojson::parse(seed.bytes);
+          ojson doc = seed_doc;
           const size_t n = 1 + r.below(3);
           for (size_t m = 0; m < n; ++m) {
-            const ojson flat = doc.flatten();  // every leaf's JSON pointer
-            if (flat.empty()) break;
-            const std::string leaf = std::next(flat.begin(), static_cast<std::ptrdiff_t>(r.below(flat.size()))).key();
-            ojson::json_pointer ptr(leaf);
+            // A random node: down from the root, a random child at each level, stopping early
+            // now and then (so whole sections get replaced or removed too).
+            ojson::json_pointer ptr;
+            for (const ojson* node = &doc; node->is_structured() && !node->empty() && !r.chance(15);) {
+              if (node->is_array()) {
+                const size_t i = r.below(node->size());
+                ptr /= i;
+                node = &(*node)[i];
+              } else {
+                auto it = std::next(node->begin(), static_cast<std::ptrdiff_t>(r.below(node->size())));
+                ptr /= it.key();
+                node = &it.value();
+              }
+            }
             if (r.chance(30) && !ptr.empty()) {
               const std::string last = ptr.back();
               ojson& parent = doc[ptr.parent_pointer()];

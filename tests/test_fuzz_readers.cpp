@@ -414,26 +414,17 @@ TEST(FuzzReaders, SeedsAreValid) {
 TEST(FuzzReaders, GgufMutants) {
   TempDir dir;
   const std::string path = dir.file("m.gguf");
-  const std::string keep = ::testing::TempDir() + "gguf_fuzz_failure.gguf";
   const std::vector<Seed> seeds = gguf_seeds();
-  Rng r(env_u64("LA_FUZZ_SEED", 0x6775'6766'0001ull));
-  const uint64_t iters = env_u64("LA_FUZZ_ITERS", kDefaultIters);
-  Stats st;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (uint64_t it = 0; it < iters; ++it) {
-    const Seed& s = seeds[r.below(seeds.size())];
-    std::string b = s.bytes;
-    const size_t n = 1 + r.below(3);
-    for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, s.fields);
-    write_bytes(path, b);
-    check_one(
-        path, [&] { st.checksum += touch_gguf(GgufFile::open(path)); }, st, it, b, keep);
-    if (::testing::Test::HasFatalFailure()) return;
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  st.print("gguf", iters, secs);
-  EXPECT_GT(st.opened, 0u);    // the mutator is not so destructive that nothing survives...
-  EXPECT_GT(st.rejected, 0u);  // ...nor so gentle that nothing is rejected
+  run_mutants(
+      "gguf", path, keep_path("gguf_fuzz_failure.gguf"), 0x6775'6766'0001ull, kDefaultIters,
+      [&](Rng& r) {
+        const Seed& s = seeds[r.below(seeds.size())];
+        std::string b = s.bytes;
+        const size_t n = 1 + r.below(3);
+        for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, s.fields);
+        return b;
+      },
+      [&] { return touch_gguf(GgufFile::open(path)); });
 }
 
 // Images (SPEC §8): every JPEG and PNG of the CLIP fixtures mutated (bit flips, extreme values,
@@ -474,31 +465,22 @@ TEST(FuzzReaders, ImageMutants) {
 TEST(FuzzReaders, SafetensorsMutants) {
   TempDir dir;
   const std::string path = dir.file("m.safetensors");
-  const std::string keep = ::testing::TempDir() + "safetensors_fuzz_failure.safetensors";
   const std::vector<Seed> seeds = safetensors_seeds();
-  Rng r(env_u64("LA_FUZZ_SEED", 0x7361'6665'0001ull));
-  const uint64_t iters = env_u64("LA_FUZZ_ITERS", kDefaultIters);
-  Stats st;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (uint64_t it = 0; it < iters; ++it) {
-    const Seed& s = seeds[r.below(seeds.size())];
-    std::string b = s.bytes;
-    const size_t n = 1 + r.below(3);
-    for (size_t m = 0; m < n; ++m) {
-      if (r.chance(85))
-        mutate_safetensors_json(r, b);
-      else
-        mutate_bytes(r, b, s.fields);
-    }
-    write_bytes(path, b);
-    check_one(
-        path, [&] { st.checksum += touch_safetensors(SafetensorsFile::open(path)); }, st, it, b, keep);
-    if (::testing::Test::HasFatalFailure()) return;
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  st.print("safetensors", iters, secs);
-  EXPECT_GT(st.opened, 0u);
-  EXPECT_GT(st.rejected, 0u);
+  run_mutants(
+      "safetensors", path, keep_path("safetensors_fuzz_failure.safetensors"), 0x7361'6665'0001ull, kDefaultIters,
+      [&](Rng& r) {
+        const Seed& s = seeds[r.below(seeds.size())];
+        std::string b = s.bytes;
+        const size_t n = 1 + r.below(3);
+        for (size_t m = 0; m < n; ++m) {
+          if (r.chance(85))
+            mutate_safetensors_json(r, b);
+          else
+            mutate_bytes(r, b, s.fields);
+        }
+        return b;
+      },
+      [&] { return touch_safetensors(SafetensorsFile::open(path)); });
 }
 
 // The whole archive mutated: the ZIP's records, offsets and sizes (a mutant of data.pkl's bytes
@@ -506,26 +488,17 @@ TEST(FuzzReaders, SafetensorsMutants) {
 TEST(FuzzReaders, PthMutants) {
   TempDir dir;
   const std::string path = dir.file("m.pth");
-  const std::string keep = ::testing::TempDir() + "pth_fuzz_failure.pth";
   const std::vector<Seed> seeds = pth_seeds();
-  Rng r(env_u64("LA_FUZZ_SEED", 0x7074'6830'0001ull));
-  const uint64_t iters = env_u64("LA_FUZZ_ITERS", kDefaultIters);
-  Stats st;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (uint64_t it = 0; it < iters; ++it) {
-    const Seed& s = seeds[r.below(seeds.size())];
-    std::string b = s.bytes;
-    const size_t n = 1 + r.below(3);
-    for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, s.fields);
-    write_bytes(path, b);
-    check_one(
-        path, [&] { st.checksum += touch_pth(*PthFile::open(path)); }, st, it, b, keep);
-    if (::testing::Test::HasFatalFailure()) return;
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  st.print("pth", iters, secs);
-  EXPECT_GT(st.opened, 0u);
-  EXPECT_GT(st.rejected, 0u);
+  run_mutants(
+      "pth", path, keep_path("pth_fuzz_failure.pth"), 0x7074'6830'0001ull, kDefaultIters,
+      [&](Rng& r) {
+        const Seed& s = seeds[r.below(seeds.size())];
+        std::string b = s.bytes;
+        const size_t n = 1 + r.below(3);
+        for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, s.fields);
+        return b;
+      },
+      [&] { return touch_pth(*PthFile::open(path)); });
 }
 
 // data.pkl alone mutated (mostly instruction by instruction) and put back into a valid archive
@@ -534,33 +507,23 @@ TEST(FuzzReaders, PthMutants) {
 TEST(FuzzReaders, PthPickleMutants) {
   TempDir dir;
   const std::string path = dir.file("p.pth");
-  const std::string keep = ::testing::TempDir() + "pth_pickle_fuzz_failure.pth";
   std::vector<std::vector<ZipRecord>> seeds;
   for (const Seed& s : pth_seeds()) {
     write_bytes(path, s.bytes);
     seeds.push_back(read_stored_zip(path));
   }
-  Rng r(env_u64("LA_FUZZ_SEED", 0x7074'6831'0001ull));
-  const uint64_t iters = env_u64("LA_FUZZ_ITERS", kDefaultIters);
-  Stats st;
-  const auto t0 = std::chrono::steady_clock::now();
-  for (uint64_t it = 0; it < iters; ++it) {
-    std::vector<ZipRecord> records = seeds[r.below(seeds.size())];
-    for (ZipRecord& rec : records) {
-      if (!rec.name.ends_with("/data.pkl")) continue;
-      const size_t n = 1 + r.below(3);
-      for (size_t m = 0; m < n; ++m) mutate_pickle(r, rec.bytes);
-    }
-    const std::string b = stored_zip(records, r.chance(10));
-    write_bytes(path, b);
-    check_one(
-        path, [&] { st.checksum += touch_pth(*PthFile::open(path)); }, st, it, b, keep);
-    if (::testing::Test::HasFatalFailure()) return;
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  st.print("pth pickle", iters, secs);
-  EXPECT_GT(st.opened, 0u);
-  EXPECT_GT(st.rejected, 0u);
+  run_mutants(
+      "pth pickle", path, keep_path("pth_pickle_fuzz_failure.pth"), 0x7074'6831'0001ull, kDefaultIters,
+      [&](Rng& r) {
+        std::vector<ZipRecord> records = seeds[r.below(seeds.size())];
+        for (ZipRecord& rec : records) {
+          if (!rec.name.ends_with("/data.pkl")) continue;
+          const size_t n = 1 + r.below(3);
+          for (size_t m = 0; m < n; ++m) mutate_pickle(r, rec.bytes);
+        }
+        return stored_zip(records, r.chance(10));
+      },
+      [&] { return touch_pth(*PthFile::open(path)); });
 }
 
 // Regressions for the safetensors reader found while writing this fuzzer.

@@ -1,7 +1,7 @@
 // Data-parallel fine-tuning over Open MPI (SPEC §11), with the real mpirun:
 //  - the adapter after a few steps is the same bytes for 1, 2 and 3 ranks and without mpirun, and
 //    so is a fully fine-tuned model;
-//  - eval gives the same numbers over any number of ranks;
+//  - eval and scienceqa eval give the same numbers over any number of ranks;
 //  - a checkpoint written by 2 ranks resumes under 3 to the bytes of an uninterrupted run;
 //  - ranks started with other flags are refused at the start, nothing written;
 //  - a rank killed in the middle of the run ends the job, naming it, nothing half-written;
@@ -121,6 +121,25 @@ TEST_F(Mpi, EvalIsTheSameOverAnyNumberOfRanks) {
   const ShellRun three = sh(mpirun(3) + eval);
   ASSERT_EQ(three.code, 0) << three.out;
   EXPECT_EQ(three.out, one.out);  // rank 0 alone prints, the same digits
+}
+
+TEST_F(Mpi, ScienceQAEvalIsTheSameOverAnyNumberOfRanks) {
+  REQUIRE_SHARED_DATA("scienceqa/problems_small150.json");
+  REQUIRE_SHARED_DATA("scienceqa/pid_splits_small150.json");
+  auto eval = [&](const std::string& out) {
+    return cli() + " scienceqa eval --model " + shell_quote(shared_path(kModel)) + " --tokenizer " +
+           shell_quote(shared_path(kTok)) + " --problems " +
+           shell_quote(shared_path("scienceqa/problems_small150.json")) + " --splits " +
+           shell_quote(shared_path("scienceqa/pid_splits_small150.json")) +
+           " --split test --max-new-tokens 6 --invalid random --threads 1 --json --out " + shell_quote(out);
+  };
+  const ShellRun one = sh(kEnv + " " + eval(dir_.file("one.json")));
+  ASSERT_EQ(one.code, 0) << one.out;
+  const ShellRun three = sh(mpirun(3) + eval(dir_.file("three.json")));
+  ASSERT_EQ(three.code, 0) << three.out;
+  EXPECT_EQ(bytes("three.json"), bytes("one.json"));  // every prediction, in problem order
+  const std::string scores = one.out.substr(one.out.rfind("{\"Avg\""));
+  EXPECT_NE(three.out.find(scores), std::string::npos) << three.out;
 }
 
 TEST_F(Mpi, CheckpointFromTwoRanksResumesUnderThree) {

@@ -3,7 +3,9 @@
 // official scorer's categories.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -18,6 +20,7 @@
 #include "la/core/rng.h"
 #include "la/data/alpaca.h"
 #include "la/data/scienceqa.h"
+#include "la/dist/comm.h"
 #include "la/io/adapter_file.h"
 #include "la/model/inference.h"
 #include "la/sample/generate.h"
@@ -188,11 +191,48 @@ void run_scienceqa_eval(const ScienceQAEvalArgs& a) {
   int64_t truncated = 0, with_image = 0;
   const bool tty = stderr_is_tty();
   const size_t n = sel.problems.size();
+  // Under mpirun (SPEC §11) problem i is answered by rank i % N; the answers are then gathered
+  // and judged in problem order, so the scores (and the random choices of --invalid random) are
+  // the same for any N. Rank 0 alone reports and writes.
+  const Comm& comm = Comm::world();
+  const bool root = comm.is_root();
+  std::vector<char> cut(n);
+  for (size_t i = 0; i < n; ++i) cut[i] = fit_prompt(prompts[i], context - a.max_new_tokens) ? 1 : 0;
+  std::vector<std::string> answers(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (!comm.owns(i)) continue;
+    answers[i] = answer_problem(model, tok, prompts[i], records[i], a, clip);
+    if (!root) continue;
+    if (tty)
+      std::fprintf(stderr, "\rscienceqa eval: %zu/%zu", i + 1, n);
+    else if ((i + 1) % std::max<size_t>(1, n / 10) == 0 || i + 1 == n)
+      std::fprintf(stderr, "scienceqa eval: %zu/%zu problems\n", i + 1, n);
+  }
+  if (root && tty) std::fputs("\n", stderr);
+  if (comm.distributed()) {
+    std::string mine;  // this rank's answers, each as its length and bytes
+    for (size_t i = 0; i < n; ++i) {
+      if (!comm.owns(i)) continue;
+      const uint64_t len = answers[i].size();
+      mine.append(reinterpret_cast<const char*>(&len), sizeof len);
+      mine += answers[i];
+    }
+    const std::vector<std::string> parts = comm.allgather(mine);
+    std::vector<size_t> at(parts.size(), 0);
+    for (size_t i = 0; i < n; ++i) {
+      const size_t r = i % parts.size();
+      uint64_t len = 0;
+      if (at[r] + sizeof len > parts[r].size()) fail("rank {} sent fewer answers than it owns", r);
+      std::memcpy(&len, parts[r].data() + at[r], sizeof len);
+      if (len > parts[r].size() - at[r] - sizeof len) fail("rank {} sent a cut answer", r);
+      answers[i] = parts[r].substr(at[r] + sizeof len, len);
+      at[r] += sizeof len + len;
+    }
+  }
   for (size_t i = 0; i < n; ++i) {
     const ScienceQAProblem& p = sel.problems[i];
-    const bool cut = fit_prompt(prompts[i], context - a.max_new_tokens);
-    truncated += cut ? 1 : 0;
-    const std::string text = answer_problem(model, tok, prompts[i], records[i], a, clip);
+    truncated += cut[i];
+    const std::string& text = answers[i];
     const ScienceQAJudgement j = judge_scienceqa(p, text, policy, rng);
     correct.push_back(j.correct);
     invalid.push_back(j.invalid);
@@ -202,17 +242,13 @@ void run_scienceqa_eval(const ScienceQAEvalArgs& a) {
     e["expected"] = std::string(1, scienceqa_letter(p.answer));
     if (j.invalid && j.predicted >= 0) e["random_choice"] = std::string(1, scienceqa_letter(j.predicted));
     e["correct"] = j.correct;
-    if (cut) e["truncated"] = true;
+    if (cut[i]) e["truncated"] = true;
     if (clip.store && !records[i].image.empty()) {
       e["image"] = true;
       ++with_image;
     }
-    if (tty)
-      std::fprintf(stderr, "\rscienceqa eval: %zu/%zu", i + 1, n);
-    else if ((i + 1) % std::max<size_t>(1, n / 10) == 0 || i + 1 == n)
-      std::fprintf(stderr, "scienceqa eval: %zu/%zu problems\n", i + 1, n);
   }
-  if (tty) std::fputs("\n", stderr);
+  if (!root) return;
   if (clip.store)
     std::fprintf(stderr, "images: %lld of %zu problems answered with their image (%lld encoded, %lld from the cache)\n",
                  static_cast<long long>(with_image), n, static_cast<long long>(clip.store->encoded()),

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -369,6 +370,34 @@ void check_one(const std::string& path, const Fn& open_and_touch, Stats& st, uin
     write_bytes(keep_path, bytes);
     FAIL() << "iteration " << iter << ": unexpected non-std exception; mutant kept at " << keep_path;
   }
+}
+
+// Mutants of every seed, `mutate` applied to a copy, each written to `path` and checked; prints
+// the statistics and expects that some mutants load and some do not.
+template <typename Mutate, typename Load>
+void run_mutants(const char* what, const std::string& path, const std::string& keep, uint64_t seed,
+                 uint64_t default_iters, const Mutate& mutate, const Load& load) {
+  Rng r(env_u64("LA_FUZZ_SEED", seed));
+  const uint64_t iters = iterations(default_iters);
+  Stats st;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (uint64_t it = 0; it < iters; ++it) {
+    const std::string b = mutate(r);
+    write_bytes(path, b);
+    check_one(
+        path, [&] { st.checksum += load(); }, st, it, b, keep);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.print(what, iters, secs);
+  if (iters >= 200) {
+    EXPECT_GT(st.opened, 0u) << what;    // the mutator is not so destructive that nothing survives...
+    EXPECT_GT(st.rejected, 0u) << what;  // ...nor so gentle that nothing is rejected
+  }
+}
+
+inline std::string keep_path(const std::string& name) {
+  return ::testing::TempDir() + name;
 }
 
 }  // namespace la::fuzz

@@ -18,6 +18,13 @@ namespace la {
 // SentencePiece's piece types (ModelProto.SentencePiece.Type; GGUF token_type uses the same set).
 enum class PieceType : uint8_t { Normal, Unknown, Control, UserDefined, Unused, Byte };
 
+// Piece spelling -> id, looked up by string_view without building a string.
+struct PieceHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using PieceMap = std::unordered_map<std::string, int, PieceHash, std::equal_to<>>;
+
 // A BPE vocabulary as GGUF's tokenizer.ggml.* keys hold it, of either kind:
 //  - SentencePiece-style (model "llama"; BpeTokenizer): pieces spelled as in a .model file:
 //    "▁the" (U+2581 for a space), "<0x0A>" for byte pieces, "<s>" for control pieces; merges
@@ -91,12 +98,6 @@ class BpeTokenizer final : public Tokenizer {
   std::string normalize(std::string_view text) const;
 
  private:
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using PieceMap = std::unordered_map<std::string, int, StringHash, std::equal_to<>>;
-
   static uint64_t char_pair(std::string_view a, std::string_view b);
   void check_id(int id) const;
   // SentencePiece's PieceToId: piece_to_id(), or <unk> when there is no such piece.

@@ -43,11 +43,6 @@ class ByteBpeTokenizer final : public Tokenizer {
   static std::string_view byte_char(uint8_t b);
 
  private:
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using PieceMap = std::unordered_map<std::string, int, StringHash, std::equal_to<>>;
   struct Merge {
     int rank;
     int result;
