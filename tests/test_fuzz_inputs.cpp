@@ -1391,14 +1391,7 @@ TEST(FuzzInputs, Llama2cTokenizerMutants) {
   const std::string path = dir.file("m.bin");
   run_mutants(
       "tokenizer (llama2.c)", path, keep_path("tokenizer_fuzz_failure.bin"), 0x746f'6b00'0001ull, 5000,
-      [&](Rng& r) {
-        const Seed& s = seeds[r.below(seeds.size())];
-        std::string b = s.bytes;
-        const size_t n = 1 + r.below(3);
-        for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, s.fields);
-        return b;
-      },
-      [&] { return load_and_exercise(path); });
+      [&](Rng& r) { return byte_mutant(r, seeds); }, [&] { return load_and_exercise(path); });
 }
 
 TEST(FuzzInputs, GgufVocabMutants) {
@@ -1473,10 +1466,7 @@ TEST(FuzzInputs, TokenizerJsonMutants) {
           }
           return doc.dump();
         }
-        std::string b = seed.bytes;
-        const size_t n = 1 + r.below(3);
-        for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, seed.fields);
-        return b;
+        return byte_mutant(r, {seed});
       },
       [&] { return load_and_exercise(path); });
 }
@@ -1488,13 +1478,7 @@ TEST(FuzzInputs, SentencePieceMutants) {
   const std::string path = dir.file("m.model");
   run_mutants(
       "tokenizer (sentencepiece)", path, keep_path("tokenizer_fuzz_failure.model"), 0x746f'6b00'0003ull, 3000,
-      [&](Rng& r) {
-        std::string b = seed.bytes;
-        const size_t n = 1 + r.below(3);
-        for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, seed.fields);
-        return b;
-      },
-      [&] { return load_and_exercise(path); });
+      [&](Rng& r) { return byte_mutant(r, {seed}); }, [&] { return load_and_exercise(path); });
 }
 
 // ------------------------------------------------------------------------------------------------

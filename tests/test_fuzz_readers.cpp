@@ -417,14 +417,7 @@ TEST(FuzzReaders, GgufMutants) {
   const std::vector<Seed> seeds = gguf_seeds();
   run_mutants(
       "gguf", path, keep_path("gguf_fuzz_failure.gguf"), 0x6775'6766'0001ull, kDefaultIters,
-      [&](Rng& r) {
-        const Seed& s = seeds[r.below(seeds.size())];
-        std::string b = s.bytes;
-        const size_t n = 1 + r.below(3);
-        for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, s.fields);
-        return b;
-      },
-      [&] { return touch_gguf(GgufFile::open(path)); });
+      [&](Rng& r) { return byte_mutant(r, seeds); }, [&] { return touch_gguf(GgufFile::open(path)); });
 }
 
 // Images (SPEC §8): every JPEG and PNG of the CLIP fixtures mutated (bit flips, extreme values,
@@ -491,14 +484,7 @@ TEST(FuzzReaders, PthMutants) {
   const std::vector<Seed> seeds = pth_seeds();
   run_mutants(
       "pth", path, keep_path("pth_fuzz_failure.pth"), 0x7074'6830'0001ull, kDefaultIters,
-      [&](Rng& r) {
-        const Seed& s = seeds[r.below(seeds.size())];
-        std::string b = s.bytes;
-        const size_t n = 1 + r.below(3);
-        for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, s.fields);
-        return b;
-      },
-      [&] { return touch_pth(*PthFile::open(path)); });
+      [&](Rng& r) { return byte_mutant(r, seeds); }, [&] { return touch_pth(*PthFile::open(path)); });
 }
 
 // data.pkl alone mutated (mostly instruction by instruction) and put back into a valid archive

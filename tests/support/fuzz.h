@@ -372,6 +372,15 @@ void check_one(const std::string& path, const Fn& open_and_touch, Stats& st, uin
   }
 }
 
+// A copy of a random seed with one to three byte mutations (mutate_bytes).
+inline std::string byte_mutant(Rng& r, const std::vector<Seed>& seeds) {
+  const Seed& s = seeds[r.below(seeds.size())];
+  std::string b = s.bytes;
+  const size_t n = 1 + r.below(3);
+  for (size_t m = 0; m < n; ++m) mutate_bytes(r, b, s.fields);
+  return b;
+}
+
 // Mutants of every seed, `mutate` applied to a copy, each written to `path` and checked; prints
 // the statistics and expects that some mutants load and some do not.
 template <typename Mutate, typename Load>
