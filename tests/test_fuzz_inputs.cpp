@@ -1116,6 +1116,19 @@ std::string byte_vocab_json(const BpeVocab& v) {
   return j.dump(1);
 }
 
+// Mutants of vocabularies in GGUF: the documents as structures, our writer's file of `written`
+// as bytes.
+GgufSeeds vocab_seeds(std::vector<GDoc> docs, const BpeVocab& written) {
+  GgufSeeds seeds;
+  seeds.docs = std::move(docs);
+  GgufWriter w;
+  write_gguf_vocab(w, written);
+  seeds.bytes.push_back(writer_seed(w.serialize()));
+  for (const GKv& k : seeds.docs[0].kvs) seeds.dict.keys.push_back(k.key);
+  seeds.dict.tensors = {"t"};
+  return seeds;
+}
+
 const std::vector<std::string> kTexts = {"",
                                          "Reverse the letters of the word.",
                                          "  two  spaces,\ttab\nnewline  ",
@@ -1397,13 +1410,8 @@ TEST(FuzzInputs, Llama2cTokenizerMutants) {
 TEST(FuzzInputs, GgufVocabMutants) {
   TempDir dir;
   const BpeVocab v = trained_vocab(320);
-  GgufSeeds seeds;
-  seeds.docs = {vocab_gguf_doc(with_special_types(v), true), vocab_gguf_doc(without_bytes(v), false)};
-  GgufWriter w;
-  write_gguf_vocab(w, v);
-  seeds.bytes.push_back(writer_seed(w.serialize()));
-  for (const GKv& k : seeds.docs[0].kvs) seeds.dict.keys.push_back(k.key);
-  seeds.dict.tensors = {"t"};
+  const GgufSeeds seeds =
+      vocab_seeds({vocab_gguf_doc(with_special_types(v), true), vocab_gguf_doc(without_bytes(v), false)}, v);
   const std::string path = dir.file("m.gguf");
   run_mutants(
       "tokenizer (gguf vocab)", path, keep_path("tokenizer_fuzz_failure.gguf"), 0x746f'6b00'0002ull, 5000,
@@ -1413,13 +1421,7 @@ TEST(FuzzInputs, GgufVocabMutants) {
 TEST(FuzzInputs, ByteLevelVocabMutants) {
   TempDir dir;
   const BpeVocab v = byte_level_vocab();
-  GgufSeeds seeds;
-  seeds.docs = {byte_vocab_gguf_doc(v)};
-  GgufWriter w;
-  write_gguf_vocab(w, v);
-  seeds.bytes.push_back(writer_seed(w.serialize()));
-  for (const GKv& k : seeds.docs[0].kvs) seeds.dict.keys.push_back(k.key);
-  seeds.dict.tensors = {"t"};
+  const GgufSeeds seeds = vocab_seeds({byte_vocab_gguf_doc(v)}, v);
   const std::string path = dir.file("m.gguf");
   run_mutants(
       "tokenizer (gguf byte-level vocab)", path, keep_path("tokenizer_fuzz_failure_bbpe.gguf"), 0x746f'6b00'0004ull,
