@@ -103,36 +103,54 @@ TEST(GgufModel, QuantisedFileReloadsExactly) {
   }
 }
 
-// A Q4_0 file prepared for inference (ModelWeights::pack_interleaved): every Q4_0 matrix with rows in
-// eights gets the interleaved copy, the stored bytes stay readable (their pages were dropped
-// from memory, the file maps them in again), the logits move by float rounding only, exact
-// products (eval, training) are unchanged, and a second call adds nothing.
-TEST(GgufModel, Q4_0x8PackingKeepsTheModel) {
-  // The output head's 300 rows are not eights: it stays as stored.
-  const ModelConfig c = test::config(64, 192, 2, 4, 2, 300, 64);
-  test::TempDir tmp;
-  const std::string path = tmp.file("q4.gguf");
-  save_gguf(*convert_weights(*random_model(c, 8), DType::Q4_0), nullptr, path, "test");
-  auto plain = load_model(path), packed = load_model(path);
-  EXPECT_GT(packed->pack_interleaved(), 0u);
-  EXPECT_EQ(packed->pack_interleaved(), 0u);
-  for (size_t l = 0; l < packed->layers.size(); ++l) {
-    const auto a = layer_matrices(plain->layers[l]);
-    const auto b = layer_matrices(packed->layers[l]);
-    for (size_t i = 0; i < a.size(); ++i) {
-      ASSERT_EQ(b[i]->type, DType::Q4_0);
-      EXPECT_NE(b[i]->packed, nullptr);
-      ASSERT_EQ(std::memcmp(a[i]->data, b[i]->data, a[i]->bytes()), 0) << "layer " << l << " matrix " << i;
+// A quantised file prepared for inference (ModelWeights::pack_interleaved), for each type with an
+// x8 layout: every matrix with rows in eights gets the interleaved copy, the stored bytes stay
+// readable (their pages were dropped from memory, the file maps them in again), the logits move
+// by float rounding only, exact products (eval, training) are unchanged, and a second call adds
+// nothing.
+TEST(GgufModel, X8PackingKeepsTheModel) {
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    SCOPED_TRACE(dtype_name(t));
+    // The output head's 300 rows are not eights: it stays as stored. K-quants need 256 columns.
+    const bool k = t == DType::Q4_K || t == DType::Q6_K;
+    const ModelConfig c = k ? test::config(256, 512, 2, 4, 2, 300, 64) : test::config(64, 192, 2, 4, 2, 300, 64);
+    test::TempDir tmp;
+    const std::string path = tmp.file("q.gguf");
+    save_gguf(*convert_weights(*random_model(c, 8), t), nullptr, path, "test");
+    auto plain = load_model(path), packed = load_model(path);
+    EXPECT_GT(packed->pack_interleaved(), 0u);
+    EXPECT_EQ(packed->pack_interleaved(), 0u);
+    for (size_t l = 0; l < packed->layers.size(); ++l) {
+      const auto a = layer_matrices(plain->layers[l]);
+      const auto b = layer_matrices(packed->layers[l]);
+      for (size_t i = 0; i < a.size(); ++i) {
+        ASSERT_EQ(b[i]->type, t);
+        EXPECT_NE(b[i]->packed, nullptr);
+        ASSERT_EQ(std::memcmp(a[i]->data, b[i]->data, a[i]->bytes()), 0) << "layer " << l << " matrix " << i;
+      }
     }
+    EXPECT_EQ(packed->output.packed, nullptr);
+    const auto ref = greedy_logits(*plain, 12), got = greedy_logits(*packed, 12);
+    float amax = 0;
+    for (float v : ref) amax = std::max(amax, std::fabs(v));
+    EXPECT_NE(ref, got);  // another summation order
+    // Per step the logits differ by float rounding, except where an activation sits on a
+    // quantisation tie and one side rounds it a step the other way (seen once in 12 steps here
+    // for Q4_K and Q6_K, ~2e-3 x amax): the same greedy tokens, at most two such steps.
+    const int64_t V = c.vocab_size;
+    int jumps = 0;
+    for (int64_t s = 0; s < 12; ++s) {
+      const std::vector<float> a(ref.begin() + s * V, ref.begin() + (s + 1) * V),
+          b(got.begin() + s * V, got.begin() + (s + 1) * V);
+      EXPECT_EQ(argmax(a.data(), V), argmax(b.data(), V)) << "step " << s;
+      const float d = max_abs_diff(a, b);
+      EXPECT_LT(d, 1e-2f * amax) << "step " << s;
+      jumps += d > 1e-4f * amax;
+    }
+    EXPECT_LE(jumps, 2);
+    ExactActivations exact;
+    EXPECT_EQ(greedy_logits(*plain, 6), greedy_logits(*packed, 6));
   }
-  EXPECT_EQ(packed->output.packed, nullptr);
-  const auto ref = greedy_logits(*plain, 12), got = greedy_logits(*packed, 12);
-  float amax = 0;
-  for (float v : ref) amax = std::max(amax, std::fabs(v));
-  EXPECT_NE(ref, got);  // another summation order
-  EXPECT_LT(max_abs_diff(ref, got), 1e-4f * amax);
-  ExactActivations exact;
-  EXPECT_EQ(greedy_logits(*plain, 6), greedy_logits(*packed, 6));
 }
 
 // The former `convert`, whole in memory: Hugging Face q/k rows moved to the Meta layout in an f32

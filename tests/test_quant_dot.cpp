@@ -498,11 +498,12 @@ TEST(QuantDot, IntegerGemmMatchesItsReferenceBitForBit) {
 // a batch of any size -- at row counts around the 4-row passes, one block and many, for a
 // sub-range of row groups (exactly its columns), and through matmul_nt on 1 and 2 threads.
 TEST(QuantDot, X8MatchesTheGemmReferenceBitForBit) {
-  for (DType t : {DType::Q4_0, DType::Q4_K})
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K})
     for (int64_t K : {32, 160, 256, 2048 + 256})
       for (int64_t N : {8, 24, 136}) {
         if (K % dtype_block_size(t) != 0) continue;
         Weights w = make_weights(t, N, K, static_cast<uint32_t>(N + K));
+        if (t == DType::Q8_0) reinterpret_cast<BlockQ8_0*>(w.q.data())[1].qs[7] = -128;
         std::vector<uint8_t> packed(x8_bytes(w.w));
         pack_x8(w.w, packed.data());
         WeightMatrix wp = w.w;
@@ -540,8 +541,8 @@ TEST(QuantDot, X8MatchesTheGemmReferenceBitForBit) {
 }
 
 // The layouts themselves, from quant_dot.h's description: Q4_0x8 scales first, then row n's
-// bytes 4i..4i+3 at 16 + 32 i + 4 n, the stored bytes all kept; Q4_Kx8 likewise; a row count
-// not a multiple of 8 and other types refused.
+// bytes 4i..4i+3 at 16 + 32 i + 4 n, the stored bytes all kept; Q4_Kx8, Q8_0x8 and Q6_Kx8
+// likewise; a row count not a multiple of 8 and other types refused.
 TEST(QuantDot, X8Layouts) {
   const int64_t N = 16, K = 64, nb = K / 32;
   const Weights w = make_weights(DType::Q4_0, N, K, 9);
@@ -591,10 +592,53 @@ TEST(QuantDot, X8Layouts) {
           for (int j = 0; j < 32; ++j) EXPECT_EQ(o[160 + 256 * p + 32 * (j / 4) + 4 * n + j % 4], blk.qs[32 * p + j]);
       }
     }
+  // Q8_0x8: scales, then row n's qs[4i .. 4i+3] at 16 + 32 i + 4 n.
+  const Weights q8 = make_weights(DType::Q8_0, N, K, 5);
+  std::vector<uint8_t> p8(x8_bytes(q8.w));
+  ASSERT_EQ(p8.size(), q8.w.bytes());
+  pack_x8(q8.w, p8.data());
+  const auto* W8 = reinterpret_cast<const BlockQ8_0*>(q8.q.data());
+  for (int64_t g = 0; g < N / 8; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* o = p8.data() + (g * nb + b) * x8_block_bytes(DType::Q8_0);
+      for (int64_t n = 0; n < 8; ++n) {
+        const BlockQ8_0& blk = W8[(8 * g + n) * nb + b];
+        uint16_t d;
+        std::memcpy(&d, o + 2 * n, 2);
+        EXPECT_EQ(d, blk.d);
+        for (int j = 0; j < 32; ++j) EXPECT_EQ(static_cast<int8_t>(o[16 + 32 * (j / 4) + 4 * n + j % 4]), blk.qs[j]);
+      }
+    }
+  // Q6_Kx8: d, then per group of 16 the scales, two nibble registers and one of high bits.
+  const Weights k6 = make_weights(DType::Q6_K, N, 512, 6);
+  std::vector<uint8_t> p6(x8_bytes(k6.w));
+  ASSERT_EQ(p6.size(), k6.w.bytes());
+  pack_x8(k6.w, p6.data());
+  const auto* W6 = reinterpret_cast<const BlockQ6_K*>(k6.q.data());
+  for (int64_t g = 0; g < N / 8; ++g)
+    for (int64_t i = 0; i < 2; ++i) {
+      const uint8_t* o = p6.data() + (g * 2 + i) * 1680;
+      for (int64_t n = 0; n < 8; ++n) {
+        const BlockQ6_K& blk = W6[(8 * g + n) * 2 + i];
+        uint16_t d;
+        std::memcpy(&d, o + 2 * n, 2);
+        EXPECT_EQ(d, blk.d);
+        for (int grp = 0; grp < 16; ++grp) {
+          const uint8_t* og = o + 16 + 104 * grp;
+          EXPECT_EQ(static_cast<int8_t>(og[n]), blk.scales[grp]);
+          for (int l = 0; l < 16; ++l) {
+            const int c = l / 4, t = l % 4;  // 4-column step and byte within it
+            const uint8_t lo = og[8 + 32 * (c / 2) + 4 * n + t], hi = og[72 + 4 * n + t];
+            const int v = ((c % 2 == 0 ? lo & 0x0F : lo >> 4) | (((hi >> (2 * c)) & 3) << 4));
+            ASSERT_EQ(v, q6k_element(blk, 16 * grp + l)) << "group " << grp << " element " << l;
+          }
+        }
+      }
+    }
   const Weights odd = make_weights(DType::Q4_0, 12, K, 1);
   EXPECT_FALSE(x8_packable(odd.w));
-  EXPECT_FALSE(x8_packable(make_weights(DType::Q8_0, 16, K, 1).w));
-  EXPECT_FALSE(x8_packable(make_weights(DType::Q6_K, 16, 256, 1).w));
+  EXPECT_FALSE(x8_packable(make_weights(DType::Q6_K, 12, 256, 1).w));
+  EXPECT_FALSE(x8_packable(make_weights(DType::F16, 16, K, 1).w));
   std::vector<uint8_t> sink(odd.w.bytes());
   EXPECT_THROW(pack_x8(odd.w, sink.data()), Error);
 }

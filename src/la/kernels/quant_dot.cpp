@@ -75,42 +75,85 @@ void quant_gemm_nt(float* out, const Q8Activations& a, const WeightMatrix& w, in
 }  // namespace
 
 bool x8_packable(const WeightMatrix& w) {
-  return (w.type == DType::Q4_0 || w.type == DType::Q4_K) && w.rows > 0 && w.rows % kX8Rows == 0 &&
-         w.cols % dtype_block_size(w.type) == 0;
+  return quant_dot_supports(w.type) && w.rows > 0 && w.rows % kX8Rows == 0 && w.cols % dtype_block_size(w.type) == 0;
 }
 
 size_t x8_bytes(const WeightMatrix& w) {
   return static_cast<size_t>(w.rows / kX8Rows * (w.cols / dtype_block_size(w.type)) * x8_block_bytes(w.type));
 }
 
-void pack_x8(const WeightMatrix& w, void* dst) {
-  if (!x8_packable(w)) fail("pack_x8: a Q4_0 or Q4_K matrix with a multiple of 8 rows is needed");
+namespace {
+
+// Row n (0..7) of a group's block -> its place in the x8 block o (layouts in quant_dot.h).
+void pack_x8_row(const BlockQ4_0& blk, int64_t n, uint8_t* o) {
+  std::memcpy(o + 2 * n, &blk.d, 2);
+  for (int i = 0; i < 4; ++i) std::memcpy(o + 16 + 32 * i + 4 * n, blk.qs + 4 * i, 4);
+}
+
+void pack_x8_row(const BlockQ8_0& blk, int64_t n, uint8_t* o) {
+  std::memcpy(o + 2 * n, &blk.d, 2);
+  for (int i = 0; i < 8; ++i) std::memcpy(o + 16 + 32 * i + 4 * n, blk.qs + 4 * i, 4);
+}
+
+void pack_x8_row(const BlockQ4_K& blk, int64_t n, uint8_t* o) {
+  std::memcpy(o + 2 * n, &blk.d, 2);
+  std::memcpy(o + 16 + 2 * n, &blk.dmin, 2);
+  const uint8_t* q = blk.scales;  // the 6-bit scale and min of sub-block s (quant.h)
+  for (int sb = 0; sb < 8; ++sb) {
+    o[32 + 8 * sb + n] = static_cast<uint8_t>(sb < 4 ? q[sb] & 63 : (q[sb + 4] & 0x0F) | ((q[sb - 4] >> 6) << 4));
+    o[96 + 8 * sb + n] = static_cast<uint8_t>(sb < 4 ? q[sb + 4] & 63 : (q[sb + 4] >> 4) | ((q[sb] >> 6) << 4));
+  }
+  for (int p = 0; p < 4; ++p)
+    for (int i = 0; i < 8; ++i) std::memcpy(o + 160 + 256 * p + 32 * i + 4 * n, blk.qs + 32 * p + 4 * i, 4);
+}
+
+void pack_x8_row(const BlockQ6_K& blk, int64_t n, uint8_t* o) {
+  std::memcpy(o + 2 * n, &blk.d, 2);
+  // Element e's 6-bit value, in quant.h's layout: each half of 128 keeps elements l, l+32 in the
+  // low nibbles of ql bytes l, l+32 and l+64, l+96 in their high ones; qh byte l their top bits.
+  const auto low4 = [&](int e) {
+    const int h = e / 128, r = e % 128, l = r % 32, quarter = r / 32;
+    const uint8_t v = blk.ql[64 * h + l + (quarter % 2) * 32];
+    return quarter < 2 ? v & 0x0F : v >> 4;
+  };
+  const auto high2 = [&](int e) {
+    const int h = e / 128, r = e % 128;
+    return (blk.qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
+  };
+  for (int g = 0; g < 16; ++g) {
+    uint8_t* og = o + 16 + 104 * g;
+    og[n] = static_cast<uint8_t>(blk.scales[g]);
+    for (int t = 0; t < 4; ++t) {
+      const int e = 16 * g + t;
+      og[8 + 4 * n + t] = static_cast<uint8_t>(low4(e) | (low4(e + 4) << 4));
+      og[40 + 4 * n + t] = static_cast<uint8_t>(low4(e + 8) | (low4(e + 12) << 4));
+      og[72 + 4 * n + t] =
+          static_cast<uint8_t>(high2(e) | (high2(e + 4) << 2) | (high2(e + 8) << 4) | (high2(e + 12) << 6));
+    }
+  }
+}
+
+template <class Block>
+void pack_x8_t(const WeightMatrix& w, uint8_t* out) {
   const int64_t nb = w.cols / dtype_block_size(w.type), groups = w.rows / kX8Rows, bb = x8_block_bytes(w.type);
-  auto* out = static_cast<uint8_t*>(dst);
+  const auto* W = static_cast<const Block*>(w.data);
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < groups; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* o = out + (g * nb + b) * bb;
-      for (int64_t n = 0; n < kX8Rows; ++n) {
-        const int64_t row = g * kX8Rows + n;
-        if (w.type == DType::Q4_0) {
-          const BlockQ4_0& blk = static_cast<const BlockQ4_0*>(w.data)[row * nb + b];
-          std::memcpy(o + 2 * n, &blk.d, 2);
-          for (int i = 0; i < 4; ++i) std::memcpy(o + 16 + 32 * i + 4 * n, blk.qs + 4 * i, 4);
-          continue;
-        }
-        const BlockQ4_K& blk = static_cast<const BlockQ4_K*>(w.data)[row * nb + b];
-        std::memcpy(o + 2 * n, &blk.d, 2);
-        std::memcpy(o + 16 + 2 * n, &blk.dmin, 2);
-        const uint8_t* q = blk.scales;  // the 6-bit scale and min of sub-block s (quant.h)
-        for (int sb = 0; sb < 8; ++sb) {
-          o[32 + 8 * sb + n] = static_cast<uint8_t>(sb < 4 ? q[sb] & 63 : (q[sb + 4] & 0x0F) | ((q[sb - 4] >> 6) << 4));
-          o[96 + 8 * sb + n] = static_cast<uint8_t>(sb < 4 ? q[sb + 4] & 63 : (q[sb + 4] >> 4) | ((q[sb] >> 6) << 4));
-        }
-        for (int p = 0; p < 4; ++p)
-          for (int i = 0; i < 8; ++i) std::memcpy(o + 160 + 256 * p + 32 * i + 4 * n, blk.qs + 32 * p + 4 * i, 4);
-      }
-    }
+    for (int64_t b = 0; b < nb; ++b)
+      for (int64_t n = 0; n < kX8Rows; ++n) pack_x8_row(W[(g * kX8Rows + n) * nb + b], n, out + (g * nb + b) * bb);
+}
+
+}  // namespace
+
+void pack_x8(const WeightMatrix& w, void* dst) {
+  if (!x8_packable(w)) fail("pack_x8: a Q8_0, Q4_0, Q4_K or Q6_K matrix with a multiple of 8 rows is needed");
+  auto* out = static_cast<uint8_t*>(dst);
+  switch (w.type) {
+    case DType::Q4_0: return pack_x8_t<BlockQ4_0>(w, out);
+    case DType::Q8_0: return pack_x8_t<BlockQ8_0>(w, out);
+    case DType::Q4_K: return pack_x8_t<BlockQ4_K>(w, out);
+    default: return pack_x8_t<BlockQ6_K>(w, out);
+  }
 }
 
 bool quant_dot_supports(DType t) {

@@ -24,33 +24,45 @@ constexpr int64_t kQ8ActBlock = 32;
 // Q8_0, Q4_0, Q4_K and Q6_K.
 bool quant_dot_supports(DType t);
 
-// Q4_0 and Q4_K weights interleaved by 8 rows ("x8"): the layouts the inference kernels read
-// when a model was prepared for inference (ModelWeights::pack_interleaved sets
-// WeightMatrix::packed). One 32-byte load then holds in its s32 lane n 4 weight bytes of row
-// 8g+n, so one vpmaddubsw against an activation row's 4 bytes broadcast serves 8 weight rows and
-// whole-block integer sums need no horizontal adds. Groups of 8 rows g follow each other; within
-// a group, its blocks in order:
-//   Q4_0x8, per block b of 32 (kX8BlockBytes[Q4_0] = 144 bytes, the stored size):
+// Weights interleaved by 8 rows ("x8"): the layouts the inference kernels read when a model was
+// prepared for inference (ModelWeights::pack_interleaved sets WeightMatrix::packed). One 32-byte
+// load then holds in its s32 lane n 4 weight bytes of row 8g+n, so one vpmaddubsw against an
+// activation row's 4 bytes broadcast serves 8 weight rows and whole-block integer sums need no
+// horizontal adds. Each layout holds the stored bits and takes the stored size (scales and
+// quants only move). Groups of 8 rows g follow each other; within a group, its blocks in order:
+//   Q4_0x8, per block b of 32 (144 bytes):
 //     bytes  0..15    the 8 rows' f16 scales, row 8g first
 //     bytes 16..143   for i = 0..3, the 8 rows' stored bytes qs[4i .. 4i+3], row by row: lane n
 //                     holds row n's elements 4i..4i+3 (low nibbles) and 16+4i..19+4i (high)
+//   Q8_0x8, per block b of 32 (272 bytes):
+//     bytes  0..15    the 8 rows' f16 scales
+//     bytes 16..271   for i = 0..7, the 8 rows' qs[4i .. 4i+3] (lane n: row n's elements 4i..4i+3)
 //   Q4_Kx8, per super-block of 256 (1184 bytes, 8 x 148 against the stored 8 x 144):
 //     bytes   0..15   the 8 rows' f16 d;  16..31 their f16 dmin
 //     bytes  32..95   sub-block s's 6-bit scales, 8 bytes (one per row) for s = 0..7
 //     bytes  96..159  the same for the mins
 //     bytes 160..     for p = 0..3, i = 0..7, the 8 rows' stored bytes qs[32p + 4i .. +3]: lane n
 //                     holds row n's elements 4i..4i+3 of sub-block 2p (low nibbles) and 2p+1 (high)
+//   Q6_Kx8, per super-block of 256 (1680 bytes = 8 x 210):
+//     bytes   0..15   the 8 rows' f16 d
+//     then per group g = 0..15 of 16 elements (104 bytes each, at 16 + 104 g):
+//       bytes  0..7   the 8 rows' int8 scales of group g
+//       bytes  8..39  lane n byte t: low 4 bits of row n's element 16g+t (low nibble), 16g+4+t (high)
+//       bytes 40..71  the same for elements 16g+8+t and 16g+12+t
+//       bytes 72..103 lane n byte t: the 2 high bits of elements 16g+t, +4+t, +8+t, +12+t in bits
+//                     0-1, 2-3, 4-5, 6-7
 // Products on them follow the integer GEMM's sequence (isa/quant_gemm_kernels.h) for every output:
 //   y[m,n] = fma(float(isum[m,n,b]), fl(d_w[n,b] · d_x[m,b]), y[m,n])   for b = 0, 1, ... from 0
-// (Q4_K: d_w = fl(d·sc), then y = fma(-fl(dmin·m), fl(d_x · float(bsum)), y) each block) with
+// (Q4_K: d_w = fl(d·sc), then y = fma(-fl(dmin·m), fl(d_x · float(bsum)), y) each block; Q6_K:
+// per group of 16, d_w = fl(d·sc_g) and d_x of the block of 32 holding it) with
 // isum = Σ_j q_w q_x exact, so a row's result is the same bits alone, in a batch of any size, in
 // the GEMM and on every instruction set.
 constexpr int64_t kX8Rows = 8;
-// Bytes of one interleaved block (Q4_0: 32 columns; Q4_K: 256) of a group of 8 rows.
+// Bytes of one interleaved block (Q4_0, Q8_0: 32 columns; Q4_K, Q6_K: 256) of a group of 8 rows.
 inline int64_t x8_block_bytes(DType t) {
-  return t == DType::Q4_0 ? 144 : 1184;
+  return t == DType::Q4_0 ? 144 : t == DType::Q8_0 ? 272 : t == DType::Q4_K ? 1184 : 1680;
 }
-// Q4_0 or Q4_K with a multiple of 8 rows.
+// Q8_0, Q4_0, Q4_K or Q6_K with a multiple of 8 rows.
 bool x8_packable(const WeightMatrix& w);
 // The interleaved size of w (x8_packable).
 size_t x8_bytes(const WeightMatrix& w);
@@ -77,7 +89,7 @@ struct Q8Activations {
 
 // out[m*N + n] = x[m,:] · W[n,:] for m < M with x quantised as above (once per call, into
 // per-thread scratch that only grows), weight rows split over threads. W is Q8_0, Q4_0, Q4_K or
-// Q6_K; a Q4_0 / Q4_K matrix with w.packed takes the x8 kernels below the integer GEMM's rows.
+// Q6_K; a matrix with w.packed takes the x8 kernels below the integer GEMM's rows.
 // From quant_gemm_min_rows(type) rows on, where quant_gemm_available(), the products are an integer GEMM
 // on weights repacked per call (isa/quant_gemm_kernels.h: each block's integer sum whole, then
 // one fma per block); below, or without VNNI, the kernels of quant_dot_kernels() (per-lane sums).

@@ -25,7 +25,7 @@ struct WeightMatrix {
   const void* data = nullptr;
   int64_t rows = 0, cols = 0;
   // The same weights laid out once more for the inference kernels, or null: the x8 layouts of
-  // kernels/quant_dot.h (Q4_0, Q4_K), made by ModelWeights::pack_interleaved. `data` stays valid.
+  // kernels/quant_dot.h (Q8_0, Q4_0, Q4_K, Q6_K), made by ModelWeights::pack_interleaved. `data` stays valid.
   const void* packed = nullptr;
 
   const uint8_t* row_ptr(int64_t r) const {
