@@ -17,7 +17,7 @@ LA_DECLARE_GEMV(avx512)
 
 namespace {
 
-constexpr int64_t kRowChunk = 12;  // weight rows per task: whole tiles of 3 (avx2) and 4 (avx512) rows
+constexpr int64_t kRowChunk = 12;  // weight rows per task: whole tiles of 3 and 4 (avx2) and 4 (avx512) rows
 
 }  // namespace
 
