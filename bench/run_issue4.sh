@@ -2,7 +2,7 @@
 # Every issue-4 measurement in one go, one after the other on the same machine:
 #   1. training step vs PyTorch eager (110M and stories260K, fp32), and our bf16-base numbers
 #      (bf16 storage, and bf16 arithmetic with --bf16-compute where the CPU has AVX512-BF16)
-#   2. prefill/decode vs llama.cpp's llama-bench on TinyLlama-shaped GGUFs (F32, F16, Q8_0, Q4_0, and
+#   2. prefill/decode vs llama.cpp's llama-bench on TinyLlama-shaped GGUFs (F32, F16, BF16, Q8_0, Q4_0, and
 #      Q4_K_M made by llama.cpp's llama-quantize when it is built next to llama-bench)
 #   3. adapter overhead on decode (K=10, all layers) and the bandwidth roofline of decode
 #   4. a 7B-shaped Q4_0 fine-tuning step (K=10, L=30, 1 x 512): seconds and peak RSS
@@ -51,7 +51,7 @@ PY
     tok=../shared/data/tokenizer/tokenizer.model  # the 32,000-piece LLaMA vocabulary
     [ -f "$WORK/tl.bin" ] || $B bench --shape tinyllama-1.1b --save-model "$WORK/tl.bin" >/dev/null
     files=()
-    for t in f32 f16 q8_0 q4_0; do
+    for t in f32 f16 bf16 q8_0 q4_0; do
       f="$WORK/tl-$t.gguf"
       [ -f "$f" ] || $B convert --model "$WORK/tl.bin" --tokenizer "$tok" --type "$t" --out "$f" >/dev/null
       files+=("$f")

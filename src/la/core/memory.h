@@ -33,8 +33,8 @@ size_t current_rss_bytes();  // resident now (/proc/self/statm)
 size_t available_memory_bytes();
 
 // Memory read bandwidth in bytes/s: all threads summing a buffer of `bytes` (far larger than the
-// caches), median of `passes` timed passes after one untimed. The roofline of decode, which reads
-// every weight once per token.
+// caches) in two ways, with and without software prefetch, `passes` timed passes each after one
+// untimed; the faster way's median. The roofline of decode, which reads every weight once per token.
 double measure_read_bandwidth(size_t bytes = size_t{512} << 20, int passes = 5);
 
 }  // namespace la
