@@ -540,31 +540,42 @@ TEST(QuantDot, X8MatchesTheGemmReferenceBitForBit) {
       }
 }
 
-// The layouts themselves, from quant_dot.h's description: Q4_0x8 scales first, then row n's
-// bytes 4i..4i+3 at 16 + 32 i + 4 n, the stored bytes all kept; Q4_Kx8, Q8_0x8 and Q6_Kx8
-// likewise; a row count not a multiple of 8 and other types refused.
-TEST(QuantDot, X8Layouts) {
-  const int64_t N = 16, K = 64, nb = K / 32;
-  const Weights w = make_weights(DType::Q4_0, N, K, 9);
-  std::vector<uint8_t> p(w.w.bytes());
+// Q4_0x8 / Q8_0x8 from quant_dot.h's description: per block the 8 rows' scales first, then row
+// n's stored bytes 4i..4i+3 at 16 + 32 i + 4 n; the same bytes as the stored matrix, moved.
+template <class Block>
+void expect_x8_block_layout(DType t, int64_t N, int64_t K, uint32_t seed) {
+  SCOPED_TRACE(dtype_name(t));
+  const int64_t nb = K / 32;
+  const Weights w = make_weights(t, N, K, seed);
+  std::vector<uint8_t> p(x8_bytes(w.w));
+  ASSERT_EQ(p.size(), w.w.bytes());
   pack_x8(w.w, p.data());
-  const auto* W = reinterpret_cast<const BlockQ4_0*>(w.q.data());
+  const auto* W = reinterpret_cast<const Block*>(w.q.data());
+  constexpr int kQsBytes = static_cast<int>(sizeof(Block::qs));
   for (int64_t g = 0; g < N / 8; ++g)
     for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* o = p.data() + (g * nb + b) * x8_block_bytes(DType::Q4_0);
+      const uint8_t* o = p.data() + (g * nb + b) * x8_block_bytes(t);
       for (int64_t n = 0; n < 8; ++n) {
-        const BlockQ4_0& blk = W[(8 * g + n) * nb + b];
+        const Block& blk = W[(8 * g + n) * nb + b];
         uint16_t d;
         std::memcpy(&d, o + 2 * n, 2);
         EXPECT_EQ(d, blk.d);
-        for (int i = 0; i < 4; ++i)
-          for (int t = 0; t < 4; ++t) EXPECT_EQ(o[16 + 32 * i + 4 * n + t], blk.qs[4 * i + t]);
+        for (int j = 0; j < kQsBytes; ++j)
+          EXPECT_EQ(o[16 + 32 * (j / 4) + 4 * n + j % 4], static_cast<uint8_t>(blk.qs[j])) << "byte " << j;
       }
     }
-  std::vector<uint8_t> a(w.q), b(p);
+  std::vector<uint8_t> a(w.q), sorted(p);
   std::sort(a.begin(), a.end());
-  std::sort(b.begin(), b.end());
-  EXPECT_EQ(a, b);
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(a, sorted);
+}
+
+// The layouts themselves, from quant_dot.h's description: Q4_0x8 and Q8_0x8 as above, Q4_Kx8 and
+// Q6_Kx8 likewise; a row count not a multiple of 8 and other types refused.
+TEST(QuantDot, X8Layouts) {
+  const int64_t N = 16, K = 64;
+  expect_x8_block_layout<BlockQ4_0>(DType::Q4_0, N, K, 9);
+  expect_x8_block_layout<BlockQ8_0>(DType::Q8_0, N, K, 5);
   // Q4_Kx8: d, dmin, the unpacked 6-bit scales and mins, then row n's bytes 32p + 4i .. + 3.
   const Weights k4 = make_weights(DType::Q4_K, N, 512, 4);
   std::vector<uint8_t> pk(x8_bytes(k4.w));
@@ -590,23 +601,6 @@ TEST(QuantDot, X8Layouts) {
         }
         for (int p = 0; p < 4; ++p)
           for (int j = 0; j < 32; ++j) EXPECT_EQ(o[160 + 256 * p + 32 * (j / 4) + 4 * n + j % 4], blk.qs[32 * p + j]);
-      }
-    }
-  // Q8_0x8: scales, then row n's qs[4i .. 4i+3] at 16 + 32 i + 4 n.
-  const Weights q8 = make_weights(DType::Q8_0, N, K, 5);
-  std::vector<uint8_t> p8(x8_bytes(q8.w));
-  ASSERT_EQ(p8.size(), q8.w.bytes());
-  pack_x8(q8.w, p8.data());
-  const auto* W8 = reinterpret_cast<const BlockQ8_0*>(q8.q.data());
-  for (int64_t g = 0; g < N / 8; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      const uint8_t* o = p8.data() + (g * nb + b) * x8_block_bytes(DType::Q8_0);
-      for (int64_t n = 0; n < 8; ++n) {
-        const BlockQ8_0& blk = W8[(8 * g + n) * nb + b];
-        uint16_t d;
-        std::memcpy(&d, o + 2 * n, 2);
-        EXPECT_EQ(d, blk.d);
-        for (int j = 0; j < 32; ++j) EXPECT_EQ(static_cast<int8_t>(o[16 + 32 * (j / 4) + 4 * n + j % 4]), blk.qs[j]);
       }
     }
   // Q6_Kx8: d, then per group of 16 the scales, two nibble registers and one of high bits.
