@@ -151,6 +151,51 @@ TEST(Gemv, VariantsMatchDoubleReferenceWithinRoundingBound) {
     std::printf("  %-8s worst |error| / bound = %.3f\n", variants[v]->name, worst[v]);
 }
 
+// The prefill tiles (F16/BF16 past kGemvMaxRows rows on AVX2): within the rounding bound of one
+// chain of 8 lanes (d <= ceil(K/8) + 4), and each output the same bits whatever M (> 8), the
+// range of weight rows and the threads are -- M around the 4-row tile, N not a multiple of the
+// 3-row tile, K with a tail; matmul_nt takes them where they are available.
+TEST(Gemv, PrefillTilesMatchTheReferenceAndDoNotDependOnMRangeOrThreads) {
+  bool any = false;
+  for (DType t : {DType::F16, DType::BF16}) {
+    if (!gemv_prefill_available(t)) continue;
+    any = true;
+    const int64_t N = 67, K = 1000 + 9, Mmax = 19;
+    const Weights w = make_weights(t, N, K, 21);
+    const auto x = make_x(Mmax, K, 22);
+    std::vector<double> ref, mag;
+    reference(w, x, Mmax, &ref, &mag);
+    const double d = static_cast<double>((K + 7) / 8 + 4), u = std::ldexp(1.0, -24), g = d * u / (1 - d * u);
+    const GemvKernels& k = gemv_kernels();
+    std::vector<float> all(static_cast<size_t>(Mmax * N), NAN);
+    k.rows_prefill(all.data(), N, w.view(), 0, N, x.data(), Mmax);
+    for (size_t i = 0; i < all.size(); ++i)
+      ASSERT_LE(std::fabs(all[i] - ref[i]), g * mag[i]) << dtype_name(t) << " at " << i;
+    for (int64_t M : {9, 11, 12, 13, 16}) {
+      std::vector<float> part(static_cast<size_t>(M * N), -7.0f);
+      k.rows_prefill(part.data(), N, w.view(), 1, N - 2, x.data(), M);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          const size_t i = static_cast<size_t>(m * N + n);
+          ASSERT_EQ(part[i], n == 0 || n >= N - 2 ? -7.0f : all[i])
+              << dtype_name(t) << " M=" << M << " m=" << m << " n=" << n;
+        }
+      const int saved = omp_get_max_threads();
+      std::vector<float> one(static_cast<size_t>(M * N)), two(one.size()), mm(one.size());
+      omp_set_num_threads(1);
+      gemv_prefill_nt(one.data(), x.data(), w.view(), M);
+      omp_set_num_threads(2);
+      gemv_prefill_nt(two.data(), x.data(), w.view(), M);
+      matmul_nt(mm.data(), x.data(), w.view(), M);
+      omp_set_num_threads(saved);
+      EXPECT_EQ(one, two) << dtype_name(t) << " M=" << M;
+      EXPECT_EQ(std::vector<float>(all.begin(), all.begin() + M * N), one) << dtype_name(t) << " M=" << M;
+      EXPECT_EQ(one, mm) << "matmul_nt " << dtype_name(t) << " M=" << M;
+    }
+  }
+  if (!any) GTEST_SKIP() << "the prefill tiles run with the avx2 variant in force (no AVX-512 GEMM)";
+}
+
 // A row's result is the same bits whatever else shares the call: M rows at once equal M single
 // rows, a sub-range of weight rows writes exactly those rows (tiles then start elsewhere), and
 // gemv_nt gives the same on one and two threads.
