@@ -38,14 +38,18 @@ bool gemv_supports(DType t);
 // for all M rows), weight rows split over threads. x is [M, K] row-major.
 void gemv_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);
 
-// Prefill-sized products (M > kGemvMaxRows) of F16/BF16 weights where our blocked GEMM (gemm.h,
-// AVX-512) is not available: the same fused pass in tiles of 3 weight rows x 4 activation rows,
-// one accumulator per pair, so each widened weight vector serves 4 rows and each x vector 3.
-// Every output's value depends on none of M, the row range or the threads (gemv_nt's values
-// differ from these only in summation order; d <= ceil(K/8) + 4 in the bound above). Measured
-// on a 2-vCPU AMD EPYC (AVX2), TinyLlama-shaped prefill of 64 tokens, 2 threads: F16 69-74
-// tok/s, BF16 69, against 61-66 and ~60 for convert + OpenBLAS sgemm; tiles of 3x3, 4x3, 6x2
-// (the last two spill registers) and 2x5-2x6 were slower.
+// Short prefill products (kGemvMaxRows < M <= kGemvPrefillMaxRows) of F16/BF16 weights where our
+// blocked GEMM (gemm.h, AVX-512) is not available: the same fused pass in tiles of 3 weight rows
+// x 4 activation rows, one accumulator per pair, so each widened weight vector serves 4 rows and
+// each x vector 3. Every output's value depends on none of M, the row range or the threads
+// (gemv_nt's values differ from these only in summation order; d <= ceil(K/8) + 4 in the bound
+// above). Measured on a 2-vCPU AMD EPYC (AVX2), TinyLlama-shaped F16, 2 threads: prefill of 64
+// tokens 70-76 tok/s against 54-68 for convert + OpenBLAS sgemm (BF16 67-70 against ~67); tiles
+// of 3x3, 4x3, 6x2 (the last two spill registers) and 2x5-2x6 were slower. At 128 rows the two
+// tie and at 256 sgemm is faster (71 against 60-65 tok/s, also with the rows taken 64 at a time),
+// and so is it for training's 1024 rows (110M BF16 base: 207-210 against 226-239 tok/s): matmul_nt
+// sends only up to kGemvPrefillMaxRows rows here.
+constexpr int64_t kGemvPrefillMaxRows = 64;
 bool gemv_prefill_available(DType t);  // F16/BF16 and the avx2 variant in force
 void gemv_prefill_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);
 

@@ -68,7 +68,7 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M, con
   if (quant_dot_supports(w.type) && quantized_activations_allowed()) return quant_matmul_nt(out, x, w, M);
   if (M == 1) return gemv_typed(out, x, w);
   if (gemm_available()) return gemm_nt(out, x, w, M, false);
-  if (gemv_prefill_available(w.type)) return gemv_prefill_nt(out, x, w, M);
+  if (M <= kGemvPrefillMaxRows && gemv_prefill_available(w.type)) return gemv_prefill_nt(out, x, w, M);
   // Convert W a block of rows at a time, each thread its own block, single-threaded sgemm
   // inside (OpenBLAS runs serially when called from an OpenMP parallel region).
   const int64_t nblocks = (N + kRowBlock - 1) / kRowBlock;
