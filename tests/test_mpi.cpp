@@ -23,7 +23,9 @@
 
 namespace {
 
+using la::test::CommandResult;
 using la::test::read_text;
+using la::test::run_shell;
 using la::test::shared_path;
 using la::test::shell_quote;
 using la::test::TempDir;
@@ -33,17 +35,9 @@ constexpr const char* kModel = "llama2c/stories260K.bin";
 constexpr const char* kTok = "llama2c/tok512.model";
 constexpr const char* kAlpaca = "alpaca/alpaca_data_1k_subset.json";
 
-struct ShellRun {
-  int code = -1;
-  std::string out;
-};
-
-// Runs a shell command line, stdout and stderr together.
-ShellRun sh(const std::string& cmd) {
-  TempDir tmp;
-  const std::string log = tmp.file("log");
-  const int rc = std::system((cmd + " >" + log + " 2>&1").c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + (WIFSIGNALED(rc) ? WTERMSIG(rc) : 0), read_text(log)};
+// Runs a shell command line, stdout and stderr together in `out`.
+CommandResult sh(const std::string& cmd) {
+  return run_shell("(exec 2>&1; " + cmd + ")");
 }
 
 // mpirun as root needs its consent; one OpenMP thread per rank, as the bit-identity is stated
@@ -63,7 +57,7 @@ class Mpi : public testing::Test {
  protected:
   void SetUp() override {
     if (!la::built_with_mpi()) GTEST_SKIP() << "this build has no MPI (install libopenmpi-dev and rebuild)";
-    if (sh("command -v mpirun").code != 0) GTEST_SKIP() << "mpirun not found (Debian: openmpi-bin)";
+    if (sh("command -v mpirun").exit_code != 0) GTEST_SKIP() << "mpirun not found (Debian: openmpi-bin)";
     REQUIRE_SHARED_DATA(kModel);
     REQUIRE_SHARED_DATA(kTok);
     REQUIRE_SHARED_DATA(kAlpaca);
@@ -85,12 +79,12 @@ class Mpi : public testing::Test {
 };
 
 TEST_F(Mpi, AdapterIsBitIdenticalForAnyNumberOfRanks) {
-  const ShellRun plain = sh(kEnv + " " + finetune(dir_.file("plain.safetensors"), 3));
-  ASSERT_EQ(plain.code, 0) << plain.out;
+  const CommandResult plain = sh(kEnv + " " + finetune(dir_.file("plain.safetensors"), 3));
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
   for (int n : {1, 2, 3}) {
     const std::string out = dir_.file("np" + std::to_string(n) + ".safetensors");
-    const ShellRun r = sh(mpirun(n) + finetune(out, 3, "--metrics " + shell_quote(out + ".jsonl")));
-    ASSERT_EQ(r.code, 0) << r.out;
+    const CommandResult r = sh(mpirun(n) + finetune(out, 3, "--metrics " + shell_quote(out + ".jsonl")));
+    ASSERT_EQ(r.exit_code, 0) << r.out;
     EXPECT_EQ(read_text(out), bytes("plain.safetensors")) << n << " ranks";
     // Rank 0 alone reports and writes: one "saved" line, one metrics line per step.
     size_t saved = 0;
@@ -105,10 +99,10 @@ TEST_F(Mpi, AdapterIsBitIdenticalForAnyNumberOfRanks) {
 }
 
 TEST_F(Mpi, FullFineTuningIsBitIdenticalToo) {
-  const ShellRun plain = sh(kEnv + " " + finetune(dir_.file("full.bin"), 2, "--full"));
-  ASSERT_EQ(plain.code, 0) << plain.out;
-  const ShellRun two = sh(mpirun(2) + finetune(dir_.file("full2.bin"), 2, "--full"));
-  ASSERT_EQ(two.code, 0) << two.out;
+  const CommandResult plain = sh(kEnv + " " + finetune(dir_.file("full.bin"), 2, "--full"));
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  const CommandResult two = sh(mpirun(2) + finetune(dir_.file("full2.bin"), 2, "--full"));
+  ASSERT_EQ(two.exit_code, 0) << two.out;
   EXPECT_EQ(bytes("full2.bin"), bytes("full.bin"));
 }
 
@@ -116,10 +110,10 @@ TEST_F(Mpi, EvalIsTheSameOverAnyNumberOfRanks) {
   const std::string eval = cli() + " eval --model " + shell_quote(shared_path(kModel)) + " --tokenizer " +
                            shell_quote(shared_path(kTok)) + " --data " + shell_quote(dir_.file("train.json")) +
                            " --micro-batch-size 3 --max-seq-len 160 --threads 1 --json";
-  const ShellRun one = sh(kEnv + " " + eval);
-  ASSERT_EQ(one.code, 0) << one.out;
-  const ShellRun three = sh(mpirun(3) + eval);
-  ASSERT_EQ(three.code, 0) << three.out;
+  const CommandResult one = sh(kEnv + " " + eval);
+  ASSERT_EQ(one.exit_code, 0) << one.out;
+  const CommandResult three = sh(mpirun(3) + eval);
+  ASSERT_EQ(three.exit_code, 0) << three.out;
   EXPECT_EQ(three.out, one.out);  // rank 0 alone prints, the same digits
 }
 
@@ -133,32 +127,33 @@ TEST_F(Mpi, ScienceQAEvalIsTheSameOverAnyNumberOfRanks) {
            shell_quote(shared_path("scienceqa/pid_splits_small150.json")) +
            " --split test --max-new-tokens 6 --invalid random --threads 1 --json --out " + shell_quote(out);
   };
-  const ShellRun one = sh(kEnv + " " + eval(dir_.file("one.json")));
-  ASSERT_EQ(one.code, 0) << one.out;
-  const ShellRun three = sh(mpirun(3) + eval(dir_.file("three.json")));
-  ASSERT_EQ(three.code, 0) << three.out;
+  const CommandResult one = sh(kEnv + " " + eval(dir_.file("one.json")));
+  ASSERT_EQ(one.exit_code, 0) << one.out;
+  const CommandResult three = sh(mpirun(3) + eval(dir_.file("three.json")));
+  ASSERT_EQ(three.exit_code, 0) << three.out;
   EXPECT_EQ(bytes("three.json"), bytes("one.json"));  // every prediction, in problem order
   const std::string scores = one.out.substr(one.out.rfind("{\"Avg\""));
   EXPECT_NE(three.out.find(scores), std::string::npos) << three.out;
 }
 
 TEST_F(Mpi, CheckpointFromTwoRanksResumesUnderThree) {
-  const ShellRun whole = sh(kEnv + " " + finetune(dir_.file("whole.safetensors"), 4));
-  ASSERT_EQ(whole.code, 0) << whole.out;
+  const CommandResult whole = sh(kEnv + " " + finetune(dir_.file("whole.safetensors"), 4));
+  ASSERT_EQ(whole.exit_code, 0) << whole.out;
   const std::string ckpt = dir_.file("half.ckpt");
-  const ShellRun first =
+  const CommandResult first =
       sh(mpirun(2) + finetune(dir_.file("half.safetensors"), 2, "--save-every 2 --checkpoint " + shell_quote(ckpt)));
-  ASSERT_EQ(first.code, 0) << first.out;
-  const ShellRun rest = sh(mpirun(3) + finetune(dir_.file("resumed.safetensors"), 4, "--resume " + shell_quote(ckpt)));
-  ASSERT_EQ(rest.code, 0) << rest.out;
+  ASSERT_EQ(first.exit_code, 0) << first.out;
+  const CommandResult rest =
+      sh(mpirun(3) + finetune(dir_.file("resumed.safetensors"), 4, "--resume " + shell_quote(ckpt)));
+  ASSERT_EQ(rest.exit_code, 0) << rest.out;
   EXPECT_EQ(bytes("resumed.safetensors"), bytes("whole.safetensors"));
 }
 
 TEST_F(Mpi, RanksWithOtherFlagsAreRefused) {
   const std::string out = dir_.file("never.safetensors");
-  const ShellRun r =
+  const CommandResult r =
       sh(kEnv + " mpirun --oversubscribe -np 1 " + finetune(out, 2) + " : -np 1 " + finetune(out, 2, "--seed 7"));
-  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("ranks 1 have other model, data, flags or starting weights than rank 0"), std::string::npos)
       << r.out;
   EXPECT_FALSE(std::filesystem::exists(out));
@@ -180,14 +175,14 @@ TEST_F(Mpi, KilledRankEndsTheJobAndNothingIsHalfWritten) {
   ASSERT_GE(steps_done(), 2) << read_text(log);
   // Rank 1: the child of mpirun whose environment says OMPI_COMM_WORLD_RANK=1.
   const std::string mpirun_pid = read_text(pid_file).substr(0, read_text(pid_file).find('\n'));
-  const ShellRun kill =
+  const CommandResult kill =
       sh("for p in $(pgrep -P " + mpirun_pid +
          "); do if tr '\\0' '\\n' </proc/$p/environ | grep -qx OMPI_COMM_WORLD_RANK=1; then kill -9 $p; "
          "echo killed $p; fi; done");
   ASSERT_NE(kill.out.find("killed"), std::string::npos) << kill.out;
   // mpirun notices, ends rank 0 and exits non-zero naming the rank.
-  const ShellRun wait = sh("while kill -0 " + mpirun_pid + " 2>/dev/null; do sleep 0.1; done");
-  EXPECT_EQ(wait.code, 0);
+  const CommandResult wait = sh("while kill -0 " + mpirun_pid + " 2>/dev/null; do sleep 0.1; done");
+  EXPECT_EQ(wait.exit_code, 0);
   const std::string said = read_text(log);
   EXPECT_NE(said.find("rank 1"), std::string::npos) << said;
   EXPECT_FALSE(std::filesystem::exists(out)) << "the final adapter of an unfinished run was written";
@@ -210,13 +205,13 @@ class NetnsPair {
     ip_a_ = net + "1";
     ip_b_ = net + "2";
     subnet_ = net + "0/24";
-    const ShellRun r =
+    const CommandResult r =
         sh("ip netns add " + a_ + " && ip netns add " + b_ + " && ip link add " + va_ + " type veth peer name " + vb_ +
            " && ip link set " + va_ + " netns " + a_ + " && ip link set " + vb_ + " netns " + b_ + " && ip -n " + a_ +
            " addr add " + ip_a_ + "/24 dev " + va_ + " && ip -n " + b_ + " addr add " + ip_b_ + "/24 dev " + vb_ +
            " && ip -n " + a_ + " link set " + va_ + " up && ip -n " + b_ + " link set " + vb_ + " up && ip -n " + a_ +
            " link set lo up && ip -n " + b_ + " link set lo up");
-    ok_ = r.code == 0;
+    ok_ = r.exit_code == 0;
     error_ = r.out;
   }
   ~NetnsPair() { sh("ip netns del " + a_ + "; ip netns del " + b_); }
@@ -229,7 +224,7 @@ class NetnsPair {
 
 TEST_F(Mpi, TwoNetworkNamespacesOverTcp) {
   if (geteuid() != 0) GTEST_SKIP() << "network namespaces need root";
-  if (sh("command -v ip").code != 0) GTEST_SKIP() << "ip (iproute2) not found";
+  if (sh("command -v ip").exit_code != 0) GTEST_SKIP() << "ip (iproute2) not found";
   NetnsPair ns;
   if (!ns.ok()) GTEST_SKIP() << "cannot make network namespaces here: " << ns.error_;
   // Open MPI starts a rank on another host through an rsh-like agent: here one that enters the
@@ -238,16 +233,16 @@ TEST_F(Mpi, TwoNetworkNamespacesOverTcp) {
   write_text(agent, "#!/bin/sh\nhost=\"$1\"; shift\ncase \"$host\" in\n  " + ns.ip_a_ + ") ns=" + ns.a_ + " ;;\n  " +
                         ns.ip_b_ + ") ns=" + ns.b_ + " ;;\n  *) echo \"unknown host $host\" >&2; exit 1 ;;\nesac\n" +
                         "echo \"$ns\" >>" + shell_quote(seen) + "\nexec ip netns exec \"$ns\" sh -c \"$*\"\n");
-  ASSERT_EQ(sh("chmod +x " + shell_quote(agent)).code, 0);
-  const ShellRun plain = sh(kEnv + " " + finetune(dir_.file("plain.safetensors"), 3));
-  ASSERT_EQ(plain.code, 0) << plain.out;
+  ASSERT_EQ(sh("chmod +x " + shell_quote(agent)).exit_code, 0);
+  const CommandResult plain = sh(kEnv + " " + finetune(dir_.file("plain.safetensors"), 3));
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
   // Only TCP between the ranks (no shared memory), and only over the veth pair.
   const std::string out = dir_.file("tcp.safetensors");
-  const ShellRun r =
+  const CommandResult r =
       sh(kEnv + " ip netns exec " + ns.a_ + " mpirun -np 2 --host " + ns.ip_a_ + ":1," + ns.ip_b_ +
          ":1 --mca plm_rsh_agent " + shell_quote(agent) + " --mca btl self,tcp --mca btl_tcp_if_include " + ns.subnet_ +
          " --mca oob_tcp_if_include " + ns.subnet_ + " -x OMP_NUM_THREADS " + finetune(out, 3));
-  ASSERT_EQ(r.code, 0) << r.out;
+  ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(read_text(seen), ns.b_ + "\n") << "the second rank was not started in the other namespace";
   EXPECT_EQ(read_text(out), bytes("plain.safetensors"));
 }

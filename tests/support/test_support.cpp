@@ -124,6 +124,18 @@ std::string read_text(const std::string& path) {
   return ss.str();
 }
 
+CommandResult run_shell(const std::string& cmd, const std::string& input) {
+  TempDir tmp;
+  const std::string out = tmp.file("stdout"), err = tmp.file("stderr"), in = tmp.file("stdin");
+  write_text(in, input);
+  const int rc = std::system((cmd + " >" + out + " 2>" + err + " <" + in).c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + (WIFSIGNALED(rc) ? WTERMSIG(rc) : 0);
+  r.out = read_text(out);
+  r.err = read_text(err);
+  return r;
+}
+
 CommandResult run_cli(const std::string& args) {
   return run_cli_with_prefix("", args);
 }
@@ -131,17 +143,7 @@ CommandResult run_cli(const std::string& args) {
 namespace {
 
 CommandResult run_cli_from(const std::string& prefix, const std::string& args, const std::string& input) {
-  TempDir tmp;
-  std::string out = tmp.file("stdout"), err = tmp.file("stderr"), in = tmp.file("stdin");
-  write_text(in, input);
-  std::string cmd = prefix + (prefix.empty() ? "" : " ") + std::string(LA_CLI_PATH) + " " + args + " >" + out + " 2>" +
-                    err + " <" + in;
-  int rc = std::system(cmd.c_str());
-  CommandResult r;
-  r.exit_code = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + (WIFSIGNALED(rc) ? WTERMSIG(rc) : 0);
-  r.out = read_text(out);
-  r.err = read_text(err);
-  return r;
+  return run_shell(prefix + (prefix.empty() ? "" : " ") + std::string(LA_CLI_PATH) + " " + args, input);
 }
 
 }  // namespace

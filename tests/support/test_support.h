@@ -86,6 +86,9 @@ struct CommandResult {
   std::string err;  // stderr
 };
 
+// Runs the shell command line `cmd` with `input` on its standard input, capturing stdout and
+// stderr; exit_code is its status, or 128 + the signal that ended it.
+CommandResult run_shell(const std::string& cmd, const std::string& input = "");
 // Runs build/bin/llama-adapter with `args` (a shell-quoted string), capturing stdout and stderr.
 CommandResult run_cli(const std::string& args);
 // The same with a command put before the binary (e.g. "timeout 30").

@@ -8,15 +8,17 @@ namespace la {
 
 // The per-ISA builds of src/la/kernels/isa/gemv_impl.inc.
 using GemvRows = void (*)(float*, int64_t, const WeightMatrix&, int64_t, int64_t, const float*, int64_t);
-#define LA_DECLARE_GEMV(isa, prefill)                                                               \
-  namespace isa {                                                                                   \
-  void rows(float*, int64_t, const WeightMatrix&, int64_t, int64_t, const float*, int64_t);         \
-  void rows_prefill(float*, int64_t, const WeightMatrix&, int64_t, int64_t, const float*, int64_t); \
-  const GemvKernels kGemv{#isa, rows, prefill};                                                     \
+namespace avx2 {
+void rows_prefill(float*, int64_t, const WeightMatrix&, int64_t, int64_t, const float*, int64_t);  // avx2 only
+}
+#define LA_DECLARE_GEMV(isa, prefill)                                                       \
+  namespace isa {                                                                           \
+  void rows(float*, int64_t, const WeightMatrix&, int64_t, int64_t, const float*, int64_t); \
+  const GemvKernels kGemv{#isa, rows, prefill};                                             \
   }
-LA_DECLARE_GEMV(generic, GemvRows{nullptr})
+LA_DECLARE_GEMV(generic, nullptr)
 LA_DECLARE_GEMV(avx2, rows_prefill)
-LA_DECLARE_GEMV(avx512, GemvRows{nullptr})
+LA_DECLARE_GEMV(avx512, nullptr)
 
 namespace {
 
