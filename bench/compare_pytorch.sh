@@ -5,20 +5,23 @@
 #   peft-eager    Hugging Face PEFT AdaptionPrompt on transformers' Llama (bench/peft_adapter_step.py)
 #   peft-compile  the same under torch.compile (a compile failure shows as "error" in the table)
 # FULL=1: the full-parameter step instead (every weight trained, AdamW over all: `bench --full` vs
-# pytorch_adapter_step.py --full; torch peer only), with model GFLOP/s (the FLOP count per token
-# of `bench --full`, cmd_bench.cpp). Ours and the peers alternate ROUNDS times (ours, peer1,
+# pytorch_adapter_step.py --full; torch peer only). Every table has model GFLOP/s (the FLOP count
+# per token our bench gives for the step, cmd_bench.cpp) and each side's fraction of the fp32 FMA
+# peak that our bench measures after its steps in the same round. Ours and the peers alternate ROUNDS times (ours, peer1,
 # peer2, ours, ...) so that a noisy host's slow minutes hit all; the table gives each round and
 # the medians; ratio = ours / the fastest peer of the row.
 #   bench/compare_pytorch.sh [shape ...]      (default: stories260k 110m)
 #   PEERS="peft-eager peft-compile" bench/compare_pytorch.sh 110m
 # Env: THREADS (2), BATCH (4), SEQ (256), STEPS (5), ROUNDS (3), FULL (0), PEERS (torch),
-#      TORCH_PYTHON (/usr/bin/python3), PEFT_PYTHON (build/venv-ref or ../venv-ref python).
+#      TORCH_PYTHON (/usr/bin/python3), PEFT_PYTHON (build/venv-ref or ../venv-ref python),
+#      LA_BIN (build/bin/llama-adapter: a saved binary lets a long comparison run while you build).
 # Needs: LA_WITH_TORCH=1 scripts/install-deps.sh (torch); a venv with torch 2.x, transformers
 # and peft (scripts/reference-venv.sh) for the peft peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2} BATCH=${BATCH:-4} SEQ=${SEQ:-256} STEPS=${STEPS:-5} ROUNDS=${ROUNDS:-3} FULL=${FULL:-0}
 PEERS=${PEERS:-torch}
+LA_BIN=${LA_BIN:-build/bin/llama-adapter}
 TORCH_PYTHON=${TORCH_PYTHON:-/usr/bin/python3}
 if [ -z "${PEFT_PYTHON:-}" ]; then
   PEFT_PYTHON=build/venv-ref/bin/python
@@ -55,8 +58,8 @@ run_peer() {
 for s in "${shapes[@]}"; do
   results=()
   for r in $(seq 1 "$ROUNDS"); do
-    results+=("$(build/bin/llama-adapter bench --shape "$s" --threads "$THREADS" --no-infer --train-batch "$BATCH" \
-                 --train-seq "$SEQ" --repeat "$STEPS" --json ${full[@]+"${full[@]}"})")
+    results+=("$("$LA_BIN" bench --shape "$s" --threads "$THREADS" --no-infer --train-batch "$BATCH" \
+                 --train-seq "$SEQ" --repeat "$STEPS" --fma-peak --json ${full[@]+"${full[@]}"})")
     for p in "${peers[@]}"; do
       results+=("$(run_peer "$p" "$s")")
     done
@@ -66,8 +69,10 @@ import json, os, statistics, sys
 s, peers, runs = sys.argv[1], sys.argv[2].split(), [json.loads(x) for x in sys.argv[3:]]
 names = ["ours"] + peers
 rounds = [runs[i:i + len(names)] for i in range(0, len(runs), len(names))]
-# Full step: model FLOPs per token as bench --full counts them (the same for every side).
-flop = rounds[0][0].get('train_gflop_per_token') if os.environ.get('FULL') == '1' else None
+# Model FLOPs per token as our bench counts them for the step (the same for every side), and the
+# fp32 FMA peak our bench measured right after its steps in the same round.
+flop = rounds[0][0].get('train_gflop_per_token')
+peak = lambda rd: rd[0].get('fma_peak_gflop_s')
 tok = lambda j: None if 'error' in j else j.get('train_tok_s', j.get('tokens_per_s'))
 rss = lambda j: j.get('peak_rss_mib')
 w = {n: max(14, len(n) + 7) for n in names}
@@ -75,9 +80,10 @@ cols = [f"{n + '_tok_s':>{w[n]}}" for n in names] + [f"{'ratio':>8}"]
 cols += [f"{n + '_rss_MiB':>{max(12, len(n) + 9)}}" for n in names]
 if flop:
     cols += [f"{n + '_GFLOP_s':>{max(12, len(n) + 9)}}" for n in names]
+    cols += [f"{'peak_GFLOP_s':>12}"] + [f"{n + '_of_peak':>{max(10, len(n) + 8)}}" for n in names]
 print(f"{'shape':<12} {'round':<8} " + " ".join(cols))
 num = lambda v, width, fmt: f"{'error' if v is None else format(v, fmt):>{width}}"
-def row(label, toks, rsss):
+def row(label, toks, rsss, pk):
     peer_toks = [t for t in toks[1:] if t is not None]
     ratio = toks[0] / max(peer_toks) if toks[0] and peer_toks else None
     line = [num(t, w[n], '.1f') for n, t in zip(names, toks)]
@@ -85,14 +91,16 @@ def row(label, toks, rsss):
     line += [num(r, max(12, len(n) + 9), '.1f') for n, r in zip(names, rsss)]
     if flop:
         line += [num(None if t is None else t * flop, max(12, len(n) + 9), '.2f') for n, t in zip(names, toks)]
+        line += [num(pk, 12, '.1f')]
+        line += [num(None if t is None or not pk else t * flop / pk, max(10, len(n) + 8), '.0%') for n, t in zip(names, toks)]
     print(f"{s:<12} {label:<8} " + " ".join(line))
 for i, rd in enumerate(rounds, 1):
-    row(str(i), [tok(j) for j in rd], [rss(j) for j in rd])
+    row(str(i), [tok(j) for j in rd], [rss(j) for j in rd], peak(rd))
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 row("median", [med(tok(rd[k]) for rd in rounds) for k in range(len(names))],
-    [med(rss(rd[k]) for rd in rounds) for k in range(len(names))])
+    [med(rss(rd[k]) for rd in rounds) for k in range(len(names))], med(peak(rd) for rd in rounds))
 # What each peer ran (versions, PEFT's trainable tensors) and any errors, once per peer.
 for k, n in enumerate(names[1:], 1):
     j = next((rd[k] for rd in rounds if 'error' not in rd[k]), rounds[0][k])

@@ -65,6 +65,28 @@ double full_train_flop_per_token(const ModelConfig& c, int64_t seq) {
   return 6.0 * p + 6.0 * static_cast<double>(c.n_layers) * static_cast<double>(c.dim) * static_cast<double>(seq + 1);
 }
 
+// Model FLOPs per token of an adapter step (SPEC: the base frozen, the top L of the n_layers
+// layers adapted with K prompt rows): the forward of everything; the backward's input gradients
+// from the head down to the lowest adapted layer, which needs none for its query/key/value
+// products nor for its token attention; no weight gradients. Attention as above (2·dim·(seq+1)
+// per layer forward, twice that backward); the prompt branch 4·dim·K forward and 8·dim·K
+// backward (6·dim·K at the lowest adapted layer: no query gradient).
+double adapter_train_flop_per_token(const ModelConfig& c, int64_t seq, int64_t K, int64_t L) {
+  const auto d = [](int64_t v) { return static_cast<double>(v); };
+  double layer = 0, qkv = 0;  // one layer's matrix values, and those of wq, wk, wv
+  for (const LayerTensor& t : kLayerTensors)
+    if (t.is_matrix()) {
+      layer += d(t.numel(c));
+      if (std::string_view(t.name) == "wq" || std::string_view(t.name) == "wk" || std::string_view(t.name) == "wv")
+        qkv += d(t.numel(c));
+    }
+  const double D = d(c.dim), attn = 2.0 * D * d(seq + 1);
+  double flop = 4.0 * d(c.vocab_size) * D;       // classifier: forward and input gradient
+  flop += d(c.n_layers) * (2.0 * layer + attn);  // every layer's forward
+  flop += d(L) * (2.0 * layer + 2.0 * attn + 12.0 * D * d(K)) - 2.0 * qkv - 2.0 * attn - 2.0 * D * d(K);
+  return flop;
+}
+
 void report_fma_peak(nlohmann::ordered_json& out) {
   const FmaPeak p = measure_fma_peak();
   out["fma_peak_gflop_s"] = p.gflop_s;
@@ -359,6 +381,11 @@ void run_bench(const BenchArgs& a) {
       arena = g.arena_bytes();
       out["adapter_len"] = a.adapter_len;
       out["adapter_layers"] = L;
+      if (!a.images) {  // the visual projection's products are not counted
+        const double flop = adapter_train_flop_per_token(c, a.train_seq, a.adapter_len, L);
+        out["train_gflop_per_token"] = flop / 1e9;
+        out["train_gflop_s"] = flop * tok_s / 1e9;
+      }
     }
     out["train_tok_s"] = tok_s;
     out["train_step_s"] = static_cast<double>(b.rows()) / tok_s;

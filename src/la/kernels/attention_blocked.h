@@ -1,5 +1,5 @@
 // The causal token branch of attention (attention.h) for many query rows at once, as small
-// matrix products per head through the blocked GEMM (gemm.h): per kv head, per query head of its
+// matrix products per head (the blocked GEMM of gemm.h, or OpenBLAS): per kv head, per query head of its
 // group, per block of up to 128 query rows,
 //   S = Q K^T,  P = softmax(scale·S + causal mask),  O = P V                       (forward)
 //   S, P again from the saved log-sum-exps,  dP = dO V^T,  dS = P∘(dP - rowsum(P∘dP))·scale,
@@ -9,7 +9,8 @@
 // into pair order (the interleaved RoPE layout) first, so the Hugging Face rotate-half layout
 // gives bit-identical scores. The adapter's prompt branch goes the same way (its len keys are
 // few, but one product per block of rows replaces len dot products per row and head). Used by
-// attention.cpp when gemm_available() and T is large.
+// attention.cpp when T is large; the products go to OpenBLAS where our GEMM is not built for the
+// CPU (gemm_available()).
 #pragma once
 #include <cstdint>
 
