@@ -1,6 +1,9 @@
-// GEMM micro-benchmark: the f32 GEMM (weight widened while packed) against the bf16-arithmetic
-// GEMM (vdpbf16ps), both on the same BF16-stored weight, forward (nt: y = x W^T) and backward
+// Kernel micro-benchmarks.
+// BM_Gemm: the f32 GEMM (weight widened while packed) against the bf16-arithmetic GEMM
+// (vdpbf16ps), both on the same BF16-stored weight, forward (nt: y = x W^T) and backward
 // (nn: dX = dY W) at training shapes of the 110M model (M rows = 4 x 256 tokens).
+// BM_QuantDecode: quant_matmul_nt on an interleaved (x8) quantised weight of TinyLlama's
+// ffn_up shape, M = 1..8 activation rows (batched decode: the server's steps).
 //   build/bin/bench_gemm --benchmark_min_time=1          (OMP_NUM_THREADS sets the threads)
 #include <benchmark/benchmark.h>
 
@@ -9,6 +12,8 @@
 
 #include "la/core/half.h"
 #include "la/kernels/gemm.h"
+#include "la/kernels/quant.h"
+#include "la/kernels/quant_dot.h"
 
 namespace {
 
@@ -49,6 +54,38 @@ BENCHMARK(BM_Gemm)
     ->ArgsProduct({{1024}, {768}, {2048}, {0, 1}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+
+// args: type (a DType value), M; the weight is 5632 x 2048.
+void BM_QuantDecode(benchmark::State& state) {
+  const auto type = static_cast<DType>(state.range(0));
+  const int64_t M = state.range(1), N = 5632, K = 2048;
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> wf(static_cast<size_t>(N * K));
+  for (float& v : wf) v = u(rng);
+  std::vector<uint8_t> wq(la::dtype_row_bytes(type, K) * static_cast<size_t>(N));
+  la::quantize(type, wf.data(), wq.data(), N * K);
+  WeightMatrix w{type, wq.data(), N, K};
+  std::vector<uint8_t> packed(la::x8_bytes(w));
+  la::pack_x8(w, packed.data());
+  w.packed = packed.data();
+  std::vector<float> x(static_cast<size_t>(M * K)), y(static_cast<size_t>(M * N));
+  for (float& v : x) v = u(rng);
+  for (auto _ : state) {
+    la::quant_matmul_nt(y.data(), x.data(), w, M);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["rows/s"] =
+      benchmark::Counter(static_cast<double>(M * state.iterations()), benchmark::Counter::kIsRate);
+}
+
+BENCHMARK(BM_QuantDecode)
+    ->ArgNames({"type", "M"})
+    ->ArgsProduct({{static_cast<int64_t>(DType::Q4_0), static_cast<int64_t>(DType::Q4_K),
+                    static_cast<int64_t>(DType::Q6_K), static_cast<int64_t>(DType::Q8_0)},
+                   {1, 4, 8}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 
