@@ -1,11 +1,14 @@
 // Kernel micro-benchmarks.
-// BM_Gemm: the f32 GEMM (weight widened while packed) against the bf16-arithmetic GEMM
+// BM_Gemm: our f32 GEMM (weight widened while packed) against the bf16-arithmetic GEMM
 // (vdpbf16ps), both on the same BF16-stored weight, forward (nt: y = x W^T) and backward
 // (nn: dX = dY W) at training shapes of the 110M model (M rows = 4 x 256 tokens).
+// BM_GemmF32: our f32 GEMM against OpenBLAS's sgemm on the same F32 weight (the products the
+// training step runs), in the same process: run with --benchmark_repetitions to alternate.
 // BM_QuantDecode: quant_matmul_nt on an interleaved (x8) quantised weight of TinyLlama's
 // ffn_up shape, M = 1..8 activation rows (batched decode: the server's steps).
 //   build/bin/bench_gemm --benchmark_min_time=1          (OMP_NUM_THREADS sets the threads)
 #include <benchmark/benchmark.h>
+#include <cblas.h>
 
 #include <random>
 #include <vector>
@@ -25,7 +28,7 @@ void BM_Gemm(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
   const bool nn = state.range(3) != 0, bf16 = state.range(4) != 0;
   if (bf16 && !la::gemm_bf16_available()) return state.SkipWithError("no AVX512-BF16 on this CPU");
-  if (!la::gemm_available()) return state.SkipWithError("no AVX-512 on this CPU");
+  if (!la::gemm_available()) return state.SkipWithError("our GEMM is not built for this CPU");
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<uint16_t> wh(static_cast<size_t>(N * K));
@@ -52,6 +55,40 @@ BENCHMARK(BM_Gemm)
     ->ArgsProduct({{1024}, {768}, {768}, {0, 1}, {0, 1}})
     ->ArgsProduct({{1024}, {2048}, {768}, {0, 1}, {0, 1}})
     ->ArgsProduct({{1024}, {768}, {2048}, {0, 1}, {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// args: M, N, K, nn (0/1), blas (0: ours, 1: OpenBLAS)
+void BM_GemmF32(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const bool nn = state.range(3) != 0, blas = state.range(4) != 0;
+  if (!blas && !la::gemm_available()) return state.SkipWithError("our GEMM is not built for this CPU");
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> wf(static_cast<size_t>(N * K)), a(static_cast<size_t>(M * K)), c(static_cast<size_t>(M * N));
+  for (float& v : wf) v = u(rng);
+  for (float& v : a) v = u(rng);
+  const WeightMatrix w{DType::F32, wf.data(), nn ? K : N, nn ? N : K};
+  const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
+  for (auto _ : state) {
+    if (blas)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, nn ? CblasNoTrans : CblasTrans, m, n, k, 1.0f, a.data(), k, wf.data(),
+                  nn ? n : k, 0.0f, c.data(), n);
+    else
+      (nn ? la::gemm_nn : la::gemm_nt)(c.data(), a.data(), w, M, false);
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(M * N * K) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
+BENCHMARK(BM_GemmF32)
+    ->ArgNames({"M", "N", "K", "nn", "blas"})
+    ->ArgsProduct({{1024}, {768}, {768}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{1024}, {2048}, {768}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{1024}, {768}, {2048}, {0, 1}, {0, 1}})
+    ->ArgsProduct({{64}, {2048}, {2048}, {0}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

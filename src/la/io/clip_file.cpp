@@ -231,7 +231,7 @@ std::unique_ptr<ClipWeights> load_clip(const std::string& path) {
       fail("{}: not a CLIP model (a Hugging Face CLIP directory or a CLIP GGUF file)", path);
     w = load_gguf_clip(path);
   }
-  // Without our blocked GEMM (no AVX-512) an F16/BF16 product widens its weight to f32 block by
+  // Without our blocked GEMM (no AVX2) an F16/BF16 product widens its weight to f32 block by
   // block for SGEMM on every call: for CLIP, every image. Widening once here costs twice those
   // matrices' memory and makes each encode as fast as from f32 (measured: 2.2x faster on
   // ViT-L/14, docs/PERFORMANCE.md).

@@ -87,10 +87,10 @@ WeightMatrix f32_matrix(const float* data, int64_t rows, int64_t cols) {
   return {DType::F32, data, rows, cols};
 }
 
-// The block products: our blocked GEMM where the CPU runs it (gemm.h), OpenBLAS elsewhere (on
-// AVX2 these products beat the per-pair kernels as they do on AVX-512: the 110M training step
-// spent 29% of its time in those). Either way an element of C is summed over k in one fixed order
-// by one thread, so results do not depend on the thread count.
+// The block products: our blocked GEMM where the CPU runs it (gemm.h: AVX2 and up), OpenBLAS
+// under the generic build. (Matrix products beat the per-pair kernels on AVX2 as on AVX-512: the
+// 110M training step had spent 29% of its time in those on AVX2.) Either way an element of C is
+// summed over k in one fixed order by one thread, so results do not depend on the thread count.
 //   mm_nt: C[M, w.rows] (+)= A[M, w.cols] w^T      mm_nn: C[M, w.cols] (+)= A[M, w.rows] w
 void mm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
   if (gemm_available()) return gemm_nt(C, A, w, M, accumulate);

@@ -10,7 +10,7 @@
 // gives bit-identical scores. The adapter's prompt branch goes the same way (its len keys are
 // few, but one product per block of rows replaces len dot products per row and head). Used by
 // attention.cpp when T is large; the products go to OpenBLAS where our GEMM is not built for the
-// CPU (gemm_available()).
+// CPU (gemm_available(): the generic build).
 #pragma once
 #include <cstdint>
 

@@ -57,6 +57,8 @@ class NextBlockPrefetch {
 
 void gemm(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
   using namespace gemm_detail;
+  const Kernels& k = kernels();
+  const int64_t MR = k.mr, NR = k.nr, KC = k.kc, MC = k.mc, NC = k.nc;
   const int64_t Ng = nt ? w.rows : w.cols, Kg = nt ? w.cols : w.rows;
   if (M <= 0 || Ng <= 0) return;
   if (Kg <= 0) {
@@ -65,7 +67,7 @@ void gemm(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, b
   }
   // Columns are split between threads in contiguous ranges; for nn on block-quantised weights a
   // range must start on a block of the stored rows (packing dequantises whole blocks).
-  const int64_t align = !nt && dtype_is_quantized(w.type) ? std::max<int64_t>(kNR, dtype_block_size(w.type)) : kNR;
+  const int64_t align = !nt && dtype_is_quantized(w.type) ? std::max<int64_t>(NR, dtype_block_size(w.type)) : NR;
   const int64_t units = ceil_div(Ng, align);
   const bool big = static_cast<double>(M) * Ng * Kg >= 4e6;  // smaller ones are not worth a thread team
   const int threads = big ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), units)) : 1;
@@ -74,21 +76,20 @@ void gemm(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, b
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
     const int64_t lo = std::min(Ng, units * t / nth * align), hi = std::min(Ng, units * (t + 1) / nth * align);
     thread_local AlignedScratch bp_s, ap_s, tmp_s;
-    float* bp = bp_s.get<float>(static_cast<size_t>(kNC * kKC));
+    float* bp = bp_s.get<float>(static_cast<size_t>(NC * KC));
     // As in gemm_bf16: A packed whole once for several column blocks, block (ic, pc) at
     // pc * m_pad + ic * kc.
-    const int64_t m_pad = ceil_div(M, kMR) * kMR;
-    const bool keep_a = hi - lo > kNC && static_cast<size_t>(m_pad * Kg) * sizeof(float) <= kKeepPackedA;
-    float* ap = ap_s.get<float>(static_cast<size_t>(keep_a ? m_pad * Kg : kMC * kKC));
-    float* tmp = tmp_s.get<float>(static_cast<size_t>(std::max(kNR * kKC, kNC)));
-    const Kernels& k = kernels();
-    for (int64_t jc = lo; jc < hi; jc += kNC) {
-      const int64_t nc = std::min(kNC, hi - jc), panels = ceil_div(nc, kNR);
-      for (int64_t pc = 0; pc < Kg; pc += kKC) {
-        const int64_t kc = std::min(kKC, Kg - pc);
+    const int64_t m_pad = ceil_div(M, MR) * MR;
+    const bool keep_a = hi - lo > NC && static_cast<size_t>(m_pad * Kg) * sizeof(float) <= kKeepPackedA;
+    float* ap = ap_s.get<float>(static_cast<size_t>(keep_a ? m_pad * Kg : MC * KC));
+    float* tmp = tmp_s.get<float>(static_cast<size_t>(std::max(NR * KC, NC)));
+    for (int64_t jc = lo; jc < hi; jc += NC) {
+      const int64_t nc = std::min(NC, hi - jc), panels = ceil_div(nc, NR);
+      for (int64_t pc = 0; pc < Kg; pc += KC) {
+        const int64_t kc = std::min(KC, Kg - pc);
         if (nt)
           for (int64_t p = 0; p < panels; ++p)
-            k.pack_b_nt(w, jc + p * kNR, std::min(kNR, nc - p * kNR), pc, kc, bp + p * kc * kNR, tmp);
+            k.pack_b_nt(w, jc + p * NR, std::min(NR, nc - p * NR), pc, kc, bp + p * kc * NR, tmp);
         else
           k.pack_b_nn(w, pc, kc, jc, nc, bp, tmp);
         const bool add = accumulate || pc > 0;
@@ -96,24 +97,24 @@ void gemm(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, b
         // of W, the next k span or else the next columns. With many rows of A packing is a small
         // share, and the extra 256 KiB would crowd the packed blocks out of L2.
         NextBlockPrefetch pf;
-        if (nt && M <= 2 * kMC && (w.type == DType::F16 || w.type == DType::BF16)) {
-          const int64_t npc = pc + kKC < Kg ? pc + kKC : 0, njc = pc + kKC < Kg ? jc : jc + kNC;
+        if (nt && M <= 2 * MC && (w.type == DType::F16 || w.type == DType::BF16)) {
+          const int64_t npc = pc + KC < Kg ? pc + KC : 0, njc = pc + KC < Kg ? jc : jc + NC;
           if (njc < hi) {
             const size_t eb = dtype_row_bytes(w.type, 1), row_bytes = dtype_row_bytes(w.type, w.cols);
             pf.start(static_cast<const char*>(w.data) + static_cast<size_t>(njc) * row_bytes + npc * eb, row_bytes,
-                     std::min(kNC, hi - njc), static_cast<size_t>(std::min(kKC, Kg - npc)) * eb,
-                     ceil_div(M, kMR) * panels);
+                     std::min(NC, hi - njc), static_cast<size_t>(std::min(KC, Kg - npc)) * eb,
+                     ceil_div(M, MR) * panels);
           }
         }
-        for (int64_t ic = 0; ic < M; ic += kMC) {
-          const int64_t mc = std::min(kMC, M - ic);
+        for (int64_t ic = 0; ic < M; ic += MC) {
+          const int64_t mc = std::min(MC, M - ic);
           float* a = keep_a ? ap + pc * m_pad + ic * kc : ap;
           if (!keep_a || jc == lo) k.pack_a(A + ic * Kg + pc, Kg, mc, kc, a);
-          for (int64_t i = 0; i < mc; i += kMR)
+          for (int64_t i = 0; i < mc; i += MR)
             for (int64_t p = 0; p < panels; ++p) {
               pf.step();
-              k.kernel(kc, a + i * kc, bp + p * kc * kNR, C + (ic + i) * Ng + jc + p * kNR, Ng,
-                       static_cast<int>(std::min(kMR, mc - i)), static_cast<int>(std::min(kNR, nc - p * kNR)), add);
+              k.kernel(kc, a + i * kc, bp + p * kc * NR, C + (ic + i) * Ng + jc + p * NR, Ng,
+                       static_cast<int>(std::min(MR, mc - i)), static_cast<int>(std::min(NR, nc - p * NR)), add);
             }
         }
       }
@@ -128,31 +129,32 @@ void gemm(bool nt, float* C, const float* A, const WeightMatrix& w, int64_t M, b
 // GFLOP/s at M = 64 on one core, the widening waiting on memory.)
 void gemm_nt_wb(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate) {
   using namespace gemm_detail;
-  const int64_t N = w.rows, K = w.cols, ldat = ceil_div(M, 32) * 32;
-  const int64_t units = ceil_div(N, kWR);
+  const Kernels& k = kernels();
+  const int64_t WR = k.wr, WM = k.wm, KC = k.kc;
+  const int64_t N = w.rows, K = w.cols, ldat = ceil_div(M, WM) * WM;
+  const int64_t units = ceil_div(N, WR);
   const bool big = static_cast<double>(M) * N * K >= 4e6;
   const int threads = big ? static_cast<int>(std::min<int64_t>(omp_get_max_threads(), units)) : 1;
   const auto* W = static_cast<const float*>(w.data);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-    const int64_t lo = std::min(N, units * t / nth * kWR), hi = std::min(N, units * (t + 1) / nth * kWR);
+    const int64_t lo = std::min(N, units * t / nth * WR), hi = std::min(N, units * (t + 1) / nth * WR);
     thread_local AlignedScratch at_s;
-    float* at = at_s.get<float>(static_cast<size_t>(ldat * kKC));
-    const Kernels& k = kernels();
-    for (int64_t pc = 0; pc < K && lo < hi; pc += kKC) {
-      const int64_t kc = std::min(kKC, K - pc);
+    float* at = at_s.get<float>(static_cast<size_t>(ldat * KC));
+    for (int64_t pc = 0; pc < K && lo < hi; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
       k.pack_at(A, K, M, pc, kc, at, ldat);
-      for (int64_t n0 = lo; n0 < hi; n0 += kWR) {
-        const int nr = static_cast<int>(std::min(kWR, hi - n0));
+      for (int64_t n0 = lo; n0 < hi; n0 += WR) {
+        const int nr = static_cast<int>(std::min(WR, hi - n0));
         // The next group's span of the weight while this one computes: 14 short row segments are
         // too many streams for the hardware prefetchers.
-        const int64_t next_rows = std::min(kWR, hi - n0 - kWR);
+        const int64_t next_rows = std::min(WR, hi - n0 - WR);
         for (int64_t r = 0; r < next_rows; ++r)
-          for (int64_t off = 0; off < kc; off += 16) _mm_prefetch(W + (n0 + kWR + r) * K + pc + off, _MM_HINT_T0);
-        for (int64_t m0 = 0; m0 < M; m0 += 32)
+          for (int64_t off = 0; off < kc; off += 16) _mm_prefetch(W + (n0 + WR + r) * K + pc + off, _MM_HINT_T0);
+        for (int64_t m0 = 0; m0 < M; m0 += WM)
           k.kernel_wb(kc, W + n0 * K + pc, K, nr, at + m0, ldat, C + m0 * N + n0, N,
-                      static_cast<int>(std::min<int64_t>(32, M - m0)), accumulate || pc > 0);
+                      static_cast<int>(std::min(WM, M - m0)), accumulate || pc > 0);
       }
     }
   }
@@ -252,8 +254,22 @@ Bf16Panels pack_bf16_panels(const WeightMatrix& w) {
 }
 
 bool gemm_available() {
-  return runtime_isa() >= Isa::Avx512;  // set_runtime checked that the CPU runs it
+  return runtime_isa() >= Isa::Avx2;  // set_runtime checked that the CPU runs it
 }
+
+bool gemm_broadcast_form(int64_t M) {
+  if (!gemm_available()) return false;
+  const int64_t wm = gemm_detail::kernels().wm;
+  if (wm == 0) return false;
+  const int64_t pad = (M + wm - 1) / wm * wm - M;
+  return M > 0 && M <= kGemmBroadcastMaxRows && (M <= wm || pad * 8 <= M);
+}
+
+namespace gemm_detail {
+const Kernels& kernels() {
+  return runtime_isa() >= Isa::Avx512 ? avx512_kernels() : avx2_kernels();
+}
+}  // namespace gemm_detail
 
 bool gemm_bf16_available() {
   return gemm_available() && cpu_features().avx512_bf16;

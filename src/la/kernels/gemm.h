@@ -10,8 +10,9 @@
 // results do not depend on the thread count.
 //
 // Built for AVX-512 (a 14 x 32 register tile of FMAs; 16 x 16 SIMD transposes for the nt
-// packing). gemm_available() says whether the instruction set in force (core/runtime.h: avx512 or
-// avx512vnni) allows it; matmul.cpp uses OpenBLAS otherwise.
+// packing) and for AVX2 (6 x 16; 8 x 8 transposes); isa/gemm_kernels.h has each build's
+// geometry. gemm_available() says whether the instruction set in force (core/runtime.h) runs one
+// (avx2 and up); matmul.cpp uses OpenBLAS otherwise.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -23,16 +24,13 @@ namespace la {
 bool gemm_available();
 
 // For prefill-sized products gemm_nt on an F32 weight broadcasts the weight rows in place against
-// a packed A^T (32 rows of A per panel) instead of packing (transposing) the weight. Measured on
-// one core, GFLOP/s broadcast vs packed: M = 64 170 vs 140 (N = K = 2048); M = 65 122 vs 142 and
-// 48 142 vs 139 (the last panel mostly padding); M = 128 at N = 32000, K = 768 163 vs 175. So:
-// up to 64 rows, where at most 1/8 of the panel rows would be padding (or a single panel).
-// Same bits either way.
+// a packed A^T (32 rows of A per panel in the AVX-512 build; the AVX2 build has no such form)
+// instead of packing (transposing) the weight. Measured on one core (AVX-512), GFLOP/s broadcast
+// vs packed: M = 64 170 vs 140 (N = K = 2048); M = 65 122 vs 142 and 48 142 vs 139 (the last
+// panel mostly padding); M = 128 at N = 32000, K = 768 163 vs 175. So: up to 64 rows, where at
+// most 1/8 of the panel rows would be padding (or a single panel). Same bits either way.
 constexpr int64_t kGemmBroadcastMaxRows = 64;
-inline bool gemm_broadcast_form(int64_t M) {
-  const int64_t pad = (M + 31) / 32 * 32 - M;
-  return M > 0 && M <= kGemmBroadcastMaxRows && (M <= 32 || pad * 8 <= M);
-}
+bool gemm_broadcast_form(int64_t M);  // whether gemm_nt takes that form for M rows (F32 weights)
 
 // `accumulate`: C += product instead of C = product.
 void gemm_nt(float* C, const float* A, const WeightMatrix& w, int64_t M, bool accumulate);

@@ -38,8 +38,8 @@ bool gemv_supports(DType t);
 // for all M rows), weight rows split over threads. x is [M, K] row-major.
 void gemv_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);
 
-// Short prefill products (kGemvMaxRows < M <= kGemvPrefillMaxRows) of F16/BF16 weights where our
-// blocked GEMM (gemm.h, AVX-512) is not available: the same fused pass in tiles of 3 weight rows
+// Short prefill products (kGemvMaxRows < M <= kGemvPrefillMaxRows) of F16/BF16 weights on AVX2
+// CPUs (with AVX-512 the blocked GEMM of gemm.h takes them): the same fused pass in tiles of 3 weight rows
 // x 4 activation rows, one accumulator per pair, so each widened weight vector serves 4 rows and
 // each x vector 3. Every output's value depends on none of M, the row range or the threads
 // (gemv_nt's values differ from these only in summation order; d <= ceil(K/8) + 4 in the bound
@@ -48,7 +48,8 @@ void gemv_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);
 // of 3x3, 4x3, 6x2 (the last two spill registers) and 2x5-2x6 were slower. At 128 rows the two
 // tie and at 256 sgemm is faster (71 against 60-65 tok/s, also with the rows taken 64 at a time),
 // and so is it for training's 1024 rows (110M BF16 base: 207-210 against 226-239 tok/s): matmul_nt
-// sends only up to kGemvPrefillMaxRows rows here.
+// sends only up to kGemvPrefillMaxRows rows here. Against gemm.h's AVX2 build (6 x 16), F16 at 64
+// tokens: 66-71 here against 58-60 tok/s.
 constexpr int64_t kGemvPrefillMaxRows = 64;
 bool gemv_prefill_available(DType t);  // F16/BF16 and the avx2 variant in force
 void gemv_prefill_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);

@@ -1,4 +1,4 @@
-// AVX-512 packing and register-tile kernel of the blocked GEMM (see gemm.h, isa/gemm_kernels.h).
+// AVX-512 packing and register-tile kernels of the blocked GEMM (see gemm.h, isa/gemm_kernels.h).
 // Plain loops and intrinsics only (no std:: templates or inline library helpers): code built with
 // AVX-512 flags must not be picked by the linker for other translation units.
 #include <cstdint>
@@ -16,7 +16,10 @@ namespace la::gemm_detail {
 
 namespace {
 
-constexpr int MR = static_cast<int>(kMR), NR = static_cast<int>(kNR);
+// Tile 14 x 32; blocks: A 112 x 256 (~112 KiB, stays in L2), B 256 x 512 (512 KiB); the
+// weight-broadcast tile 14 weight rows x 32 rows of A.
+constexpr int MR = 14, NR = 32;
+constexpr int64_t KC = 256, MC = 8 * MR, NC = 512, kWR = 14, kWM = 32;
 
 #include "la/kernels/isa/avx512_helpers.inc"
 
@@ -206,7 +209,7 @@ struct Specialisations<RowCounts<R...>> {
                                        bool) = {kernel_wb_rows<R>...};
 };
 using ByRows = Specialisations<RowCounts<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14>>;
-static_assert(MR == 14 && kWR == 14, "ByRows covers the packed tile and the broadcast rows");
+static_assert(MR == 14 && kWR == 14 && kWM == 32, "ByRows covers the packed tile and the broadcast rows");
 
 void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add) {
   ByRows::kernel[mr - 1](kc, a, b, C, ldc, nr, add);
@@ -217,11 +220,11 @@ void kernel_wb(int64_t kc, const float* w, int64_t ldw, int nr, const float* at,
   ByRows::kernel_wb[nr - 1](kc, w, ldw, at, ldat, C, ldc, mr, add);
 }
 
-const Kernels kAvx512{pack_a, pack_b_nt, pack_b_nn, kernel, pack_at, kernel_wb};
+const Kernels kAvx512{"avx512", MR, NR, KC, MC, NC, kWR, kWM, pack_a, pack_b_nt, pack_b_nn, kernel, pack_at, kernel_wb};
 
 }  // namespace
 
-const Kernels& kernels() {
+const Kernels& avx512_kernels() {
   return kAvx512;
 }
 

@@ -1,6 +1,7 @@
-// The pieces of gemm.cpp's blocked GEMMs that are built with AVX-512 flags: packing and the
-// register-tile kernel of the f32 GEMM (isa/gemm_avx512.cpp) and of the bf16-arithmetic GEMM
-// (isa/gemm_bf16_avx512.cpp, also AVX512-BF16). Internal to gemm.cpp and tests.
+// The pieces of gemm.cpp's blocked GEMMs that are built per instruction set: packing and the
+// register-tile kernel of the f32 GEMM (isa/gemm_avx2.cpp, isa/gemm_avx512.cpp) and of the
+// bf16-arithmetic GEMM (isa/gemm_bf16_avx512.cpp, also AVX512-BF16). Internal to gemm.cpp and
+// tests.
 #pragma once
 #include <cstdint>
 
@@ -8,18 +9,20 @@
 
 namespace la::gemm_detail {
 
-// Register tile MR x NR (14 rows of A x two 16-lane vectors: 28 accumulators), the depth KC of
-// one packed block (a multiple of 256, so a k-span of a quantised row is whole blocks), and the
-// block sizes MC (packed A, ~112 KiB, stays in L2) and NC (packed B, 512 KiB, L2).
-constexpr int64_t kMR = 14, kNR = 32, kKC = 256, kMC = 8 * kMR, kNC = 512;
-
-// The weight-broadcast form for few rows of A and an f32 weight (prefill): C^T = W · A^T with the
-// weight rows broadcast in place and A^T packed instead of W, so no transpose of the weight. Tile: kWR weight rows x 32
-// rows of A; K in kKC blocks, as the packed form, so both give the same bits.
-constexpr int64_t kWR = 14;
-
+// One build of the f32 GEMM: its geometry and its pieces.
+//   avx512: a 14 x 32 register tile (28 zmm accumulators), KC 256, MC 112 (packed A ~112 KiB,
+//           stays in L2), NC 512 (packed B 512 KiB); weight-broadcast tile 14 weight rows x 32.
+//   avx2:   6 x 16 (12 ymm accumulators), KC 256, MC 96, NC 512; no weight-broadcast form.
+// KC is a multiple of 256, so a k-span of a quantised row is whole blocks.
 struct Kernels {
-  // A[mc, kc] (row stride lda) -> ceil(mc/MR) panels [kc][MR], rows past mc zero.
+  const char* name;
+  int64_t mr, nr, kc, mc, nc;  // register tile mr x nr; packed blocks A mc x kc, B kc x nc
+  // The weight-broadcast form for few rows of A and an f32 weight (prefill): C^T = W · A^T with
+  // the weight rows broadcast in place and A^T packed instead of W, so no transpose of the weight.
+  // Tile: wr weight rows x wm rows of A; K in kc blocks, as the packed form, so both give the
+  // same bits. wr = 0: this build has none (pack_at and kernel_wb are null).
+  int64_t wr, wm;
+  // A[mc, kc] (row stride lda) -> ceil(mc/mr) panels [kc][mr], rows past mc zero.
   void (*pack_a)(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap);
   // B[k][n] = W[n][k] for n in [n0, n0+nr), k in [k0, k0+kc) -> one panel [kc][NR], columns past
   // nr zero. tmp: NR*KC floats (quantised rows are dequantised there first).
@@ -29,14 +32,18 @@ struct Kernels {
   void (*pack_b_nn)(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* bp, float* tmp);
   // C[mr, nr] (+)= a-panel · b-panel over kc (ldc: C's row stride).
   void (*kernel)(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add);
-  // A[m][k0 + k] -> at[k * ldat + m] for m < M, k < kc; columns M .. ldat-1 zero (ldat % 32 == 0).
+  // A[m][k0 + k] -> at[k * ldat + m] for m < M, k < kc; columns M .. ldat-1 zero (ldat % wm == 0).
   void (*pack_at)(const float* A, int64_t lda, int64_t M, int64_t k0, int64_t kc, float* at, int64_t ldat);
-  // C[m][j] (+)= Σ_k w[j * ldw + k] at[k * ldat + m] for j < nr (<= kWR), m < mr (<= 32).
+  // C[m][j] (+)= Σ_k w[j * ldw + k] at[k * ldat + m] for j < nr (<= wr), m < mr (<= wm).
   void (*kernel_wb)(int64_t kc, const float* w, int64_t ldw, int nr, const float* at, int64_t ldat, float* C,
                     int64_t ldc, int mr, bool add);
 };
 
-const Kernels& kernels();  // the AVX-512 build; call only when gemm_available()
+const Kernels& avx512_kernels();  // call only where the CPU runs the avx512 build
+const Kernels& avx2_kernels();    // call only where the CPU runs the avx2 build
+// The build for the instruction set in force (core/runtime.h): avx512 from avx512 up, else avx2;
+// call only when gemm_available().
+const Kernels& kernels();
 
 // 16 x 16 transpose: dst[j * ldd + i] = src[i * lds + j] (exposed for its test).
 void transpose16(const float* src, int64_t lds, float* dst, int64_t ldd);

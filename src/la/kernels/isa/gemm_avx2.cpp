@@ -1,0 +1,221 @@
+// AVX2 packing and register-tile kernel of the blocked GEMM (see gemm.h, isa/gemm_kernels.h): a
+// 6 x 16 tile (12 ymm accumulators, two B vectors and one broadcast: 15 of the 16 registers),
+// 8 x 8 transposes for packing. No weight-broadcast form. Plain loops and intrinsics only, as in
+// gemm_avx512.cpp: code built with AVX2 flags must not be picked by the linker for other
+// translation units.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "la/kernels/convert.h"
+#include "la/kernels/isa/gemm_kernels.h"
+
+namespace la::gemm_detail {
+
+namespace {
+
+// Tile 6 x 16; blocks: A 96 x 256 (96 KiB), B 256 x 512 (512 KiB) in a 1 MiB L2, as the AVX-512
+// build's B block.
+constexpr int MR = 6, NR = 16;
+constexpr int64_t KC = 256, MC = 16 * MR, NC = 512;
+
+inline size_t elem_bytes(DType t) {
+  return t == DType::F32 ? 4 : 2;
+}
+
+// 8 stored elements from p (type t: F32, F16 or BF16) as f32.
+inline __m256 load8_full(DType t, const void* p) {
+  if (t == DType::F32) return _mm256_loadu_ps(static_cast<const float*>(p));
+  const __m128i h = _mm_loadu_si128(static_cast<const __m128i*>(p));
+  if (t == DType::F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));  // BF16
+}
+
+// Up to 8 elements; lanes past n are 0.
+inline __m256 load8(DType t, const void* p, int64_t n) {
+  if (n >= 8) return load8_full(t, p);
+  alignas(32) uint8_t buf[32] = {};
+  if (n > 0) __builtin_memcpy(buf, p, static_cast<size_t>(n) * elem_bytes(t));
+  return load8_full(t, buf);
+}
+
+// 8 x 8 transpose of 32-bit elements held in 8 ymm registers: r[j] lane i <- r[i] lane j.
+inline void transpose8_regs(__m256 r[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // s[4h + c]: columns c and c + 4 (128-bit lanes) of rows 4h .. 4h+3.
+  for (int h = 0; h < 2; ++h) {
+    const __m256* u = t + 4 * h;
+    s[4 * h] = _mm256_shuffle_ps(u[0], u[2], 0x44);
+    s[4 * h + 1] = _mm256_shuffle_ps(u[0], u[2], 0xEE);
+    s[4 * h + 2] = _mm256_shuffle_ps(u[1], u[3], 0x44);
+    s[4 * h + 3] = _mm256_shuffle_ps(u[1], u[3], 0xEE);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x20);
+    r[4 + c] = _mm256_permute2f128_ps(s[c], s[4 + c], 0x31);
+  }
+}
+
+// Rows of 6 gathered 8 at a time through the transpose (2 zero rows, not stored).
+void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, ap += kc * MR) {
+    const int64_t rows = mc - i0 < MR ? mc - i0 : MR;
+    for (int64_t kk = 0; kk < kc; kk += 8) {
+      const int64_t n = kc - kk < 8 ? kc - kk : 8;
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = i < rows ? load8(DType::F32, A + (i0 + i) * lda + kk, n) : _mm256_setzero_ps();
+      transpose8_regs(r);
+      for (int64_t j = 0; j < n; ++j) {
+        float* d = ap + (kk + j) * MR;
+        _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
+        _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(r[j], 1));
+      }
+    }
+  }
+}
+
+void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_t kc, float* panel, float* tmp) {
+  const size_t row_bytes = dtype_row_bytes(w.type, w.cols);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  // Source of each of the NR rows at column k0: the stored row itself, or its dequantised span.
+  const void* src[NR];
+  DType st = w.type;
+  if (dtype_is_quantized(w.type)) {
+    const int64_t bs = dtype_block_size(w.type);
+    const size_t off = static_cast<size_t>(k0 / bs) * dtype_block_bytes(w.type);
+    for (int64_t i = 0; i < nr; ++i) {
+      convert_to_f32(w.type, base + static_cast<size_t>(n0 + i) * row_bytes + off, tmp + i * kc, kc);
+      src[i] = tmp + i * kc;
+    }
+    st = DType::F32;
+  } else {
+    for (int64_t i = 0; i < nr; ++i)
+      src[i] = base + static_cast<size_t>(n0 + i) * row_bytes + static_cast<size_t>(k0) * elem_bytes(w.type);
+  }
+  const size_t eb = elem_bytes(st);
+  // The next panel's rows, a few lines per 8-column step (as the AVX-512 build: 16 short row
+  // segments are too many streams for the hardware prefetchers).
+  const uint8_t* next = base + static_cast<size_t>(n0 + NR) * row_bytes;
+  const bool prefetch = !dtype_is_quantized(w.type) && n0 + 2 * NR <= w.rows;
+  const size_t seg_bytes = static_cast<size_t>(kc) * elem_bytes(w.type),
+               off0 = static_cast<size_t>(k0) * elem_bytes(w.type);
+  const int64_t lines = static_cast<int64_t>(seg_bytes / 64), steps = (kc + 7) / 8;
+  for (int64_t kk = 0; kk < kc; kk += 8) {
+    const int64_t n = kc - kk < 8 ? kc - kk : 8;
+    if (prefetch && lines > 0) {
+      const int64_t step = kk / 8, l0 = step * NR * lines / steps, l1 = (step + 1) * NR * lines / steps;
+      int64_t row = l0 / lines, col = l0 - row * lines;
+      for (int64_t l = l0; l < l1; ++l) {
+        _mm_prefetch(reinterpret_cast<const char*>(next + static_cast<size_t>(row) * row_bytes + off0 +
+                                                   static_cast<size_t>(col) * 64),
+                     _MM_HINT_T0);
+        if (++col == lines) col = 0, ++row;
+      }
+    }
+    for (int half = 0; half < 2; ++half) {
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) {
+        const int64_t row = half * 8 + i;
+        r[i] = row < nr ? load8(st, static_cast<const uint8_t*>(src[row]) + static_cast<size_t>(kk) * eb, n)
+                        : _mm256_setzero_ps();
+      }
+      transpose8_regs(r);
+      for (int64_t j = 0; j < n; ++j) _mm256_storeu_ps(panel + (kk + j) * NR + half * 8, r[j]);
+    }
+  }
+}
+
+void pack_b_nn(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* bp, float* tmp) {
+  const size_t row_bytes = dtype_row_bytes(w.type, w.cols);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const bool quant = dtype_is_quantized(w.type);
+  const int64_t panels = (nc + NR - 1) / NR;
+  for (int64_t k = 0; k < kc; ++k) {
+    const uint8_t* row = base + static_cast<size_t>(k0 + k) * row_bytes;
+    const void* src;
+    DType st = w.type;
+    if (quant) {
+      const int64_t bs = dtype_block_size(w.type);
+      convert_to_f32(w.type, row + static_cast<size_t>(n0 / bs) * dtype_block_bytes(w.type), tmp, nc);
+      src = tmp;
+      st = DType::F32;
+    } else {
+      src = row + static_cast<size_t>(n0) * elem_bytes(w.type);
+    }
+    const size_t eb = elem_bytes(st);
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t j = p * NR;
+      float* dst = bp + (p * kc + k) * NR;
+      const auto* s = static_cast<const uint8_t*>(src) + static_cast<size_t>(j) * eb;
+      _mm256_storeu_ps(dst, load8(st, s, nc - j));
+      _mm256_storeu_ps(dst + 8, load8(st, s + 8 * eb, nc - j - 8));
+    }
+  }
+}
+
+// R rows of the MR-row tile (rows past R are the panel's padding): a short last tile costs R rows
+// of FMAs, not MR. C (+)= acc, nr columns.
+template <int R>
+void kernel_rows(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int nr, bool add) {
+  // Every loop over r is unrolled: an accumulator indexed at run time would live in memory.
+  __m256 c0[R], c1[R];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k, a += MR, b += NR) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r);
+      c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    float* c = C + r * ldc;
+    if (nr == NR) {
+      if (add) {
+        c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(c));
+        c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(c + 8));
+      }
+      _mm256_storeu_ps(c, c0[r]);
+      _mm256_storeu_ps(c + 8, c1[r]);
+    } else {
+      alignas(32) float buf[NR];
+      _mm256_store_ps(buf, c0[r]);
+      _mm256_store_ps(buf + 8, c1[r]);
+      for (int j = 0; j < nr; ++j) c[j] = add ? buf[j] + c[j] : buf[j];
+    }
+  }
+}
+
+template <int... R>
+struct RowCounts {};
+template <class Counts>
+struct Specialisations;
+template <int... R>
+struct Specialisations<RowCounts<R...>> {
+  static constexpr void (*kernel[])(int64_t, const float*, const float*, float*, int64_t, int,
+                                    bool) = {kernel_rows<R>...};
+};
+using ByRows = Specialisations<RowCounts<1, 2, 3, 4, 5, 6>>;
+static_assert(MR == 6, "ByRows covers the packed tile");
+
+void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, int mr, int nr, bool add) {
+  ByRows::kernel[mr - 1](kc, a, b, C, ldc, nr, add);
+}
+
+const Kernels kAvx2{"avx2", MR, NR, KC, MC, NC, 0, 0, pack_a, pack_b_nt, pack_b_nn, kernel, nullptr, nullptr};
+
+}  // namespace
+
+const Kernels& avx2_kernels() {
+  return kAvx2;
+}
+
+}  // namespace la::gemm_detail
