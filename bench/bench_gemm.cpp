@@ -23,6 +23,13 @@ namespace {
 using la::DType;
 using la::WeightMatrix;
 
+// 2·M·N·K per iteration, as a rate.
+void report_gflops(benchmark::State& state, int64_t M, int64_t N, int64_t K) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * static_cast<double>(M * N * K) * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
 // args: M, N (output columns), K (depth), nn (0/1), bf16 arithmetic (0/1)
 void BM_Gemm(benchmark::State& state) {
   const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
@@ -45,9 +52,7 @@ void BM_Gemm(benchmark::State& state) {
       (nn ? la::gemm_nn : la::gemm_nt)(c.data(), a.data(), w, M, false);
     benchmark::DoNotOptimize(c.data());
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * static_cast<double>(M * N * K) * static_cast<double>(state.iterations()),
-                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  report_gflops(state, M, N, K);
 }
 
 BENCHMARK(BM_Gemm)
@@ -78,9 +83,7 @@ void BM_GemmF32(benchmark::State& state) {
       (nn ? la::gemm_nn : la::gemm_nt)(c.data(), a.data(), w, M, false);
     benchmark::DoNotOptimize(c.data());
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2.0 * static_cast<double>(M * N * K) * static_cast<double>(state.iterations()),
-                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+  report_gflops(state, M, N, K);
 }
 
 BENCHMARK(BM_GemmF32)

@@ -19,9 +19,7 @@ namespace {
 constexpr int MR = 6, NR = 16;
 constexpr int64_t KC = 256, MC = 16 * MR, NC = 512;
 
-inline size_t elem_bytes(DType t) {
-  return t == DType::F32 ? 4 : 2;
-}
+#include "la/kernels/isa/gemm_pack_impl.inc"
 
 // 8 stored elements from p (type t: F32, F16 or BF16) as f32.
 inline __m256 load8_full(DType t, const void* p) {
@@ -79,43 +77,13 @@ void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
 }
 
 void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_t kc, float* panel, float* tmp) {
-  const size_t row_bytes = dtype_row_bytes(w.type, w.cols);
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  // Source of each of the NR rows at column k0: the stored row itself, or its dequantised span.
   const void* src[NR];
-  DType st = w.type;
-  if (dtype_is_quantized(w.type)) {
-    const int64_t bs = dtype_block_size(w.type);
-    const size_t off = static_cast<size_t>(k0 / bs) * dtype_block_bytes(w.type);
-    for (int64_t i = 0; i < nr; ++i) {
-      convert_to_f32(w.type, base + static_cast<size_t>(n0 + i) * row_bytes + off, tmp + i * kc, kc);
-      src[i] = tmp + i * kc;
-    }
-    st = DType::F32;
-  } else {
-    for (int64_t i = 0; i < nr; ++i)
-      src[i] = base + static_cast<size_t>(n0 + i) * row_bytes + static_cast<size_t>(k0) * elem_bytes(w.type);
-  }
+  const DType st = nt_sources(w, n0, nr, k0, kc, tmp, src);
   const size_t eb = elem_bytes(st);
-  // The next panel's rows, a few lines per 8-column step (as the AVX-512 build: 16 short row
-  // segments are too many streams for the hardware prefetchers).
-  const uint8_t* next = base + static_cast<size_t>(n0 + NR) * row_bytes;
-  const bool prefetch = !dtype_is_quantized(w.type) && n0 + 2 * NR <= w.rows;
-  const size_t seg_bytes = static_cast<size_t>(kc) * elem_bytes(w.type),
-               off0 = static_cast<size_t>(k0) * elem_bytes(w.type);
-  const int64_t lines = static_cast<int64_t>(seg_bytes / 64), steps = (kc + 7) / 8;
+  const NextPanelPrefetch prefetch(w, n0, NR, k0, kc, 8);
   for (int64_t kk = 0; kk < kc; kk += 8) {
     const int64_t n = kc - kk < 8 ? kc - kk : 8;
-    if (prefetch && lines > 0) {
-      const int64_t step = kk / 8, l0 = step * NR * lines / steps, l1 = (step + 1) * NR * lines / steps;
-      int64_t row = l0 / lines, col = l0 - row * lines;
-      for (int64_t l = l0; l < l1; ++l) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + static_cast<size_t>(row) * row_bytes + off0 +
-                                                   static_cast<size_t>(col) * 64),
-                     _MM_HINT_T0);
-        if (++col == lines) col = 0, ++row;
-      }
-    }
+    prefetch.at(kk);
     for (int half = 0; half < 2; ++half) {
       __m256 r[8];
       for (int i = 0; i < 8; ++i) {
@@ -130,22 +98,10 @@ void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_
 }
 
 void pack_b_nn(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* bp, float* tmp) {
-  const size_t row_bytes = dtype_row_bytes(w.type, w.cols);
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  const bool quant = dtype_is_quantized(w.type);
   const int64_t panels = (nc + NR - 1) / NR;
   for (int64_t k = 0; k < kc; ++k) {
-    const uint8_t* row = base + static_cast<size_t>(k0 + k) * row_bytes;
     const void* src;
-    DType st = w.type;
-    if (quant) {
-      const int64_t bs = dtype_block_size(w.type);
-      convert_to_f32(w.type, row + static_cast<size_t>(n0 / bs) * dtype_block_bytes(w.type), tmp, nc);
-      src = tmp;
-      st = DType::F32;
-    } else {
-      src = row + static_cast<size_t>(n0) * elem_bytes(w.type);
-    }
+    const DType st = nn_source(w, k0 + k, n0, nc, tmp, &src);
     const size_t eb = elem_bytes(st);
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t j = p * NR;

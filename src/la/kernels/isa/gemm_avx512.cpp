@@ -22,6 +22,7 @@ constexpr int MR = 14, NR = 32;
 constexpr int64_t KC = 256, MC = 8 * MR, NC = 512, kWR = 14, kWM = 32;
 
 #include "la/kernels/isa/avx512_helpers.inc"
+#include "la/kernels/isa/gemm_pack_impl.inc"
 
 // Up to 16 stored elements from p (type t: F32, F16 or BF16) as f32; lanes past n are 0.
 inline __m512 load16(DType t, const void* p, int64_t n) {
@@ -30,10 +31,6 @@ inline __m512 load16(DType t, const void* p, int64_t n) {
   const __m256i h = _mm256_maskz_loadu_epi16(m, p);
   if (t == DType::F16) return _mm512_cvtph_ps(h);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));  // BF16
-}
-
-inline size_t elem_bytes(DType t) {
-  return t == DType::F32 ? 4 : 2;
 }
 
 // Rows of 14 are gathered 16 at a time through the transpose (the 2 extra rows are zero and not
@@ -55,46 +52,13 @@ void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
 }
 
 void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_t kc, float* panel, float* tmp) {
-  const size_t row_bytes = dtype_row_bytes(w.type, w.cols);
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  // Source of each of the NR rows at column k0: the stored row itself, or its dequantised span.
   const void* src[NR];
-  DType st = w.type;
-  if (dtype_is_quantized(w.type)) {
-    const int64_t bs = dtype_block_size(w.type);
-    const size_t off = static_cast<size_t>(k0 / bs) * dtype_block_bytes(w.type);
-    for (int64_t i = 0; i < nr; ++i) {
-      convert_to_f32(w.type, base + static_cast<size_t>(n0 + i) * row_bytes + off, tmp + i * kc, kc);
-      src[i] = tmp + i * kc;
-    }
-    st = DType::F32;
-  } else {
-    for (int64_t i = 0; i < nr; ++i)
-      src[i] = base + static_cast<size_t>(n0 + i) * row_bytes + static_cast<size_t>(k0) * elem_bytes(w.type);
-  }
+  const DType st = nt_sources(w, n0, nr, k0, kc, tmp, src);
   const size_t eb = elem_bytes(st);
-  // The next panel's rows, one cache line per 16-column step: the packing reads W from memory
-  // (each element once per call) and 32 short row segments are too many streams for the
-  // hardware prefetchers to pick up in time.
-  const uint8_t* next = base + static_cast<size_t>(n0 + NR) * row_bytes;
-  const bool prefetch = !dtype_is_quantized(w.type) && n0 + 2 * NR <= w.rows;
-  const size_t seg_bytes = static_cast<size_t>(kc) * elem_bytes(w.type),
-               off0 = static_cast<size_t>(k0) * elem_bytes(w.type);
+  const NextPanelPrefetch prefetch(w, n0, NR, k0, kc, 16);
   for (int64_t kk = 0; kk < kc; kk += 16) {
     const int64_t n = kc - kk < 16 ? kc - kk : 16;
-    if (prefetch) {
-      // Spread the NR x seg_bytes/64 lines of the next panel over the kc/16 steps.
-      // (One division per step, not per line: an idiv per prefetch was a fifth of the packing.)
-      const int64_t lines = static_cast<int64_t>(seg_bytes / 64), steps = (kc + 15) / 16, step = kk / 16;
-      const int64_t l0 = step * NR * lines / steps, l1 = (step + 1) * NR * lines / steps;
-      int64_t row = lines > 0 ? l0 / lines : 0, col = lines > 0 ? l0 - row * lines : 0;
-      for (int64_t l = l0; l < l1; ++l) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + static_cast<size_t>(row) * row_bytes + off0 +
-                                                   static_cast<size_t>(col) * 64),
-                     _MM_HINT_T0);
-        if (++col == lines) col = 0, ++row;
-      }
-    }
+    prefetch.at(kk);
     for (int half = 0; half < 2; ++half) {
       __m512 r[16];
       for (int i = 0; i < 16; ++i) {
@@ -109,22 +73,10 @@ void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_
 }
 
 void pack_b_nn(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* bp, float* tmp) {
-  const size_t row_bytes = dtype_row_bytes(w.type, w.cols);
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  const bool quant = dtype_is_quantized(w.type);
   const int64_t panels = (nc + NR - 1) / NR;
   for (int64_t k = 0; k < kc; ++k) {
-    const uint8_t* row = base + static_cast<size_t>(k0 + k) * row_bytes;
     const void* src;
-    DType st = w.type;
-    if (quant) {
-      const int64_t bs = dtype_block_size(w.type);
-      convert_to_f32(w.type, row + static_cast<size_t>(n0 / bs) * dtype_block_bytes(w.type), tmp, nc);
-      src = tmp;
-      st = DType::F32;
-    } else {
-      src = row + static_cast<size_t>(n0) * elem_bytes(w.type);
-    }
+    const DType st = nn_source(w, k0 + k, n0, nc, tmp, &src);
     const size_t eb = elem_bytes(st);
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t j = p * NR;
