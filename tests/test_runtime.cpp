@@ -103,6 +103,7 @@ TEST(Runtime, EachIsaPicksItsVariants) {
       EXPECT_EQ(rowwise_kernels().name, wide);
       EXPECT_EQ(quant_dot_kernels().name, name);
       EXPECT_EQ(gemm_available(), i >= Isa::Avx2);
+      EXPECT_EQ(std::string(gemm_kernels_name()), i == Isa::Generic ? "none" : wide);
       EXPECT_EQ(quant_gemm_available(), i == Isa::Avx512Vnni);
       EXPECT_EQ(gemm_bf16_available(), i >= Isa::Avx512 && cpu_features().avx512_bf16);
       EXPECT_EQ(bf16_compute_supported(), gemm_bf16_available());

@@ -16,6 +16,7 @@
 #include "la/io/loader.h"
 #include "la/io/shapes.h"
 #include "la/kernels/fma_peak.h"
+#include "la/kernels/gemm.h"
 #include "la/kernels/matmul.h"
 #include "la/model/block.h"
 #include "la/model/inference.h"
@@ -136,6 +137,7 @@ void run_bench(const BenchArgs& a) {
   out["model"] = a.shape.empty() ? a.model.model : "shape:" + a.shape;
   out["threads"] = runtime().threads;
   out["isa"] = runtime().isa;
+  out["gemm"] = gemm_kernels_name();
   out["blas_core"] = blas_core_name();
   out["bf16_compute"] = runtime().bf16_compute;
   out["params"] = c.parameter_count();

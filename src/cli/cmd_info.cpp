@@ -1,12 +1,14 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <string>
 
 #include "commands.h"
 #include "la/core/cpu.h"
 #include "la/core/error.h"
 #include "la/core/runtime.h"
 #include "la/io/shapes.h"
+#include "la/kernels/gemm.h"
 #include "la/model/inference.h"
 
 namespace la::cli {
@@ -97,6 +99,9 @@ void register_info(CLI::App& app) {
     const Runtime& rt = runtime();
     std::printf("runtime:      threads %d (of %d allowed), isa %s, bf16 arithmetic %s\n", rt.threads, allowed_threads(),
                 rt.isa.c_str(), rt.bf16_compute ? "on" : "off");
+    std::printf("gemm:         %s\n", gemm_available()
+                                          ? (std::string("ours, ") + gemm_kernels_name() + " build").c_str()
+                                          : "OpenBLAS (no build of ours for this instruction set)");
     std::printf("blas:         OpenBLAS, %s kernels\n", blas_core_name().c_str());
   });
 }

@@ -257,6 +257,10 @@ bool gemm_available() {
   return runtime_isa() >= Isa::Avx2;  // set_runtime checked that the CPU runs it
 }
 
+const char* gemm_kernels_name() {
+  return gemm_available() ? gemm_detail::kernels().name : "none";
+}
+
 bool gemm_broadcast_form(int64_t M) {
   if (!gemm_available()) return false;
   const int64_t wm = gemm_detail::kernels().wm;

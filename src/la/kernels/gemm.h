@@ -22,6 +22,8 @@
 namespace la {
 
 bool gemm_available();
+// The build in force: "avx512" or "avx2"; "none" where gemm_available() is false.
+const char* gemm_kernels_name();
 
 // For prefill-sized products gemm_nt on an F32 weight broadcasts the weight rows in place against
 // a packed A^T (32 rows of A per panel in the AVX-512 build; the AVX2 build has no such form)
