@@ -995,9 +995,11 @@ struct HeadConfig {
 
 TEST(Attention, ForwardMatchesReference) {
   std::mt19937 rng(20);
-  // Plain, grouped (8/4, 6/3), multi-query (Hkv = 1), odd and size-1 head dims; the last one is
-  // big enough to take the threaded path.
-  const HeadConfig configs[] = {{1, 1, 1}, {4, 4, 8}, {8, 4, 4}, {8, 1, 8}, {6, 3, 5}, {8, 2, 64}};
+  // Plain, grouped (8/4, 6/3), multi-query (Hkv = 1), odd and size-1 head dims; {8, 2, 64} is
+  // big enough to take the threaded path; 128 (LLaMA-7B's heads: two blocks of 64 values in the
+  // weighted sums) and 196 (past the zero row of padding keys, and not a multiple of 8).
+  const HeadConfig configs[] = {{1, 1, 1}, {4, 4, 8},  {8, 4, 4},   {8, 1, 8},
+                                {6, 3, 5}, {8, 2, 64}, {4, 2, 128}, {2, 1, 196}};
   for (const auto& c : configs)
     for (int64_t T : {1, 2, 7, 17, 32, 45, 130})  // from 32 rows: the blocked path (128-row blocks)
       for (int64_t pos0 : {0, 3, 11})
@@ -1181,29 +1183,54 @@ TEST(Attention, BackwardMatchesFiniteDifferences) {
 // give bit-identical outputs, in the per-pair kernels and the blocked path alike.
 TEST(Attention, RotateHalfLayoutIsBitIdentical) {
   std::mt19937 rng(26);
-  for (int64_t T : {9, 45})
-    for (int64_t plen : {0, 10}) {
-      AttnCase ac(rng, 4, 2, 16, T, 3, plen);
-      SCOPED_TRACE(ac.name());
-      Vec out, lse_tok, lse_prompt;
-      ac.forward(out, lse_tok, lse_prompt);
-      const int64_t hd = ac.d.head_dim, half = hd / 2;
-      auto to_half = [&](Vec& m) {
-        Vec r = m;
-        for (size_t row = 0; row < m.size() / hd; ++row)
-          for (int64_t i = 0; i < half; ++i) {
-            r[row * hd + i] = m[row * hd + 2 * i];
-            r[row * hd + i + half] = m[row * hd + 2 * i + 1];
-          }
-        m = r;
-      };
-      to_half(ac.q), to_half(ac.k), to_half(ac.pk);
-      ac.d.rope_half = true;
-      Vec out2, lse_tok2, lse_prompt2;
-      ac.forward(out2, lse_tok2, lse_prompt2);
-      EXPECT_EQ(0, std::memcmp(out.data(), out2.data(), out.size() * sizeof(float)));
-      EXPECT_EQ(0, std::memcmp(lse_tok.data(), lse_tok2.data(), lse_tok.size() * sizeof(float)));
-    }
+  for (int64_t hd : {16, 128})
+    for (int64_t T : {1, 9, 45})
+      for (int64_t plen : {0, 10}) {
+        AttnCase ac(rng, 4, 2, hd, T, 3, plen);
+        SCOPED_TRACE(ac.name());
+        Vec out, lse_tok, lse_prompt;
+        ac.forward(out, lse_tok, lse_prompt);
+        const int64_t hd = ac.d.head_dim, half = hd / 2;
+        auto to_half = [&](Vec& m) {
+          Vec r = m;
+          for (size_t row = 0; row < m.size() / hd; ++row)
+            for (int64_t i = 0; i < half; ++i) {
+              r[row * hd + i] = m[row * hd + 2 * i];
+              r[row * hd + i + half] = m[row * hd + 2 * i + 1];
+            }
+          m = r;
+        };
+        to_half(ac.q), to_half(ac.k), to_half(ac.pk);
+        ac.d.rope_half = true;
+        Vec out2, lse_tok2, lse_prompt2;
+        ac.forward(out2, lse_tok2, lse_prompt2);
+        EXPECT_EQ(0, std::memcmp(out.data(), out2.data(), out.size() * sizeof(float)));
+        EXPECT_EQ(0, std::memcmp(lse_tok.data(), lse_tok2.data(), lse_tok.size() * sizeof(float)));
+      }
+}
+
+// Few query rows (decode) take whole groups of query heads per task when the kv heads are enough
+// for the threads, else one head per task: the bits must not depend on which.
+TEST(Attention, FewRowsSameBitsForAnyThreadCount) {
+  std::mt19937 rng(27);
+  const int saved = omp_get_max_threads();
+  for (const auto& c : {HeadConfig{8, 2, 64}, HeadConfig{8, 4, 16}, HeadConfig{4, 1, 128}})
+    for (int64_t T : {1, 3})
+      for (int64_t plen : {0, 10}) {
+        const AttnCase ac(rng, c.H, c.Hkv, c.hd, T, 97, plen);
+        SCOPED_TRACE(ac.name());
+        Vec want, lse_want, lsep_want;
+        omp_set_num_threads(1);
+        ac.forward(want, lse_want, lsep_want);
+        for (int threads : {2, 3, 8}) {
+          omp_set_num_threads(threads);
+          Vec out, lse, lsep;
+          ac.forward(out, lse, lsep);
+          EXPECT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * sizeof(float))) << threads << " threads";
+          EXPECT_EQ(0, std::memcmp(lse.data(), lse_want.data(), lse.size() * sizeof(float))) << threads << " threads";
+        }
+      }
+  omp_set_num_threads(saved);
 }
 
 // Sizes that take the threaded backward and the blocked one (T = 130: two query blocks), checked

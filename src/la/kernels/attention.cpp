@@ -45,7 +45,7 @@ const char* attention_kernels_name() {
 }
 
 float* attention_scratch(int slot, int64_t n) {
-  thread_local std::vector<float> buffers[2];
+  thread_local std::vector<float> buffers[3];
   std::vector<float>& b = buffers[slot];
   if (b.size() < static_cast<size_t>(n)) b.resize(static_cast<size_t>(n));
   return b.data();
