@@ -34,6 +34,9 @@ TEST(BenchCli, ReportsEveryMeasurement) {
     EXPECT_GT(d[key].get<double>(), 0.0) << key;
   }
   EXPECT_EQ(d["decode_tokens"].get<int>(), 12);
+  // The KV cache read per decoded token, on average: (8 prompt rows + (12 + 1) / 2) x keys and
+  // values x kv_dim 32 x 5 layers x f32 (stories260k).
+  EXPECT_DOUBLE_EQ(d["decode_kv_mib"].get<double>() * (1 << 20), 14.5 * 2 * 32 * 5 * 4);
   EXPECT_EQ(d["threads"].get<int>(), 1);
   // A relative difference of two positive rates: above -100%, and finite.
   const double overhead = d["adapter_overhead_pct"].get<double>();

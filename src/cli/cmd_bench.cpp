@@ -175,16 +175,22 @@ void run_bench(const BenchArgs& a) {
     out["decode_tokens"] = a.gen_tokens;
     out["decode_tok_s"] = median(dec);
     out["decode_with_adapter"] = a.adapter_decode;
-    // Every matrix is read once per decoded token (the embedding table only one row).
-    size_t bytes = w->output.bytes();
+    // Every matrix is read once per decoded token (the embedding table only one row), and the
+    // KV cache's rows so far: f32 keys and values of every layer, on average over the decoded
+    // tokens (after the prompt's, the i-th decoded token attends over prompt + i + 1 rows).
+    size_t weight_bytes = w->output.bytes();
     for (const LayerWeights& l : w->layers)
-      for (const WeightMatrix* m : layer_matrices(l)) bytes += m->bytes();
-    out["decode_weight_mib"] = static_cast<double>(bytes) / (1 << 20);
+      for (const WeightMatrix* m : layer_matrices(l)) weight_bytes += m->bytes();
+    const double mean_rows = static_cast<double>(a.prompt_tokens) + static_cast<double>(a.gen_tokens + 1) / 2.0;
+    const double kv_bytes = mean_rows * static_cast<double>(2 * c.kv_dim() * c.n_layers) * sizeof(float);
+    const double bytes = static_cast<double>(weight_bytes) + kv_bytes;
+    out["decode_weight_mib"] = static_cast<double>(weight_bytes) / (1 << 20);
+    out["decode_kv_mib"] = kv_bytes / (1 << 20);
     if (a.bandwidth) {
       const double bw = measure_read_bandwidth();
       out["read_gb_s"] = bw / 1e9;
-      out["decode_roofline_tok_s"] = bw / static_cast<double>(bytes);
-      out["decode_roofline_fraction"] = median(dec) * static_cast<double>(bytes) / bw;
+      out["decode_roofline_tok_s"] = bw / bytes;
+      out["decode_roofline_fraction"] = median(dec) * bytes / bw;
     }
     if (a.adapter_overhead) {
       // The same decode with and without the adapter, from two models side by side (own KV
