@@ -21,6 +21,7 @@ try:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.common.exceptions import StaleElementReferenceException
 except ImportError:
     webdriver = None
 
@@ -77,8 +78,11 @@ class ChatPageTest(unittest.TestCase):
         return self.driver.find_element(By.ID, element_id)
 
     def wait(self, condition, timeout=30, what="condition"):
+        # The page rebuilds some elements (the model picker's options when the list changes): one
+        # that went stale between finding and reading it means "not yet", so poll again.
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.02).until(lambda d: condition())
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.02,
+                                 ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: condition())
         except Exception:
             self.fail(f"timed out waiting for {what}; status line: {self.find('status').text!r}\n"
                       f"server stderr:\n{self.server.stderr()}")
