@@ -76,42 +76,15 @@ void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
   }
 }
 
-void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_t kc, float* panel, float* tmp) {
-  const void* src[NR];
-  const DType st = nt_sources(w, n0, nr, k0, kc, tmp, src);
-  const size_t eb = elem_bytes(st);
-  const NextPanelPrefetch prefetch(w, n0, NR, k0, kc, 8);
-  for (int64_t kk = 0; kk < kc; kk += 8) {
-    const int64_t n = kc - kk < 8 ? kc - kk : 8;
-    prefetch.at(kk);
-    for (int half = 0; half < 2; ++half) {
-      __m256 r[8];
-      for (int i = 0; i < 8; ++i) {
-        const int64_t row = half * 8 + i;
-        r[i] = row < nr ? load8(st, static_cast<const uint8_t*>(src[row]) + static_cast<size_t>(kk) * eb, n)
-                        : _mm256_setzero_ps();
-      }
-      transpose8_regs(r);
-      for (int64_t j = 0; j < n; ++j) _mm256_storeu_ps(panel + (kk + j) * NR + half * 8, r[j]);
-    }
-  }
-}
-
-void pack_b_nn(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* bp, float* tmp) {
-  const int64_t panels = (nc + NR - 1) / NR;
-  for (int64_t k = 0; k < kc; ++k) {
-    const void* src;
-    const DType st = nn_source(w, k0 + k, n0, nc, tmp, &src);
-    const size_t eb = elem_bytes(st);
-    for (int64_t p = 0; p < panels; ++p) {
-      const int64_t j = p * NR;
-      float* dst = bp + (p * kc + k) * NR;
-      const auto* s = static_cast<const uint8_t*>(src) + static_cast<size_t>(j) * eb;
-      _mm256_storeu_ps(dst, load8(st, s, nc - j));
-      _mm256_storeu_ps(dst + 8, load8(st, s + 8 * eb, nc - j - 8));
-    }
-  }
-}
+// The vector type of the shared B packings (gemm_pack_impl.inc).
+struct Vec {
+  using T = __m256;
+  static constexpr int kWidth = 8;
+  static T load(DType t, const void* p, int64_t n) { return load8(t, p, n); }
+  static T zero() { return _mm256_setzero_ps(); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static void transpose(T* r) { transpose8_regs(r); }
+};
 
 // R rows of the MR-row tile (rows past R are the panel's padding): a short last tile costs R rows
 // of FMAs, not MR. C (+)= acc, nr columns.
@@ -166,7 +139,8 @@ void kernel(int64_t kc, const float* a, const float* b, float* C, int64_t ldc, i
   ByRows::kernel[mr - 1](kc, a, b, C, ldc, nr, add);
 }
 
-const Kernels kAvx2{"avx2", MR, NR, KC, MC, NC, 0, 0, pack_a, pack_b_nt, pack_b_nn, kernel, nullptr, nullptr};
+const Kernels kAvx2{"avx2",           MR,     NR,      KC,     MC, NC, 0, 0, pack_a, pack_b_nt_t<Vec>,
+                    pack_b_nn_t<Vec>, kernel, nullptr, nullptr};
 
 }  // namespace
 

@@ -51,42 +51,15 @@ void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
   }
 }
 
-void pack_b_nt(const WeightMatrix& w, int64_t n0, int64_t nr, int64_t k0, int64_t kc, float* panel, float* tmp) {
-  const void* src[NR];
-  const DType st = nt_sources(w, n0, nr, k0, kc, tmp, src);
-  const size_t eb = elem_bytes(st);
-  const NextPanelPrefetch prefetch(w, n0, NR, k0, kc, 16);
-  for (int64_t kk = 0; kk < kc; kk += 16) {
-    const int64_t n = kc - kk < 16 ? kc - kk : 16;
-    prefetch.at(kk);
-    for (int half = 0; half < 2; ++half) {
-      __m512 r[16];
-      for (int i = 0; i < 16; ++i) {
-        const int64_t row = half * 16 + i;
-        r[i] = row < nr ? load16(st, static_cast<const uint8_t*>(src[row]) + static_cast<size_t>(kk) * eb, n)
-                        : _mm512_setzero_ps();
-      }
-      transpose16_regs(r);
-      for (int64_t j = 0; j < n; ++j) _mm512_storeu_ps(panel + (kk + j) * NR + half * 16, r[j]);
-    }
-  }
-}
-
-void pack_b_nn(const WeightMatrix& w, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* bp, float* tmp) {
-  const int64_t panels = (nc + NR - 1) / NR;
-  for (int64_t k = 0; k < kc; ++k) {
-    const void* src;
-    const DType st = nn_source(w, k0 + k, n0, nc, tmp, &src);
-    const size_t eb = elem_bytes(st);
-    for (int64_t p = 0; p < panels; ++p) {
-      const int64_t j = p * NR;
-      float* dst = bp + (p * kc + k) * NR;
-      const auto* s = static_cast<const uint8_t*>(src) + static_cast<size_t>(j) * eb;
-      _mm512_storeu_ps(dst, load16(st, s, nc - j));
-      _mm512_storeu_ps(dst + 16, load16(st, s + 16 * eb, nc - j - 16));
-    }
-  }
-}
+// The vector type of the shared B packings (gemm_pack_impl.inc).
+struct Vec {
+  using T = __m512;
+  static constexpr int kWidth = 16;
+  static T load(DType t, const void* p, int64_t n) { return load16(t, p, n); }
+  static T zero() { return _mm512_setzero_ps(); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static void transpose(T* r) { transpose16_regs(r); }
+};
 
 // R rows of the MR-row tile (the packed A panel is always MR wide; rows past R are padding):
 // a short last tile costs R rows of FMAs, not MR (M = 64: 5 tiles of 70 rows' work before).
@@ -172,7 +145,8 @@ void kernel_wb(int64_t kc, const float* w, int64_t ldw, int nr, const float* at,
   ByRows::kernel_wb[nr - 1](kc, w, ldw, at, ldat, C, ldc, mr, add);
 }
 
-const Kernels kAvx512{"avx512", MR, NR, KC, MC, NC, kWR, kWM, pack_a, pack_b_nt, pack_b_nn, kernel, pack_at, kernel_wb};
+const Kernels kAvx512{"avx512",         MR,     NR,      KC,       MC, NC, kWR, kWM, pack_a, pack_b_nt_t<Vec>,
+                      pack_b_nn_t<Vec>, kernel, pack_at, kernel_wb};
 
 }  // namespace
 
