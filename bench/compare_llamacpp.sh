@@ -17,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${LLAMA_BENCH:?set LLAMA_BENCH to the llama-bench binary of a llama.cpp build}"
 THREADS=${THREADS:-2} PROMPT=${PROMPT:-64} GEN=${GEN:-32} REPEAT=${REPEAT:-3} ROUNDS=${ROUNDS:-3} DEPTH=${DEPTH:-0}
+case $DEPTH in '' | *[!0-9]*) echo "compare_llamacpp.sh: DEPTH must be a number of tokens, not '$DEPTH'" >&2; exit 2 ;; esac
 lc_args=(-p "$PROMPT") our_prompt=$PROMPT
 if [ "$DEPTH" -gt 0 ]; then lc_args=(-p 0 -d "$DEPTH"); our_prompt=$DEPTH; fi
 # OpenMP's default wait policy (spin a little, then sleep), like llama.cpp's own spinning thread
