@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -670,6 +671,57 @@ TEST(QuantDot, MatmulNtRouting) {
       EXPECT_EQ(y, yq) << dtype_name(t) << " M=" << M;
     }
   }
+}
+
+// Products sharing one input (a layer's q, k, v): the same bits as each product alone, for
+// interleaved and plain quantised matrices of different heights mixed in one call, any row
+// count and thread count, F32 among them (its own path), and under ExactActivations.
+TEST(QuantDot, SharedProductsMatchSeparateProductsBitForBit) {
+  const int64_t K = 2048 + 64;
+  const Weights a = make_weights(DType::Q4_0, 136, K, 11), b = make_weights(DType::Q8_0, 24, K, 12),
+                c = make_weights(DType::Q4_0, 40, K, 13);
+  std::vector<uint8_t> pa(x8_bytes(a.w)), pc(x8_bytes(c.w));
+  pack_x8(a.w, pa.data());
+  pack_x8(c.w, pc.data());
+  WeightMatrix wa = a.w, wc = c.w;
+  wa.packed = pa.data();
+  wc.packed = pc.data();
+  std::vector<float> f32(static_cast<size_t>(16 * K));
+  for (size_t i = 0; i < f32.size(); ++i) f32[i] = static_cast<float>(static_cast<int>(i % 97) - 48) * 1e-3f;
+  const WeightMatrix wf{DType::F32, f32.data(), 16, K};
+  const std::vector<std::vector<const WeightMatrix*>> sets = {
+      {&wa, &wc}, {&wa, &b.w, &wc}, {&b.w}, {&wa, &wf}, {&wc, &wa, &wc, &b.w}};
+  const int saved = omp_get_max_threads();
+  for (const auto& set : sets)
+    for (int64_t M : {1, 3, 8, 13})
+      for (int threads : {1, 2, 3})
+        for (bool exact : {false, true}) {
+          omp_set_num_threads(threads);
+          const auto x = make_activations(M, K, static_cast<uint32_t>(M + 7));
+          std::vector<std::vector<float>> alone, shared;
+          std::vector<SharedProduct> p;
+          for (const WeightMatrix* w : set) {
+            alone.emplace_back(static_cast<size_t>(M * w->rows));
+            shared.emplace_back(static_cast<size_t>(M * w->rows), -1.0f);
+          }
+          for (size_t i = 0; i < set.size(); ++i) p.push_back({shared[i].data(), set[i]});
+          {
+            std::unique_ptr<ExactActivations> e(exact ? new ExactActivations : nullptr);
+            for (size_t i = 0; i < set.size(); ++i) matmul_nt(alone[i].data(), x.data(), *set[i], M);
+            matmul_nt_shared(x.data(), M, p.data(), static_cast<int64_t>(p.size()));
+          }
+          for (size_t i = 0; i < set.size(); ++i)
+            EXPECT_EQ(shared[i], alone[i]) << "product " << i << " of " << set.size() << ", M=" << M
+                                           << ", threads=" << threads << (exact ? ", exact" : "");
+        }
+  omp_set_num_threads(saved);
+  std::vector<float> y(static_cast<size_t>(136 + 16));
+  const auto x = make_activations(1, K, 1);
+  const WeightMatrix narrow{DType::Q4_0, a.q.data(), 8, K - 32};
+  std::vector<SharedProduct> bad = {{y.data(), &wa}, {y.data(), &narrow}};
+  EXPECT_THROW(matmul_nt_shared(x.data(), 1, bad.data(), 2), Error);
+  std::vector<SharedProduct> many(static_cast<size_t>(kMaxSharedProducts + 1), SharedProduct{y.data(), &wa});
+  EXPECT_THROW(matmul_nt_shared(x.data(), 1, many.data(), static_cast<int64_t>(many.size())), Error);
 }
 
 TEST(QuantDot, NonFiniteActivationsGiveNonFiniteResults) {

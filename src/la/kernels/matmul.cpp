@@ -86,6 +86,23 @@ void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M, con
   }
 }
 
+void matmul_nt_shared(const float* x, int64_t M, const SharedProduct* products, int64_t n) {
+  if (n > kMaxSharedProducts) fail("matmul_nt_shared: {} products, at most {}", n, kMaxSharedProducts);
+  bool quant = quantized_activations_allowed();
+  for (int64_t i = 0; i < n && quant; ++i) quant = quant_dot_supports(products[i].w->type);
+  if (!quant) {
+    for (int64_t i = 0; i < n; ++i) matmul_nt(products[i].out, x, *products[i].w, M, products[i].panels);
+    return;
+  }
+  float* outs[kMaxSharedProducts];
+  const WeightMatrix* ws[kMaxSharedProducts];
+  for (int64_t i = 0; i < n; ++i) {
+    outs[i] = products[i].out;
+    ws[i] = products[i].w;
+  }
+  quant_matmul_nt_shared(x, M, outs, ws, n);
+}
+
 void matmul_nn(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate,
                const Bf16Panels* panels) {
   const int64_t N = w.rows, K = w.cols;

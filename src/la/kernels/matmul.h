@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "la/kernels/quant_dot.h"
 #include "la/tensor/dtype.h"
 
 namespace la {
@@ -16,6 +17,16 @@ struct Bf16Panels;  // gemm.h
 // ModelWeights::bf16_panels_for(w)), read in place when the product takes that path; ignored
 // otherwise, and the same bits as without.
 void matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M, const Bf16Panels* panels = nullptr);
+// Products of one input with several weights (a layer's q, k and v; its w1 and w3):
+// out_i[M, w_i.rows] = x[M,K] · w_i^T, the same bits as matmul_nt on each. Quantised weights at
+// inference quantise x once and share one parallel loop (quant_dot.h's quant_matmul_nt_shared);
+// n <= kMaxSharedProducts.
+struct SharedProduct {
+  float* out;
+  const WeightMatrix* w;
+  const Bf16Panels* panels = nullptr;
+};
+void matmul_nt_shared(const float* x, int64_t M, const SharedProduct* products, int64_t n);
 void matmul_nn(float* out, const float* dy, const WeightMatrix& w, int64_t M, bool accumulate,
                const Bf16Panels* panels = nullptr);
 

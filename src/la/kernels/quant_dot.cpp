@@ -185,8 +185,16 @@ const QuantDotKernels& quant_dot_kernels() {
 }
 
 void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M) {
-  const int64_t N = w.rows, K = w.cols, nb = K / kQ8ActBlock;
-  if (M <= 0 || N <= 0) return;
+  const WeightMatrix* ws[1] = {&w};
+  quant_matmul_nt_shared(x, M, &out, ws, 1);
+}
+
+void quant_matmul_nt_shared(const float* x, int64_t M, float* const* outs, const WeightMatrix* const* ws, int64_t n) {
+  if (M <= 0 || n <= 0) return;
+  if (n > kMaxSharedProducts) fail("quant_matmul_nt_shared: {} products, at most {}", n, kMaxSharedProducts);
+  const int64_t K = ws[0]->cols, nb = K / kQ8ActBlock;
+  for (int64_t i = 1; i < n; ++i)
+    if (ws[i]->cols != K) fail("quant_matmul_nt_shared: weights of {} and {} columns share one input", K, ws[i]->cols);
   const QuantDotKernels& k = quant_dot_kernels();
   // Scratch per calling thread (a server may run several models at once); it only grows.
   thread_local std::vector<int8_t> qs;
@@ -204,23 +212,42 @@ void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t 
     k.quantize_row(x + m * K, {qs.data() + m * K, d.data() + m * nb, d8.data() + m * K / 4, off4.data() + m * K / 4,
                                bsum.data() + m * nb, K});
   const Q8Activations a{qs.data(), d.data(), d8.data(), off4.data(), bsum.data(), K};
-  if (quant_gemm_detail::quant_gemm_type(w.type) && M >= quant_gemm_min_rows(w.type) && quant_gemm_available())
-    return quant_gemm_nt(out, a, w, M);
-  // Guided: each thread's first share is large and contiguous (its weight rows stream), the rest
-  // goes in shrinking pieces to whichever thread is free, so a thread the host slows down holds
-  // the other back less. TinyLlama Q4_0, alternating with static in one binary (4 pairs): 1, 4
-  // and 8 sequences 43-50 / 95-106 / 107-123 tok/s with static, 44-51 / 103-113 / 119-122 guided.
-  if (w.packed && x8_packable(w)) {
-    const int64_t groups = N / kX8Rows, per = kRowChunk / kX8Rows, tasks = (groups + per - 1) / per;
+  // The x8 products of every matrix in one loop: one barrier for all of them, and a small
+  // matrix (a GQA model's keys and values) does not leave a thread idle at its own.
+  const int64_t per = kRowChunk / kX8Rows;
+  int64_t tasks = 0;
+  int64_t first[kMaxSharedProducts + 1];
+  for (int64_t i = 0; i < n; ++i) {
+    const WeightMatrix& w = *ws[i];
+    const bool gemm =
+        quant_gemm_detail::quant_gemm_type(w.type) && M >= quant_gemm_min_rows(w.type) && quant_gemm_available();
+    first[i] = tasks;
+    if (gemm) {
+      quant_gemm_nt(outs[i], a, w, M);
+    } else if (w.packed && x8_packable(w)) {
+      tasks += (w.rows / kX8Rows + per - 1) / per;
+    } else {  // per-row kernels on a matrix not interleaved: a loop of its own
+      const int64_t N = w.rows, chunks = (N + kRowChunk - 1) / kRowChunk;
 #pragma omp parallel for schedule(guided) if (N * K >= (1 << 16))
-    for (int64_t c = 0; c < tasks; ++c) k.rows_x8(out, N, w, c * per, std::min(groups, (c + 1) * per), a, M);
-    return;
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t n0 = c * kRowChunk, n1 = n0 + kRowChunk < N ? n0 + kRowChunk : N;
+        k.rows(outs[i], N, w, n0, n1, a, M);
+      }
+    }
   }
-  const int64_t chunks = (N + kRowChunk - 1) / kRowChunk;
-#pragma omp parallel for schedule(guided) if (N * K >= (1 << 16))
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t n0 = c * kRowChunk, n1 = n0 + kRowChunk < N ? n0 + kRowChunk : N;
-    k.rows(out, N, w, n0, n1, a, M);
+  first[n] = tasks;
+  if (tasks == 0) return;
+    // Guided: each thread's first share is large and contiguous (its weight rows stream), the rest
+    // goes in shrinking pieces to whichever thread is free, so a thread the host slows down holds
+    // the other back less. TinyLlama Q4_0, alternating with static in one binary (4 pairs): 1, 4
+    // and 8 sequences 43-50 / 95-106 / 107-123 tok/s with static, 44-51 / 103-113 / 119-122 guided.
+#pragma omp parallel for schedule(guided) if (tasks * kRowChunk * K >= (1 << 16))
+  for (int64_t t = 0; t < tasks; ++t) {
+    int64_t i = 0;
+    while (t >= first[i + 1]) ++i;
+    const WeightMatrix& w = *ws[i];
+    const int64_t c = t - first[i], groups = w.rows / kX8Rows;
+    k.rows_x8(outs[i], w.rows, w, c * per, std::min(groups, (c + 1) * per), a, M);
   }
 }
 

@@ -96,6 +96,13 @@ struct Q8Activations {
 // Both are within the bound above; they differ only in float rounding.
 void quant_matmul_nt(float* out, const float* x, const WeightMatrix& w, int64_t M);
 
+// Several products of one input, outs[i][M, ws[i]->rows] = x · W_i^T (every W_i with x's
+// columns, i < n <= kMaxSharedProducts): the same bits as quant_matmul_nt on each, with x
+// quantised once and the interleaved products in one parallel loop (a layer's q, k and v; its
+// w1 and w3).
+constexpr int64_t kMaxSharedProducts = 4;
+void quant_matmul_nt_shared(const float* x, int64_t M, float* const* outs, const WeightMatrix* const* ws, int64_t n);
+
 // Where the integer GEMM's per-call repacking pays (measured at K = N = 2048, one thread: Q4_0
 // 0.9x the per-row kernels at 4 rows, 2.0x at 6, 4.1x at 64; Q8_0, twice the bytes to repack,
 // 0.93x at 11 rows, 1.9x at 12, 3.0x at 64; Q4_K 1.0x at 8, 2.6x at 64).

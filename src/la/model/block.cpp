@@ -1,6 +1,8 @@
 #include "la/model/block.h"
 
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 
 #include "la/core/error.h"
 #include "la/kernels/matmul.h"
@@ -84,14 +86,22 @@ BlockContext::BlockContext(const ModelWeights& weights, const RopeTable& table) 
 
 namespace {
 
-// out [rows, W.rows] = in [rows, W.cols] · W^T, in the batch's product groups.
-void linear(const Batch& b, float* out, const float* in, const WeightMatrix& W, const ModelWeights& w) {
-  const Bf16Panels* panels = w.bf16_panels_for(W);
-  if (b.product_rows.empty()) return matmul_nt(out, in, W, b.rows, panels);
+// outs[i] [rows, W_i.rows] = in [rows, W_i.cols] · W_i^T for the n weights sharing `in`, in the
+// batch's product groups (matmul_nt_shared: one quantisation of `in` and one parallel loop).
+void linear(const Batch& b, const float* in, std::initializer_list<std::pair<float*, const WeightMatrix*>> products,
+            const ModelWeights& w) {
+  if (products.size() > static_cast<size_t>(kMaxSharedProducts))
+    fail("linear: more products than matmul_nt_shared takes");
+  SharedProduct p[kMaxSharedProducts];
+  int64_t n = 0;
+  for (const auto& [out, W] : products) p[n++] = {out, W, w.bf16_panels_for(*W)};
+  if (b.product_rows.empty()) return matmul_nt_shared(in, b.rows, p, n);
   int64_t r0 = 0;
-  for (const int64_t n : b.product_rows) {
-    matmul_nt(out + r0 * W.rows, in + r0 * W.cols, W, n, panels);
-    r0 += n;
+  for (const int64_t rows : b.product_rows) {
+    SharedProduct g[kMaxSharedProducts];
+    for (int64_t i = 0; i < n; ++i) g[i] = {p[i].out + r0 * p[i].w->rows, p[i].w, p[i].panels};
+    matmul_nt_shared(in + r0 * p[0].w->cols, rows, g, n);
+    r0 += rows;
   }
   if (r0 != b.rows) fail("batch: product groups cover {} of {} rows", r0, b.rows);
 }
@@ -109,9 +119,7 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
   float* k = keep ? keep->k : s.k;
   float* v = keep ? keep->v : s.v;
   rmsnorm_forward(s.xb, keep ? keep->rstd_att : nullptr, x, lw.rms_att, R, D, c.norm_eps);
-  linear(b, q, s.xb, lw.wq, w);
-  linear(b, k, s.xb, lw.wk, w);
-  linear(b, v, s.xb, lw.wv, w);
+  linear(b, s.xb, {{q, &lw.wq}, {k, &lw.wk}, {v, &lw.wv}}, w);
   rope_apply(q, R, c.n_heads, b.positions, ctx.rope, c.rope_style, false);
   rope_apply(k, R, c.n_kv_heads, b.positions, ctx.rope, c.rope_style, false);
   float* att = keep && keep->att ? keep->att : s.att;
@@ -132,16 +140,15 @@ void block_forward(const BlockContext& ctx, int64_t l, const Batch& b, float* x,
     attention_forward(att + o * D, keep ? keep->lse_tok + H * o : nullptr, keep ? keep->lse_prompt + H * o : nullptr,
                       q + o * D, keys, values, T, sq.pos0, ctx.dims, prompt);
   }
-  linear(b, s.xb, att, lw.wo, w);
+  linear(b, att, {{s.xb, &lw.wo}}, w);
   add_to(x, s.xb, R * D);
   if (keep) copy(keep->h, x, R * D);
   rmsnorm_forward(s.xb, keep ? keep->rstd_ffn : nullptr, x, lw.rms_ffn, R, D, c.norm_eps);
   float* a = keep ? keep->a : s.hb;
   float* bb = keep ? keep->b : s.hb2;
-  linear(b, a, s.xb, lw.w1, w);
-  linear(b, bb, s.xb, lw.w3, w);
+  linear(b, s.xb, {{a, &lw.w1}, {bb, &lw.w3}}, w);
   swiglu_forward(s.hb, a, bb, R * F);
-  linear(b, s.xb, s.hb, lw.w2, w);
+  linear(b, s.hb, {{s.xb, &lw.w2}}, w);
   add_to(x, s.xb, R * D);
 }
 
