@@ -4,6 +4,8 @@
 // (nn: dX = dY W) at training shapes of the 110M model (M rows = 4 x 256 tokens).
 // BM_GemmF32: our f32 GEMM against OpenBLAS's sgemm on the same F32 weight (the products the
 // training step runs), in the same process: run with --benchmark_repetitions to alternate.
+// BM_PrefillF16: a short prefill's product on F16 weights (TinyLlama's shapes, 64 rows): the
+// AVX2 prefill tiles (gemv_prefill_nt, what matmul_nt takes there) against our GEMM.
 // BM_QuantDecode: quant_matmul_nt on an interleaved (x8) quantised weight of TinyLlama's
 // ffn_up shape, M = 1..8 activation rows (batched decode: the server's steps).
 //   build/bin/bench_gemm --benchmark_min_time=1          (OMP_NUM_THREADS sets the threads)
@@ -15,6 +17,7 @@
 
 #include "la/core/half.h"
 #include "la/kernels/gemm.h"
+#include "la/kernels/gemv.h"
 #include "la/kernels/quant.h"
 #include "la/kernels/quant_dot.h"
 
@@ -92,6 +95,37 @@ BENCHMARK(BM_GemmF32)
     ->ArgsProduct({{1024}, {2048}, {768}, {0, 1}, {0, 1}})
     ->ArgsProduct({{1024}, {768}, {2048}, {0, 1}, {0, 1}})
     ->ArgsProduct({{64}, {2048}, {2048}, {0}, {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+// args: M, N, K, path (0: gemv_prefill_nt, 1: our GEMM)
+void BM_PrefillF16(benchmark::State& state) {
+  const int64_t M = state.range(0), N = state.range(1), K = state.range(2);
+  const bool gemm = state.range(3) != 0;
+  if (!la::gemv_prefill_available(DType::F16)) return state.SkipWithError("no AVX2 prefill tiles in force");
+  if (gemm && !la::gemm_available()) return state.SkipWithError("our GEMM is not built for this CPU");
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<uint16_t> wh(static_cast<size_t>(N * K));
+  for (auto& h : wh) h = la::f32_to_f16(u(rng));
+  const WeightMatrix w{DType::F16, wh.data(), N, K};
+  std::vector<float> a(static_cast<size_t>(M * K)), c(static_cast<size_t>(M * N));
+  for (float& v : a) v = u(rng);
+  for (auto _ : state) {
+    if (gemm)
+      la::gemm_nt(c.data(), a.data(), w, M, false);
+    else
+      la::gemv_prefill_nt(c.data(), a.data(), w, M);
+    benchmark::DoNotOptimize(c.data());
+  }
+  report_gflops(state, M, N, K);
+}
+
+BENCHMARK(BM_PrefillF16)
+    ->ArgNames({"M", "N", "K", "gemm"})
+    ->ArgsProduct({{64}, {2048}, {2048}, {0, 1}})
+    ->ArgsProduct({{64}, {5632}, {2048}, {0, 1}})
+    ->ArgsProduct({{64}, {2048}, {5632}, {0, 1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
