@@ -292,6 +292,37 @@ TEST(Dtype, ConvertToF32MatchesScalarConversions) {
   EXPECT_EQ(dtype_row_bytes(DType::BF16, 7), 14u);
 }
 
+// The first NaN/Inf of F32/F16/BF16 data, wherever it falls relative to the scan's chunks; finite
+// extremes (the largest finite values, subnormals, -0) never count.
+TEST(Dtype, FirstNonFiniteFindsTheFirstAnywhere) {
+  const int64_t n = 3 * 8192 + 77;
+  std::vector<float> f(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) f[static_cast<size_t>(i)] = static_cast<float>(i % 1000) - 500.0f;
+  f[5] = FLT_MAX, f[6] = -FLT_MAX, f[7] = -0.0f, f[8] = FLT_TRUE_MIN;
+  std::vector<uint16_t> h(f.size()), b(f.size());
+  for (size_t i = 0; i < f.size(); ++i) h[i] = f32_to_f16(f[i]), b[i] = f32_to_bf16(f[i]);
+  h[5] = 0x7bff, h[6] = 0xfbff;  // the largest finite F16 and BF16 values
+  b[5] = 0x7f7f, b[6] = 0xff7f;
+  EXPECT_EQ(first_non_finite(DType::F32, f.data(), n), -1);
+  EXPECT_EQ(first_non_finite(DType::F16, h.data(), n), -1);
+  EXPECT_EQ(first_non_finite(DType::BF16, b.data(), n), -1);
+  const float bad[] = {NAN, INFINITY, -INFINITY};
+  for (const int64_t at : {int64_t{0}, int64_t{8191}, int64_t{8192}, int64_t{2 * 8192 + 5}, n - 1})
+    for (const float v : bad) {
+      std::vector<float> f2 = f;
+      std::vector<uint16_t> h2 = h, b2 = b;
+      f2[static_cast<size_t>(at)] = v, h2[static_cast<size_t>(at)] = f32_to_f16(v),
+      b2[static_cast<size_t>(at)] = f32_to_bf16(v);
+      if (at + 3 < n) {  // a later one does not hide the first
+        f2[static_cast<size_t>(at + 3)] = NAN, h2[static_cast<size_t>(at + 3)] = 0x7e00,
+                                    b2[static_cast<size_t>(at + 3)] = 0x7fc0;
+      }
+      EXPECT_EQ(first_non_finite(DType::F32, f2.data(), n), at) << v;
+      EXPECT_EQ(first_non_finite(DType::F16, h2.data(), n), at) << v;
+      EXPECT_EQ(first_non_finite(DType::BF16, b2.data(), n), at) << v;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // vec.h
 

@@ -61,6 +61,19 @@ int64_t first_u16_with(const uint8_t* base, size_t stride, int64_t n, uint16_t m
   return -1;
 }
 
+// The same for n consecutive values: branch-free over chunks, so that the compiler vectorises the
+// scan (a 2 GiB F16 model's check at load went from ~1 s, a branch per element, to memory speed).
+int64_t first_contiguous_u16_with(const uint16_t* u, int64_t n, uint16_t mask) {
+  constexpr int64_t kChunk = 8192;
+  for (int64_t c = 0; c < n; c += kChunk) {
+    const int64_t e = std::min(n, c + kChunk);
+    uint16_t bad = 0;
+    for (int64_t i = c; i < e; ++i) bad |= static_cast<uint16_t>((u[i] & mask) == mask);
+    if (bad) return c + first_u16_with(reinterpret_cast<const uint8_t*>(u + c), 2, e - c, mask);
+  }
+  return -1;
+}
+
 }  // namespace
 
 int64_t first_non_finite(DType t, const void* src, int64_t n) {
@@ -80,8 +93,8 @@ int64_t first_non_finite(DType t, const void* src, int64_t n) {
       }
       return -1;
     }
-    case DType::F16: return first_u16_with(b, 2, n, 0x7c00);
-    case DType::BF16: return first_u16_with(b, 2, n, 0x7f80);
+    case DType::F16: return first_contiguous_u16_with(static_cast<const uint16_t*>(src), n, 0x7c00);
+    case DType::BF16: return first_contiguous_u16_with(static_cast<const uint16_t*>(src), n, 0x7f80);
     case DType::Q8_0: {
       const int64_t i = first_u16_with(b + offsetof(BlockQ8_0, d), sizeof(BlockQ8_0), n / kQK8_0, 0x7c00);
       return i < 0 ? -1 : i * kQK8_0;
