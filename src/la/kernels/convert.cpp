@@ -62,7 +62,7 @@ int64_t first_u16_with(const uint8_t* base, size_t stride, int64_t n, uint16_t m
 }
 
 // The same for n consecutive values: branch-free over chunks, so that the compiler vectorises the
-// scan (a 2 GiB F16 model's check at load went from ~1 s, a branch per element, to memory speed).
+// scan (a 2 GiB F16 model's check at load took ~0.65 s with a branch per element).
 int64_t first_contiguous_u16_with(const uint16_t* u, int64_t n, uint16_t mask) {
   constexpr int64_t kChunk = 8192;
   for (int64_t c = 0; c < n; c += kChunk) {
